@@ -1,0 +1,15 @@
+//! seggpt-web: SegGPT ("Segmenting Everything In Context") in Rust with burn.
+//!
+//! Rooms, data flowing one way: files/bytes -> [`pipeline`] (decode, resize, normalise) ->
+//! [`model`] (the ViT-L forward pass) -> [`pipeline`] (masks, class maps, overlays) -> pixels.
+//! [`weights`] reads checkpoints for the model; [`segment`] ties pipeline and model together for
+//! the CLI and the browser alike.
+
+pub mod config;
+pub mod model;
+pub mod pipeline;
+pub mod segment;
+pub mod weights;
+
+pub use config::SegGptConfig;
+pub use model::{EmbeddingType, Ensemble, ForwardOptions, SegGpt};

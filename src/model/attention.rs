@@ -1,0 +1,141 @@
+//! Global multi-head self-attention with decomposed relative position terms (MViTv2 / ViTDet
+//! style), as every SegGPT block uses (MODEL-SPEC 1.1, 4.3).
+
+use burn::tensor::{Tensor, activation::softmax};
+
+use crate::config::SegGptConfig;
+use crate::model::nn::Linear;
+use crate::weights::{LoadError, Loader};
+
+/// Upper bound on the bytes of one attention-score tensor `(n, N, N)`; heads are processed in
+/// groups below it. The released model's scores are 157 MiB per sequence, over WebGPU's default
+/// 128 MiB binding limit.
+pub const MAX_SCORE_BYTES: usize = 64 << 20;
+
+pub struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    /// `rel_pos_h` gathered to `(Hp, Hp, head_dim)`: entry `[qh, kh]` = `rel_pos_h[qh - kh + Hp - 1]`.
+    rel_h: Option<Tensor<3>>,
+    /// `rel_pos_w` gathered to `(Wp, Wp, head_dim)`.
+    rel_w: Option<Tensor<3>>,
+    num_heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl Attention {
+    pub fn load(loader: &mut Loader, prefix: &str, config: &SegGptConfig) -> Result<Self, LoadError> {
+        let d = config.hidden_size;
+        let head_dim = config.head_dim();
+        let qkv = Linear::load(loader, &format!("{prefix}.qkv"), d, 3 * d, config.qkv_bias)?;
+        let proj = Linear::load(loader, &format!("{prefix}.proj"), d, d, true)?;
+        let (hp, wp) = config.patch_grid();
+        let (rel_h, rel_w) = if config.use_relative_position_embeddings {
+            let mut gathered = |axis: &str, size: usize| -> Result<Tensor<3>, LoadError> {
+                let table = loader.host(&format!("{prefix}.rel_pos_{axis}"), &[2 * size - 1, head_dim])?;
+                Ok(loader.upload(gather_relative(&table, size, head_dim), [size, size, head_dim]))
+            };
+            (Some(gathered("h", hp)?), Some(gathered("w", wp)?))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            qkv,
+            proj,
+            rel_h,
+            rel_w,
+            num_heads: config.num_attention_heads,
+            head_dim,
+            scale: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    /// `x`: `(B, Hp, Wp, D)` -> `(B, Hp, Wp, D)`, after the output projection.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, hp, wp, d] = x.dims();
+        let (nh, hd) = (self.num_heads, self.head_dim);
+        let n = hp * wp;
+        // (B, N, 3, nh, hd) -> (3, B*nh, N, hd): q rows first, then k, then v; head h owns
+        // columns h*hd..(h+1)*hd within each (MODEL-SPEC 12.3).
+        let qkv = self
+            .qkv
+            .forward(x.reshape([b, n, d]))
+            .reshape([b, n, 3, nh, hd])
+            .permute([2, 0, 3, 1, 4])
+            .reshape([3, b * nh, n, hd]);
+        let q = qkv.clone().narrow(0, 0, 1).reshape([b * nh, n, hd]);
+        let k = qkv.clone().narrow(0, 1, 1).reshape([b * nh, n, hd]);
+        let v = qkv.narrow(0, 2, 1).reshape([b * nh, n, hd]);
+
+        let group = (MAX_SCORE_BYTES / (4 * n * n)).clamp(1, b * nh);
+        let mut outs = Vec::new();
+        let mut start = 0;
+        while start < b * nh {
+            let len = group.min(b * nh - start);
+            let q = q.clone().narrow(0, start, len);
+            let k = k.clone().narrow(0, start, len);
+            let v = v.clone().narrow(0, start, len);
+            outs.push(self.attend(q, k, v, hp, wp));
+            start += len;
+        }
+        let out = if outs.len() == 1 { outs.pop().unwrap() } else { Tensor::cat(outs, 0) };
+        let out = out.reshape([b, nh, hp, wp, hd]).permute([0, 2, 3, 1, 4]).reshape([b, hp, wp, d]);
+        self.proj.forward(out)
+    }
+
+    /// Attention of `n` (sample, head) sequences: `q, k, v` `(n, N, hd)` -> `(n, N, hd)`.
+    fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, hp: usize, wp: usize) -> Tensor<3> {
+        let [n, tokens, hd] = q.dims();
+        let mut scores = q.clone().mul_scalar(self.scale).matmul(k.swap_dims(1, 2));
+        if let (Some(rel_h), Some(rel_w)) = (&self.rel_h, &self.rel_w) {
+            // The relative terms use the unscaled q (MODEL-SPEC 12.2).
+            let q = q.reshape([n, hp, wp, hd]);
+            // rel_h[s, qh, qw, kh] = sum_c q[s, qh, qw, c] * Rh[qh, kh, c]: one matmul per qh.
+            let by_row = q.clone().permute([1, 0, 2, 3]).reshape([hp, n * wp, hd]);
+            let term_h = by_row
+                .matmul(rel_h.clone().swap_dims(1, 2))
+                .reshape([hp, n, wp, hp])
+                .permute([1, 0, 2, 3])
+                .reshape([n, hp, wp, hp, 1]);
+            // rel_w[s, qh, qw, kw] = sum_c q[s, qh, qw, c] * Rw[qw, kw, c]: one matmul per qw.
+            let by_col = q.permute([2, 0, 1, 3]).reshape([wp, n * hp, hd]);
+            let term_w = by_col
+                .matmul(rel_w.clone().swap_dims(1, 2))
+                .reshape([wp, n, hp, wp])
+                .permute([1, 2, 0, 3])
+                .reshape([n, hp, wp, 1, wp]);
+            scores = (scores.reshape([n, hp, wp, hp, wp]) + term_h + term_w).reshape([n, tokens, tokens]);
+        }
+        softmax(scores, 2).matmul(v)
+    }
+}
+
+/// `get_rel_pos` for equal query and key sizes: `out[i, j] = table[i - j + size - 1]`
+/// (MODEL-SPEC 4.3; the linear resize transformers applies first is the identity here).
+fn gather_relative(table: &[f32], size: usize, dim: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(size * size * dim);
+    for i in 0..size {
+        for j in 0..size {
+            let r = i + size - 1 - j;
+            out.extend_from_slice(&table[r * dim..(r + 1) * dim]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_gather_indexes_by_offset() {
+        // table rows hold their own index: row r = [r, r]
+        let table: Vec<f32> = (0..5).flat_map(|r| [r as f32, r as f32]).collect();
+        let g = gather_relative(&table, 3, 2);
+        // [i=0, j=0] -> row 2; [0, 2] -> row 0; [2, 0] -> row 4
+        assert_eq!(g[0], 2.0);
+        assert_eq!(g[2 * 2], 0.0);
+        assert_eq!(g[(2 * 3) * 2], 4.0);
+    }
+}

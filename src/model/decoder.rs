@@ -1,0 +1,76 @@
+//! The decoder (MODEL-SPEC 4.5): features -> per-patch pixels -> conv3x3 -> LayerNorm2D -> GELU
+//! -> conv1x1 to ImageNet-normalised RGB.
+
+use burn::tensor::{Tensor, activation::gelu, module::conv2d, ops::ConvOptions};
+
+use crate::config::SegGptConfig;
+use crate::model::nn::{ColumnChunkedLinear, LayerNorm, Linear, transpose};
+use crate::weights::{LoadError, Loader};
+
+/// Largest weight piece of `decoder_embed` on the device (see [`ColumnChunkedLinear`]).
+const MAX_WEIGHT_BYTES: usize = 64 << 20;
+
+pub struct Decoder {
+    decoder_embed: ColumnChunkedLinear,
+    conv_weight: Tensor<4>,
+    conv_bias: Tensor<1>,
+    layernorm: LayerNorm,
+    /// The 1x1 head conv as a linear layer over channels.
+    head: Linear,
+    patch_size: usize,
+    channels: usize,
+}
+
+impl Decoder {
+    pub fn load(loader: &mut Loader, config: &SegGptConfig) -> Result<Self, LoadError> {
+        let p = config.patch_size;
+        let c = config.decoder_hidden_size;
+        let d_in = config.hidden_size * config.intermediate_hidden_state_indices.len();
+        let decoder_embed =
+            ColumnChunkedLinear::load(loader, "decoder.decoder_embed", d_in, p * p * c, MAX_WEIGHT_BYTES)?;
+        let conv_weight = loader.tensor("decoder.decoder_pred.conv.weight", [c, c, 3, 3])?;
+        let conv_bias = loader.tensor("decoder.decoder_pred.conv.bias", [c])?;
+        let layernorm = LayerNorm::load(loader, "decoder.decoder_pred.layernorm", c, config.layer_norm_eps)?;
+        let head_w = loader.host("decoder.decoder_pred.head.weight", &[3, c, 1, 1])?;
+        let head_w = loader.upload(transpose(&head_w, 3, c), [c, 3]);
+        let head_b = loader.tensor("decoder.decoder_pred.head.bias", [3])?;
+        Ok(Self {
+            decoder_embed,
+            conv_weight,
+            conv_bias,
+            layernorm,
+            head: Linear::from_parts(head_w, Some(head_b)),
+            patch_size: p,
+            channels: c,
+        })
+    }
+
+    /// `features`: `(K, Hp, Wp, F*D)` -> `(K, 3, H, W)`. Samples are decoded one at a time to
+    /// bound the size of the full-resolution intermediates (102 MiB each for the released model).
+    pub fn forward(&self, features: Tensor<4>) -> Tensor<4> {
+        let k = features.dims()[0];
+        let outs: Vec<_> = (0..k).map(|i| self.forward_one(features.clone().narrow(0, i, 1))).collect();
+        if outs.len() == 1 { outs.into_iter().next().unwrap() } else { Tensor::cat(outs, 0) }
+    }
+
+    fn forward_one(&self, features: Tensor<4>) -> Tensor<4> {
+        let [b, hp, wp, _] = features.dims();
+        let (p, c) = (self.patch_size, self.channels);
+        // Output index (py*p + px)*c + ch goes to pixel (hy*p + py, wx*p + px), channel ch.
+        let z = self
+            .decoder_embed
+            .forward(features)
+            .reshape([b, hp, wp, p, p, c])
+            .permute([0, 5, 1, 3, 2, 4])
+            .reshape([b, c, hp * p, wp * p]);
+        let z = conv2d(
+            z,
+            self.conv_weight.clone(),
+            Some(self.conv_bias.clone()),
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        // LayerNorm2D over channels == LayerNorm on the channel-last view.
+        let z = gelu(self.layernorm.forward(z.permute([0, 2, 3, 1])));
+        self.head.forward(z).permute([0, 3, 1, 2])
+    }
+}

@@ -1,0 +1,105 @@
+//! The block stack: stream merge after `merge_index`, intermediate features through the shared
+//! final norm (MODEL-SPEC 4.2), and the feature-ensemble schedules (4.4).
+
+use burn::tensor::Tensor;
+
+use crate::config::SegGptConfig;
+use crate::model::layer::{Layer, Merge};
+use crate::model::nn::LayerNorm;
+use crate::weights::{LoadError, Loader};
+
+/// How the K prompts of one query are combined (MODEL-SPEC 4.4, 8.1-8.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensemble {
+    /// The official Painter schedule: for K > 1, blocks `<= merge_index` average per stream and
+    /// later blocks over all prompts; nothing for K = 1.
+    Official,
+    /// transformers' `feature_ensemble=True` (which also averages both streams at
+    /// `merge_index`, even for K = 1).
+    Hf,
+    /// K independent one-shot predictions (transformers' default).
+    None,
+}
+
+impl Ensemble {
+    /// The averaging applied after block `index` attention, for `k` prompts.
+    pub fn merge_at(self, index: usize, merge_index: usize, k: usize) -> Merge {
+        match self {
+            Ensemble::None => Merge::None,
+            Ensemble::Official if k < 2 => Merge::None,
+            Ensemble::Official if index <= merge_index => Merge::PerStream,
+            Ensemble::Official => Merge::All,
+            // transformers: `ensemble_cond = 2 if merge_index > i else 1`, applied iff
+            // `batch // 2 >= ensemble_cond`; batch is 2K up to merge_index, K after.
+            Ensemble::Hf if index < merge_index => if k >= 2 { Merge::PerStream } else { Merge::None },
+            Ensemble::Hf if index == merge_index => Merge::All,
+            Ensemble::Hf => if k >= 2 { Merge::All } else { Merge::None },
+        }
+    }
+}
+
+pub struct Encoder {
+    layers: Vec<Layer>,
+    layernorm: LayerNorm,
+    merge_index: usize,
+    feature_indices: Vec<usize>,
+}
+
+impl Encoder {
+    pub fn load(loader: &mut Loader, config: &SegGptConfig) -> Result<Self, LoadError> {
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(loader, i, config))
+            .collect::<Result<_, _>>()?;
+        let layernorm =
+            LayerNorm::load(loader, "model.encoder.layernorm", config.hidden_size, config.layer_norm_eps)?;
+        Ok(Self {
+            layers,
+            layernorm,
+            merge_index: config.merge_index,
+            feature_indices: config.intermediate_hidden_state_indices.clone(),
+        })
+    }
+
+    /// `h`: `(2K, Hp, Wp, D)` embeddings -> decoder input `(K, Hp, Wp, F*D)`, the normed
+    /// intermediate features concatenated on channels in index order.
+    pub fn forward(&self, mut h: Tensor<4>, ensemble: Ensemble, progress: &mut dyn FnMut(usize, usize)) -> Tensor<4> {
+        let k = h.dims()[0] / 2;
+        let mut features = Vec::with_capacity(self.feature_indices.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k));
+            if i == self.merge_index {
+                let image = h.clone().narrow(0, 0, k);
+                let mask = h.narrow(0, k, k);
+                h = (image + mask).mul_scalar(0.5);
+            }
+            if self.feature_indices.contains(&i) {
+                features.push(self.layernorm.forward(h.clone()));
+            }
+            progress(i + 1, self.layers.len());
+        }
+        Tensor::cat(features, 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn official_schedule_matches_the_spec_table() {
+        let e = Ensemble::Official;
+        assert_eq!(e.merge_at(0, 2, 1), Merge::None);
+        assert_eq!(e.merge_at(2, 2, 3), Merge::PerStream);
+        assert_eq!(e.merge_at(3, 2, 3), Merge::All);
+    }
+
+    #[test]
+    fn hf_schedule_averages_both_streams_at_merge_index_even_for_one_prompt() {
+        let e = Ensemble::Hf;
+        assert_eq!(e.merge_at(1, 2, 1), Merge::None);
+        assert_eq!(e.merge_at(1, 2, 2), Merge::PerStream);
+        assert_eq!(e.merge_at(2, 2, 1), Merge::All);
+        assert_eq!(e.merge_at(3, 2, 1), Merge::None);
+        assert_eq!(e.merge_at(3, 2, 2), Merge::All);
+    }
+}

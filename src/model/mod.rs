@@ -1,0 +1,90 @@
+//! SegGPT (MODEL-SPEC 1-4): one file per component, and [`SegGpt`], the façade that loads them
+//! and runs the forward pass. The model knows nothing of files, pixels or the DOM: it maps
+//! normalised `(K, 3, H/2, W)` tensors to `pred_masks` `(K, 3, H, W)`.
+
+mod attention;
+mod decoder;
+mod embeddings;
+mod encoder;
+mod layer;
+mod nn;
+
+use burn::tensor::{Device, Tensor};
+
+pub use embeddings::EmbeddingType;
+pub use encoder::Ensemble;
+
+use crate::config::SegGptConfig;
+use crate::weights::{LoadError, Loader, TensorSource};
+use decoder::Decoder;
+use embeddings::Embeddings;
+use encoder::Encoder;
+
+/// Options of one forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForwardOptions {
+    /// `None`: the official schedule (which is no ensemble for one prompt).
+    pub ensemble: Option<Ensemble>,
+    pub embedding_type: EmbeddingType,
+}
+
+/// Inputs whose shapes do not fit the model.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
+
+pub struct SegGpt {
+    config: SegGptConfig,
+    embeddings: Embeddings,
+    encoder: Encoder,
+    decoder: Decoder,
+}
+
+impl SegGpt {
+    /// Loads every tensor the config needs from `source` onto `device`; fails on a missing,
+    /// unexpected or wrongly shaped tensor.
+    pub fn load(source: &dyn TensorSource, config: SegGptConfig, device: &Device) -> Result<Self, LoadError> {
+        config.validate()?;
+        let mut loader = Loader::new(source, device);
+        let embeddings = Embeddings::load(&mut loader, &config)?;
+        let encoder = Encoder::load(&mut loader, &config)?;
+        let decoder = Decoder::load(&mut loader, &config)?;
+        loader.finish()?;
+        Ok(Self { config, embeddings, encoder, decoder })
+    }
+
+    pub fn config(&self) -> &SegGptConfig {
+        &self.config
+    }
+
+    /// The forward pass of transformers' `SegGptForImageSegmentation` (inference, default
+    /// `bool_masked_pos`). All inputs are `(K, 3, H/2, W)`; the result is `pred_masks`
+    /// `(K, 3, H, W)`, the prompt half on top. `progress(done, total)` is called after each block.
+    pub fn forward(
+        &self,
+        pixel_values: Tensor<4>,
+        prompt_pixel_values: Tensor<4>,
+        prompt_masks: Tensor<4>,
+        options: ForwardOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor<4>, ShapeError> {
+        let (h, w) = self.config.half_image_size();
+        let expected = [pixel_values.dims()[0], self.config.num_channels, h, w];
+        for (name, t) in [
+            ("pixel_values", &pixel_values),
+            ("prompt_pixel_values", &prompt_pixel_values),
+            ("prompt_masks", &prompt_masks),
+        ] {
+            if t.dims() != expected || expected[0] == 0 {
+                return Err(ShapeError(format!(
+                    "{name} has shape {:?}; this model takes (K, 3, {h}, {w}) with the same K >= 1 for all inputs",
+                    t.dims()
+                )));
+            }
+        }
+        let ensemble = options.ensemble.unwrap_or(Ensemble::Official);
+        let h = self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
+        let features = self.encoder.forward(h, ensemble, progress);
+        Ok(self.decoder.forward(features))
+    }
+}

@@ -1,0 +1,206 @@
+//! Segmentation end to end, shared by the CLI and the browser: decoded prompts and targets ->
+//! model tensors -> one painted mask (and class map) per target (MODEL-SPEC 3, 4.6, 6).
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::model::{Ensemble, ForwardOptions, SegGpt, ShapeError};
+use crate::pipeline::{
+    ChwImage, ClassMap, InputError, RgbImage, build_palette, class_map, decode_class_map,
+    decode_rgb, denormalize, encode_gray_png, encode_rgb_png, prepare_image, prepare_mask_classes,
+    prepare_mask_rgb, to_rgb_u8, upsample,
+};
+
+/// A prompt mask as the user gave it.
+#[derive(Debug, Clone)]
+pub enum PromptMask {
+    /// Colours mark classes or instances, black is background (the official format).
+    Rgb(RgbImage),
+    /// 8-bit class indices, coloured with the palette of `num_labels` classes (MODEL-SPEC 3.3).
+    Classes { map: ClassMap, num_labels: usize },
+}
+
+/// One in-context example: an image and its mask.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub image: RgbImage,
+    pub mask: PromptMask,
+}
+
+impl Prompt {
+    /// Decodes a prompt from file bytes. With `num_labels`, a grayscale or palette PNG mask is
+    /// read as class indices; any other mask is read as colours (like PIL's `convert("RGB")`).
+    pub fn decode(
+        image: &[u8],
+        image_name: &str,
+        mask: &[u8],
+        mask_name: &str,
+        num_labels: Option<usize>,
+    ) -> Result<Self, InputError> {
+        let image = decode_rgb(image, image_name)?;
+        let mask = match num_labels {
+            Some(num_labels) => match decode_class_map(mask, mask_name) {
+                Ok(map) => PromptMask::Classes { map, num_labels },
+                Err(InputError::UnsupportedMask { .. }) => PromptMask::Rgb(decode_rgb(mask, mask_name)?),
+                Err(other) => return Err(other),
+            },
+            None => PromptMask::Rgb(decode_rgb(mask, mask_name)?),
+        };
+        Ok(Self { image, mask })
+    }
+}
+
+/// A target image to segment.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub image: RgbImage,
+}
+
+impl Target {
+    pub fn decode(bytes: &[u8], name: &str) -> Result<Self, InputError> {
+        Ok(Self { image: decode_rgb(bytes, name)? })
+    }
+}
+
+/// Why a segmentation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    #[error("segmenting needs at least one prompt (an image and its mask)")]
+    NoPrompt,
+    #[error("reading the result back from the device failed: {0}")]
+    Readback(String),
+}
+
+/// The result for one target.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// The painted mask at the target's size, in the prompts' colours.
+    pub mask: RgbImage,
+    /// With `num_labels`: per pixel the index of the nearest palette colour (0 = background).
+    pub classes: Option<ClassMap>,
+}
+
+impl Segmentation {
+    pub fn mask_png(&self) -> Result<Vec<u8>, InputError> {
+        encode_rgb_png(&self.mask)
+    }
+
+    pub fn classes_png(&self) -> Result<Option<Vec<u8>>, InputError> {
+        self.classes.as_ref().map(encode_gray_png).transpose()
+    }
+}
+
+/// Prompts prepared once on the device, reused for every target.
+pub struct Segmenter<'m> {
+    model: &'m SegGpt,
+    device: Device,
+    prompt_pixel_values: Tensor<4>,
+    prompt_masks: Tensor<4>,
+    options: ForwardOptions,
+}
+
+impl<'m> Segmenter<'m> {
+    pub fn new(
+        model: &'m SegGpt,
+        device: &Device,
+        prompts: &[Prompt],
+        options: ForwardOptions,
+    ) -> Result<Self, SegmentError> {
+        if prompts.is_empty() {
+            return Err(SegmentError::NoPrompt);
+        }
+        let (h, w) = model.config().half_image_size();
+        let (h32, w32) = (h as u32, w as u32);
+        let mut images = Vec::new();
+        let mut masks = Vec::new();
+        for prompt in prompts {
+            images.push(prepare_image(&prompt.image, h32, w32)?);
+            masks.push(match &prompt.mask {
+                PromptMask::Rgb(rgb) => prepare_mask_rgb(rgb, h32, w32)?,
+                PromptMask::Classes { map, num_labels } => {
+                    prepare_mask_classes(map, Some(*num_labels), h32, w32)?
+                }
+            });
+        }
+        Ok(Self {
+            model,
+            device: device.clone(),
+            prompt_pixel_values: stack(&images, device),
+            prompt_masks: stack(&masks, device),
+            options,
+        })
+    }
+
+    /// Runs the forward pass for `target` and returns the query half `(3, H/2, W)` of the
+    /// prediction, still on the device; read it back with [`Self::finish`]'s input.
+    pub fn predict(
+        &self,
+        target: &Target,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor<3>, SegmentError> {
+        let (h, w) = self.model.config().half_image_size();
+        let k = self.prompt_pixel_values.dims()[0];
+        let query = prepare_image(&target.image, h as u32, w as u32)?;
+        let query = stack(&vec![query; k], &self.device);
+        let pred = self.model.forward(
+            query,
+            self.prompt_pixel_values.clone(),
+            self.prompt_masks.clone(),
+            self.options,
+            progress,
+        )?;
+        let bottom = pred.narrow(2, h, h);
+        // Official and HF ensembles: sample 0, as the reference code returns (MODEL-SPEC 4.4,
+        // 6.1). Independent predictions: their mean, so that every prompt counts.
+        let query_half = match self.options.ensemble.unwrap_or(Ensemble::Official) {
+            Ensemble::None if k > 1 => bottom.mean_dim(0),
+            _ => bottom.narrow(0, 0, 1),
+        };
+        Ok(query_half.reshape([3, h, w]))
+    }
+
+    /// Pixels from the predicted query half (`(3, H/2, W)` values read back from the device).
+    pub fn finish(
+        &self,
+        query_half: Vec<f32>,
+        target: &Target,
+        num_labels: Option<usize>,
+    ) -> Result<Segmentation, SegmentError> {
+        let (h, w) = self.model.config().half_image_size();
+        let values = denormalize(&ChwImage::new(3, h, w, query_half)?);
+        let (tw, th) = (target.image.width(), target.image.height());
+        let full = upsample(&values, th, tw)?;
+        let classes = num_labels.map(|n| class_map(&full, &build_palette(n))).transpose()?;
+        Ok(Segmentation { mask: to_rgb_u8(&full), classes })
+    }
+
+    /// [`Self::predict`] and [`Self::finish`] with a blocking read-back (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run(
+        &self,
+        target: &Target,
+        num_labels: Option<usize>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Segmentation, SegmentError> {
+        let pred = self.predict(target, progress)?;
+        let values = pred
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| SegmentError::Readback(format!("{e:?}")))?;
+        self.finish(values, target, num_labels)
+    }
+}
+
+/// Stacks same-sized CHW images into a `(K, C, H, W)` device tensor.
+fn stack(images: &[ChwImage], device: &Device) -> Tensor<4> {
+    let (c, h, w) = (images[0].channels(), images[0].height(), images[0].width());
+    let mut values = Vec::with_capacity(images.len() * c * h * w);
+    for image in images {
+        values.extend_from_slice(image.as_slice());
+    }
+    Tensor::from_data(TensorData::new(values, [images.len(), c, h, w]), device)
+}
+

@@ -1,0 +1,53 @@
+//! Shared helpers of the fixture tests: fixture paths, devices, tensor comparison.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
+use seggpt::weights::{SafetensorsSource, TensorSource};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Directories under `tests/fixtures/models` holding a reference model and its outputs.
+pub fn model_fixture_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("models"))
+        .expect("tests/fixtures/models exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("expected.safetensors").exists())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no model fixtures found");
+    dirs
+}
+
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// burn's wgpu backend (fusion on), on whatever adapter the machine has: lavapipe in CI.
+pub fn wgpu() -> Device {
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
+
+pub fn read_tensors(path: &Path) -> SafetensorsSource {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    SafetensorsSource::from_bytes(bytes).unwrap()
+}
+
+pub fn tensor4(source: &SafetensorsSource, name: &str, device: &Device) -> Tensor<4> {
+    let shape: [usize; 4] = source.shape(name).unwrap_or_else(|| panic!("no {name}")).try_into().unwrap();
+    Tensor::from_data(TensorData::new(source.read_f32(name).unwrap(), shape), device)
+}
+
+/// Largest absolute difference; panics on a shape mismatch.
+pub fn max_abs_diff(actual: Tensor<4>, expected: &[f32], expected_shape: &[usize]) -> f32 {
+    assert_eq!(actual.dims().to_vec(), expected_shape, "output shape");
+    let actual = actual.into_data().try_into_vec::<f32>().unwrap();
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| if a.is_nan() || e.is_nan() { f32::INFINITY } else { (a - e).abs() })
+        .fold(0.0, f32::max)
+}

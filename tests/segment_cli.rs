@@ -1,0 +1,180 @@
+//! `seggpt segment` on PNG files against transformers' processor + model + post-processing
+//! (tests/fixtures/segment, written by scripts/make_fixtures.py), and the CLI's error paths.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::fixtures;
+use seggpt::pipeline::{decode_class_map, decode_rgb};
+
+fn seggpt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).output().expect("the seggpt binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn segment_matches_the_reference_pipeline() {
+    let root = fixtures().join("segment");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("cases.json")).unwrap()).unwrap();
+    let model = root.join(cases["model_dir"].as_str().unwrap());
+    let mut compared = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let out_dir = tempfile::tempdir().unwrap();
+        let num_labels = case["num_labels"].as_u64().unwrap().to_string();
+        let mut args: Vec<String> = vec![
+            "segment".into(),
+            "--model".into(),
+            model.display().to_string(),
+            "--out-dir".into(),
+            out_dir.path().display().to_string(),
+            "--num-labels".into(),
+            num_labels,
+            "--ensemble".into(),
+            case["mode"].as_str().unwrap().into(),
+            "--embedding-type".into(),
+            case["embedding_type"].as_str().unwrap().into(),
+        ];
+        for prompt in case["prompts"].as_array().unwrap() {
+            args.push("--prompt".into());
+            args.push(root.join(prompt["image"].as_str().unwrap()).display().to_string());
+            args.push(root.join(prompt["mask"].as_str().unwrap()).display().to_string());
+        }
+        for target in case["targets"].as_array().unwrap() {
+            args.push("--target".into());
+            args.push(root.join(target["target"].as_str().unwrap()).display().to_string());
+        }
+        let out = seggpt(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        for target in case["targets"].as_array().unwrap() {
+            let stem = Path::new(target["target"].as_str().unwrap()).file_stem().unwrap().to_str().unwrap();
+            let label = format!("{} {stem}", case["name"]);
+            let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+
+            let ours = decode_rgb(&read(&out_dir.path().join(format!("{stem}.mask.png"))), "ours").unwrap();
+            let theirs = decode_rgb(&read(&root.join(target["mask"].as_str().unwrap())), "ref").unwrap();
+            let [h, w] = [target["size_hw"][0].as_u64().unwrap(), target["size_hw"][1].as_u64().unwrap()];
+            assert_eq!((ours.height() as u64, ours.width() as u64), (h, w), "{label}: mask size");
+            // Truncation to u8 may flip by one level where the float lies within ~1e-4 of an
+            // integer (the fixture records margins that small); nothing may differ by more.
+            let diffs: Vec<i32> =
+                ours.as_raw().iter().zip(theirs.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).collect();
+            let max = diffs.iter().max().copied().unwrap_or(0);
+            let off = diffs.iter().filter(|d| **d > 0).count();
+            assert!(max <= 1, "{label}: mask differs by {max} levels");
+            assert!(off * 100 <= diffs.len(), "{label}: {off} of {} values differ", diffs.len());
+
+            let ours = decode_class_map(&read(&out_dir.path().join(format!("{stem}.classes.png"))), "ours").unwrap();
+            let theirs = decode_class_map(&read(&root.join(target["classes"].as_str().unwrap())), "ref").unwrap();
+            assert_eq!(ours.as_raw(), theirs.as_raw(), "{label}: class map");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 4, "only {compared} targets compared");
+}
+
+#[test]
+fn infer_writes_pred_masks_that_match_the_reference() {
+    let dir = fixtures().join("models/tiny-k3");
+    let out = tempfile::tempdir().unwrap();
+    let output = out.path().join("out.safetensors");
+    let result = seggpt(&[
+        "infer",
+        "--model",
+        dir.to_str().unwrap(),
+        "--inputs",
+        dir.join("inputs.safetensors").to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--ensemble",
+        "hf",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let ours = common::read_tensors(&output);
+    let theirs = common::read_tensors(&dir.join("expected.safetensors"));
+    use seggpt::weights::TensorSource;
+    let a = ours.read_f32("pred_masks").unwrap();
+    let b = theirs.read_f32("pred_masks.hf.instance").unwrap();
+    assert_eq!(ours.shape("pred_masks"), theirs.shape("pred_masks.hf.instance"));
+    let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(err <= 1e-4, "{err}");
+}
+
+#[test]
+fn convert_round_trips_official_pth_to_f16_safetensors() {
+    let dir = fixtures().join("models/tiny-k1");
+    let out = tempfile::tempdir().unwrap();
+    let converted = out.path().join("model.safetensors");
+    let result = seggpt(&[
+        "convert",
+        "--model",
+        dir.join("official.pth").to_str().unwrap(),
+        "--output",
+        converted.to_str().unwrap(),
+        "--dtype",
+        "f16",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    // The fixture weights are f16-exact, so the f16 file holds the very same values.
+    use seggpt::weights::TensorSource;
+    let ours = common::read_tensors(&converted);
+    let theirs = common::read_tensors(&dir.join("model.safetensors"));
+    assert_eq!(ours.names(), theirs.names());
+    for name in theirs.names() {
+        assert_eq!(ours.read_f32(&name).unwrap(), theirs.read_f32(&name).unwrap(), "{name}");
+    }
+    assert!(std::fs::metadata(&converted).unwrap().len() < std::fs::metadata(dir.join("model.safetensors")).unwrap().len());
+}
+
+#[test]
+fn a_target_that_is_not_an_image_fails_with_its_name_and_writes_nothing() {
+    let root = fixtures().join("segment");
+    let out = tempfile::tempdir().unwrap();
+    let bogus = out.path().join("notes.png");
+    std::fs::write(&bogus, b"this is text, not a PNG").unwrap();
+    let out_dir = out.path().join("results");
+    let result = seggpt(&[
+        "segment",
+        "--model",
+        root.join("model").to_str().unwrap(),
+        "--prompt",
+        root.join("prompt0.png").to_str().unwrap(),
+        root.join("prompt0_mask.png").to_str().unwrap(),
+        "--target",
+        root.join("target_a.png").to_str().unwrap(),
+        "--target",
+        bogus.to_str().unwrap(),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!result.status.success());
+    let message = stderr(&result);
+    assert!(message.contains("notes.png") && message.contains("not a readable image"), "{message}");
+    assert!(!out_dir.exists(), "nothing is written when an input is bad");
+}
+
+#[test]
+fn missing_model_fails_cleanly() {
+    let root = fixtures().join("segment");
+    let out = tempfile::tempdir().unwrap();
+    let result = seggpt(&[
+        "segment",
+        "--model",
+        out.path().join("nowhere").to_str().unwrap(),
+        "--prompt",
+        root.join("prompt0.png").to_str().unwrap(),
+        root.join("prompt0_mask.png").to_str().unwrap(),
+        "--target",
+        root.join("target_a.png").to_str().unwrap(),
+        "--out-dir",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(!result.status.success());
+    assert!(stderr(&result).contains("nowhere"), "{}", stderr(&result));
+}

@@ -1,0 +1,146 @@
+//! Bad weights give a clear error naming the problem, never a half-initialised model.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use seggpt::SegGpt;
+use seggpt::weights::{HostTensors, LoadError, StoreDType, open_model, read_all, write_safetensors};
+
+/// A copy of the first fixture model in a temp dir, with its tensors edited by `edit`.
+fn edited_model(edit: impl FnOnce(&mut HostTensors)) -> tempfile::TempDir {
+    let src = &model_fixture_dirs()[0];
+    let files = open_model(src).unwrap();
+    let mut tensors = read_all(files.source.as_ref()).unwrap();
+    edit(&mut tensors);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), write_safetensors(&tensors, StoreDType::F32).unwrap())
+        .unwrap();
+    dir
+}
+
+fn load(path: &Path) -> Result<SegGpt, LoadError> {
+    let files = open_model(path)?;
+    SegGpt::load(files.source.as_ref(), files.config, &cpu())
+}
+
+#[test]
+fn unedited_copy_loads() {
+    let dir = edited_model(|_| {});
+    load(dir.path()).expect("the round-tripped fixture loads");
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let name = "model.encoder.layers.1.attention.rel_pos_h";
+    let dir = edited_model(|t| {
+        t.remove(name);
+    });
+    let err = load(dir.path()).err().expect("an error");
+    assert!(matches!(&err, LoadError::Missing(n) if n == name), "{err}");
+    assert!(err.to_string().contains(name));
+}
+
+#[test]
+fn wrongly_shaped_tensor_is_named_with_both_shapes() {
+    let name = "decoder.decoder_pred.conv.bias";
+    let dir = edited_model(|t| {
+        let (shape, values) = t.get_mut(name).unwrap();
+        shape[0] += 1;
+        values.push(0.0);
+    });
+    let err = load(dir.path()).err().expect("an error");
+    match &err {
+        LoadError::Shape { name: n, expected, found } => {
+            assert_eq!(n, name);
+            assert_eq!(found[0], expected[0] + 1);
+        }
+        other => panic!("expected a shape error, got {other}"),
+    }
+}
+
+#[test]
+fn unexpected_tensor_is_named() {
+    let dir = edited_model(|t| {
+        t.insert("model.encoder.layers.99.mlp.lin1.bias".into(), (vec![2], vec![0.0, 1.0]));
+    });
+    let err = load(dir.path()).err().expect("an error");
+    assert!(err.to_string().contains("model.encoder.layers.99.mlp.lin1.bias"), "{err}");
+}
+
+#[test]
+fn truncated_file_is_reported_as_truncated() {
+    let dir = edited_model(|_| {});
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let err = load(dir.path()).err().expect("an error");
+    assert!(matches!(err, LoadError::NotSafetensors(_)), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_safetensors_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    std::fs::write(&path, b"<html>404 Not Found</html> and some more bytes").unwrap();
+    let err = load(&path).err().expect("an error");
+    assert!(matches!(err, LoadError::NotSafetensors(_)), "{err}");
+    std::fs::write(&path, b"ab").unwrap();
+    assert!(matches!(load(&path), Err(LoadError::NotSafetensors(_))));
+}
+
+#[test]
+fn integer_tensor_is_refused_with_its_dtype() {
+    // An I64 tensor where a float is expected (e.g. a buffer saved by mistake).
+    let src = &model_fixture_dirs()[0];
+    let files = open_model(src).unwrap();
+    let tensors = read_all(files.source.as_ref()).unwrap();
+    let mut views = Vec::new();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, (s, v))| {
+            if n == "model.encoder.layernorm.bias" {
+                (n.clone(), s.clone(), v.iter().flat_map(|x| (*x as i32).to_le_bytes()).collect())
+            } else {
+                (n.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
+        })
+        .collect();
+    for (n, s, b) in &bytes {
+        let dtype = if n == "model.encoder.layernorm.bias" {
+            safetensors::Dtype::I32
+        } else {
+            safetensors::Dtype::F32
+        };
+        views.push((n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), safetensors::tensor::serialize(views, None).unwrap())
+        .unwrap();
+    let err = load(dir.path()).err().expect("an error");
+    assert!(matches!(&err, LoadError::DType { name, .. } if name == "model.encoder.layernorm.bias"), "{err}");
+}
+
+#[test]
+fn config_that_does_not_match_the_weights_names_the_tensor() {
+    let dir = edited_model(|_| {});
+    let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config["decoder_hidden_size"] = serde_json::json!(5);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let err = load(dir.path()).err().expect("an error");
+    assert!(matches!(err, LoadError::Shape { .. }), "{err}");
+    assert!(err.to_string().contains("decoder"), "{err}");
+}
+
+#[test]
+fn missing_config_in_a_directory_is_an_error() {
+    let dir = edited_model(|_| {});
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let err = load(dir.path()).err().expect("an error");
+    assert!(err.to_string().contains("config.json"), "{err}");
+}
