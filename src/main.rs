@@ -1,5 +1,6 @@
 //! `seggpt`: the native command line over the same library the browser runs.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -171,8 +172,16 @@ fn load_model(args: &ModelArgs) -> CliResult<(SegGpt, Device)> {
     Ok((model, device))
 }
 
+/// Per-block progress: one updating line on a terminal, a line per quarter otherwise.
 fn progress_printer() -> impl FnMut(usize, usize) {
-    move |done, total| eprint!("\rforward: block {done}/{total}{}", if done == total { "\n" } else { "" })
+    let terminal = std::io::stderr().is_terminal();
+    move |done, total| {
+        if terminal {
+            eprint!("\rforward: block {done}/{total}{}", if done == total { "\n" } else { "" });
+        } else if done * 4 % total < 4 || done == total {
+            eprintln!("forward: block {done}/{total}");
+        }
+    }
 }
 
 fn infer(model_args: &ModelArgs, inputs: &Path, output: &Path, forward: &ForwardArgs) -> CliResult<()> {
