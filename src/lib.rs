@@ -3,13 +3,15 @@
 //! Rooms, data flowing one way: files/bytes -> [`pipeline`] (decode, resize, normalise) ->
 //! [`model`] (the ViT-L forward pass) -> [`pipeline`] (masks, class maps, overlays) -> pixels.
 //! [`weights`] reads checkpoints for the model; [`segment`] ties pipeline and model together for
-//! the CLI and the browser alike.
+//! the CLI and the browser alike; `web` (wasm32 only) is the browser app's page and worker.
 
 pub mod config;
 pub mod model;
 pub mod pipeline;
 pub mod segment;
 pub mod weights;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use config::SegGptConfig;
 pub use model::{EmbeddingType, Ensemble, ForwardOptions, SegGpt};

@@ -24,6 +24,11 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// From burn-layout parts: `weight` is `(in, out)`.
+    pub fn from_parts(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Self { weight, bias }
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         module::linear(x, self.weight.clone(), self.bias.clone())
     }
@@ -99,11 +104,4 @@ pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-impl Linear {
-    /// From burn-layout parts: `weight` is `(in, out)`.
-    pub fn from_parts(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
-        Self { weight, bias }
-    }
 }

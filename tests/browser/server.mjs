@@ -1,0 +1,49 @@
+// A tiny static server for the browser tests: `/` -> dist/, `/model/` -> the fixture model.
+// Loopback only, correct MIME types for module scripts and wasm, no caching, the app's CSP as a header,
+// and a log of every path.
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+
+// The page's meta CSP, also sent as a header: a dedicated worker takes its policy from its script's
+// response, not from the page's meta tag, so only the header binds the worker (WEB-DESIGN 5).
+export const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+  + "connect-src 'self' https://huggingface.co https://*.huggingface.co https://*.hf.co; "
+  + "img-src 'self' blob: data:; style-src 'self'; base-uri 'none'; form-action 'none'";
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png',
+  '.css': 'text/css', '.safetensors': 'application/octet-stream',
+};
+
+/** roots: { '/url-prefix/': '/dir/on/disk', ... }; longest prefix wins. Resolves to { url, log, close }. */
+export function serve(roots) {
+  const log = [];
+  const prefixes = Object.keys(roots).sort((a, b) => b.length - a.length);
+  const server = http.createServer((req, res) => {
+    const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    log.push(urlPath);
+    const prefix = prefixes.find((p) => urlPath.startsWith(p));
+    let file = prefix && path.join(roots[prefix], urlPath.slice(prefix.length));
+    if (file && !file.startsWith(path.resolve(roots[prefix]))) file = null; // no `..` escapes
+    if (file && fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
+    if (!file || !fs.existsSync(file)) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' });
+      res.end(`not found: ${urlPath}`);
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
+      'Cache-Control': 'no-store',
+      'Content-Security-Policy': CSP,
+    });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      resolve({ url: `http://127.0.0.1:${port}`, log, close: () => new Promise((r) => server.close(r)) });
+    });
+  });
+}
