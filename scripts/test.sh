@@ -19,4 +19,18 @@ cargo test --release --locked
 
 echo "== the library compiled to wasm32 (what the browser runs)"
 cargo build --release --locked --lib --no-default-features --target wasm32-unknown-unknown
+
+echo "== browser end-to-end (trunk site in headless Chromium, WebGPU on SwiftShader)"
+wasm_bindgen_version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+command -v trunk >/dev/null && trunk --version | grep -q ' 0\.21\.14' \
+  || cargo install trunk --version 0.21.14 --locked
+command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q " $wasm_bindgen_version" \
+  || cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+[ -d node_modules/playwright-core ] && [ -d node_modules/pngjs ] || npm ci --no-audit --no-fund
+trunk build --release
+node tests/browser/e2e.mjs
 echo "== all tests passed"
