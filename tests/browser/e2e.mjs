@@ -57,7 +57,7 @@ function assertLoopback(urls, base) {
 async function testSegmentMatchesCli(server) {
   // Expected: the real CLI on the same files (default ensemble, instance embedding).
   const cliOut = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
-  execFileSync(path.join(root, 'target/release/seggpt'), ['segment', '--model', path.join(fixtures, 'model'),
+  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), ['segment', '--model', path.join(fixtures, 'model'),
     '--prompt', path.join(fixtures, 'prompt0.png'), path.join(fixtures, 'prompt0_mask.png'),
     '--target', path.join(fixtures, 'target_a.png'), '--out-dir', cliOut], { stdio: 'inherit' });
   const expected = readRgb(path.join(cliOut, 'target_a.mask.png'));
