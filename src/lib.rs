@@ -14,4 +14,6 @@ pub mod weights;
 pub mod web;
 
 pub use config::SegGptConfig;
-pub use model::{EmbeddingType, Ensemble, ForwardOptions, SegGpt};
+pub use model::{
+    DEFAULT_CHUNK_BYTES, EmbeddingType, Ensemble, ForwardOptions, SegGpt, largest_buffer_bytes, max_prompts,
+};

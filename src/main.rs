@@ -130,6 +130,7 @@ impl ForwardArgs {
                 EmbeddingArg::Instance => EmbeddingType::Instance,
                 EmbeddingArg::Semantic => EmbeddingType::Semantic,
             },
+            chunk_bytes: None,
         }
     }
 }

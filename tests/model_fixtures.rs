@@ -16,7 +16,7 @@ const EMBEDDINGS: [(&str, EmbeddingType); 2] =
     [("instance", EmbeddingType::Instance), ("semantic", EmbeddingType::Semantic)];
 
 /// Runs every fixture in every mode on `device`; returns the number of comparisons.
-fn check_all_fixtures(device: &Device, weights_file: Option<&str>) -> usize {
+fn check_all_fixtures(device: &Device, weights_file: Option<&str>, chunk_bytes: Option<usize>) -> usize {
     let mut checked = 0;
     let mut failures = Vec::new();
     for dir in model_fixture_dirs() {
@@ -44,7 +44,7 @@ fn check_all_fixtures(device: &Device, weights_file: Option<&str>) -> usize {
                         tensor4(&inputs, "pixel_values", device),
                         tensor4(&inputs, "prompt_pixel_values", device),
                         tensor4(&inputs, "prompt_masks", device),
-                        ForwardOptions { ensemble: Some(ensemble), embedding_type },
+                        ForwardOptions { ensemble: Some(ensemble), embedding_type, chunk_bytes },
                         &mut |_, _| {},
                     )
                     .unwrap();
@@ -62,25 +62,33 @@ fn check_all_fixtures(device: &Device, weights_file: Option<&str>) -> usize {
 
 #[test]
 fn every_fixture_matches_transformers_on_cpu() {
-    let n = check_all_fixtures(&cpu(), None);
+    let n = check_all_fixtures(&cpu(), None, None);
+    assert!(n >= 4 * 6, "only {n} comparisons ran");
+}
+
+/// Blocks split the batch into one-sample pieces (what a small GPU needs for many prompts):
+/// the same predictions.
+#[test]
+fn one_sample_pieces_give_the_same_predictions() {
+    let n = check_all_fixtures(&cpu(), None, Some(1));
     assert!(n >= 4 * 6, "only {n} comparisons ran");
 }
 
 #[test]
 fn every_fixture_matches_transformers_on_wgpu_with_fusion() {
-    let n = check_all_fixtures(&wgpu(), None);
+    let n = check_all_fixtures(&wgpu(), None, None);
     assert!(n >= 4 * 6, "only {n} comparisons ran");
 }
 
 #[test]
 fn official_pth_checkpoint_gives_the_same_predictions() {
-    let n = check_all_fixtures(&cpu(), Some("official.pth"));
+    let n = check_all_fixtures(&cpu(), Some("official.pth"), None);
     assert!(n >= 6, "no official.pth fixture");
 }
 
 #[test]
 fn f16_safetensors_gives_the_same_predictions() {
-    let n = check_all_fixtures(&cpu(), Some("model-f16.safetensors"));
+    let n = check_all_fixtures(&cpu(), Some("model-f16.safetensors"), None);
     assert!(n >= 6, "no f16 fixture");
 }
 

@@ -62,11 +62,17 @@ impl Encoder {
 
     /// `h`: `(2K, Hp, Wp, D)` embeddings -> decoder input `(K, Hp, Wp, F*D)`, the normed
     /// intermediate features concatenated on channels in index order.
-    pub fn forward(&self, mut h: Tensor<4>, ensemble: Ensemble, progress: &mut dyn FnMut(usize, usize)) -> Tensor<4> {
+    pub fn forward(
+        &self,
+        mut h: Tensor<4>,
+        ensemble: Ensemble,
+        chunk_bytes: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Tensor<4> {
         let k = h.dims()[0] / 2;
         let mut features = Vec::with_capacity(self.feature_indices.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k));
+            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k), chunk_bytes);
             if i == self.merge_index {
                 let image = h.clone().narrow(0, 0, k);
                 let mask = h.narrow(0, k, k);

@@ -45,12 +45,32 @@ impl Layer {
     }
 
     /// `h`: `(B, Hp, Wp, D)`.
-    pub fn forward(&self, h: Tensor<4>, merge: Merge) -> Tensor<4> {
-        let a = self.attention.forward(self.layernorm_before.forward(h.clone()));
+    /// The batch is processed in pieces of whole samples so that no activation (qkv, MLP hidden)
+    /// passes `chunk_bytes` (at least one sample per piece); only the ensemble merge sees all.
+    pub fn forward(&self, h: Tensor<4>, merge: Merge, chunk_bytes: usize) -> Tensor<4> {
+        let [b, hp, wp, d] = h.dims();
+        let widest = (3 * d).max(self.mlp.lin1.out_features());
+        let per_piece = (chunk_bytes / (hp * wp * widest * 4)).clamp(1, b);
+        let a = by_pieces(self.layernorm_before.forward(h.clone()), per_piece, |x| self.attention.forward(x));
         let h = h + merge_query_half(a, merge);
-        let m = self.mlp.lin2.forward(gelu(self.mlp.lin1.forward(self.layernorm_after.forward(h.clone()))));
+        let m = by_pieces(self.layernorm_after.forward(h.clone()), per_piece, |x| {
+            self.mlp.lin2.forward(gelu(self.mlp.lin1.forward(x)))
+        });
         h + m
     }
+}
+
+/// `f` applied to pieces of at most `per_piece` samples of `x`, concatenated back.
+fn by_pieces(x: Tensor<4>, per_piece: usize, f: impl Fn(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+    let b = x.dims()[0];
+    if per_piece >= b {
+        return f(x);
+    }
+    let pieces = (0..b)
+        .step_by(per_piece)
+        .map(|start| f(x.clone().narrow(0, start, per_piece.min(b - start))))
+        .collect();
+    Tensor::cat(pieces, 0)
 }
 
 /// Replaces the query (bottom) half rows of `a` by their mean over prompts.

@@ -29,6 +29,10 @@ impl Linear {
         Self { weight, bias }
     }
 
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         module::linear(x, self.weight.clone(), self.bias.clone())
     }

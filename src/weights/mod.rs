@@ -22,7 +22,7 @@ pub use names::{hf_name_for_official, official_name_for_hf};
 #[cfg(not(target_arch = "wasm32"))]
 pub use pth::PthSource;
 pub use random::{RandomSource, parameter_shapes};
-pub use safetensors::{SafetensorsSource, StoreDType, write_safetensors};
+pub use safetensors::{SafetensorsHeader, SafetensorsSource, StoreDType, TensorEntry, write_safetensors};
 
 /// Why weights could not be loaded. Each variant names the file or tensor at fault.
 #[derive(Debug, thiserror::Error)]

@@ -2,35 +2,71 @@
 
 use std::collections::BTreeMap;
 
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, TensorView};
 
-use super::{HostTensors, LoadError, TensorSource, bytes_to_f32, names::hf_name_for_official};
+use super::{HostTensors, LoadError, TensorSource, bytes_to_f32, names::hf_name_for_official, parameter_shapes};
+use crate::SegGptConfig;
 
-struct Entry {
-    dtype: String,
-    shape: Vec<usize>,
-    range: std::ops::Range<usize>,
+/// Where one tensor lies in a safetensors file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// safetensors dtype name: `F32`, `F16`, `BF16`, ...
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// Byte range in the whole file.
+    pub range: std::ops::Range<u64>,
 }
 
-/// A whole safetensors file in memory, indexed by HF name.
-pub struct SafetensorsSource {
-    bytes: Vec<u8>,
-    entries: BTreeMap<String, Entry>,
+/// Largest header accepted (the safetensors crate's own limit): a bigger length field means the
+/// file is not safetensors.
+const MAX_HEADER: u64 = 100_000_000;
+
+/// A parsed safetensors header, read from the start of a file without needing the rest, so a
+/// download can be checked before its gigabytes arrive.
+#[derive(Debug, Clone)]
+pub struct SafetensorsHeader {
+    /// Tensors by HF name (official names are renamed).
+    pub entries: BTreeMap<String, TensorEntry>,
+    /// The exact size of a complete file: 8 + header + data.
+    pub file_len: u64,
 }
 
-impl SafetensorsSource {
-    /// Parses the header and checks that every tensor lies inside the buffer.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, LoadError> {
-        let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(describe)?;
-        let data_start = 8 + header_len;
+impl SafetensorsHeader {
+    /// How many leading bytes [`Self::parse`] needs, from the first 8 bytes of the file.
+    pub fn prefix_len(first8: &[u8]) -> Result<u64, LoadError> {
+        let bytes: [u8; 8] = first8
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| LoadError::NotSafetensors("the file is shorter than 8 bytes".into()))?;
+        let n = u64::from_le_bytes(bytes);
+        if n < 2 || n > MAX_HEADER {
+            return Err(LoadError::NotSafetensors(format!(
+                "its first 8 bytes give a header length of {n}, which no safetensors file has"
+            )));
+        }
+        Ok(8 + n)
+    }
+
+    /// Parses the header from the first bytes of a file (at least [`Self::prefix_len`] of them).
+    pub fn parse(prefix: &[u8]) -> Result<Self, LoadError> {
+        let need = Self::prefix_len(prefix)?;
+        let header = prefix.get(8..need as usize).ok_or_else(|| {
+            LoadError::NotSafetensors(format!("the file ends inside its {}-byte header", need - 8))
+        })?;
+        if header.first() != Some(&b'{') {
+            return Err(LoadError::NotSafetensors("its header is not safetensors JSON".into()));
+        }
+        // Deserializing validates the offsets: contiguous, in order, sized by dtype and shape.
+        let metadata: Metadata = serde_json::from_slice(header)
+            .map_err(|e| LoadError::NotSafetensors(format!("its header is not safetensors JSON: {e}")))?;
         let mut entries = BTreeMap::new();
         for (raw_name, info) in metadata.tensors() {
             let (start, end) = info.data_offsets;
             let name = hf_name_for_official(&raw_name).unwrap_or(raw_name);
-            let entry = Entry {
+            let entry = TensorEntry {
                 dtype: format!("{:?}", info.dtype),
                 shape: info.shape.clone(),
-                range: data_start + start..data_start + end,
+                range: need + start as u64..need + end as u64,
             };
             if entries.insert(name.clone(), entry).is_some() {
                 return Err(LoadError::NotSafetensors(format!(
@@ -38,10 +74,61 @@ impl SafetensorsSource {
                 )));
             }
         }
-        Ok(Self { bytes, entries })
+        Ok(Self { entries, file_len: need + metadata.data_len() as u64 })
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
+    /// Errors unless a file of `len` bytes is exactly as long as the header declares.
+    pub fn check_len(&self, len: u64) -> Result<(), LoadError> {
+        match len.cmp(&self.file_len) {
+            std::cmp::Ordering::Less => Err(LoadError::NotSafetensors(format!(
+                "the file is truncated: {len} of the {} bytes its header declares",
+                self.file_len
+            ))),
+            std::cmp::Ordering::Greater => Err(LoadError::NotSafetensors(format!(
+                "the file is {len} bytes, longer than the {} its header declares: it is corrupt",
+                self.file_len
+            ))),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    /// Checks names, shapes and dtypes against what `config` needs, before any data is read.
+    pub fn check_against(&self, config: &SegGptConfig) -> Result<(), LoadError> {
+        let expected = parameter_shapes(config);
+        for (name, shape) in &expected {
+            let entry = self.entries.get(name).ok_or_else(|| LoadError::Missing(name.clone()))?;
+            if &entry.shape != shape {
+                return Err(LoadError::Shape {
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    found: entry.shape.clone(),
+                });
+            }
+            if !matches!(entry.dtype.as_str(), "F32" | "F16" | "BF16") {
+                return Err(LoadError::DType { name: name.clone(), dtype: entry.dtype.clone() });
+            }
+        }
+        let known: std::collections::BTreeSet<&String> = expected.iter().map(|(n, _)| n).collect();
+        let extra: Vec<String> = self.entries.keys().filter(|n| !known.contains(n)).cloned().collect();
+        if extra.is_empty() { Ok(()) } else { Err(LoadError::Unexpected(extra)) }
+    }
+}
+
+/// A whole safetensors file in memory, indexed by HF name.
+pub struct SafetensorsSource {
+    bytes: Vec<u8>,
+    header: SafetensorsHeader,
+}
+
+impl SafetensorsSource {
+    /// Parses the header and checks that the buffer is exactly as long as it declares.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, LoadError> {
+        let header = SafetensorsHeader::parse(&bytes)?;
+        header.check_len(bytes.len() as u64)?;
+        Ok(Self { bytes, header })
+    }
+
+#[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self, LoadError> {
         let bytes = std::fs::read(path)
             .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
@@ -49,37 +136,19 @@ impl SafetensorsSource {
     }
 }
 
-fn describe(err: SafeTensorError) -> LoadError {
-    let what = match err {
-        SafeTensorError::HeaderTooSmall | SafeTensorError::InvalidHeaderLength => {
-            "the file is too short or its header length is wrong".to_string()
-        }
-        SafeTensorError::InvalidHeaderStart
-        | SafeTensorError::InvalidHeader(_)
-        | SafeTensorError::InvalidHeaderDeserialization(_) => {
-            "its header is not safetensors JSON".to_string()
-        }
-        SafeTensorError::MetadataIncompleteBuffer => {
-            "the data is shorter or longer than the header declares: the file is truncated or corrupt"
-                .to_string()
-        }
-        other => format!("{other:?}"),
-    };
-    LoadError::NotSafetensors(what)
-}
-
 impl TensorSource for SafetensorsSource {
     fn names(&self) -> Vec<String> {
-        self.entries.keys().cloned().collect()
+        self.header.entries.keys().cloned().collect()
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.entries.get(name).map(|e| e.shape.clone())
+        self.header.entries.get(name).map(|e| e.shape.clone())
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
-        let entry = self.entries.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
-        bytes_to_f32(name, &entry.dtype, &self.bytes[entry.range.clone()])
+        let entry = self.header.entries.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
+        let range = entry.range.start as usize..entry.range.end as usize;
+        bytes_to_f32(name, &entry.dtype, &self.bytes[range])
     }
 }
 
@@ -117,4 +186,97 @@ pub fn write_safetensors(tensors: &HostTensors, dtype: StoreDType) -> Result<Vec
         .map_err(|e| format!("{e:?}"))?;
     let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
     safetensors::tensor::serialize(views, metadata).map_err(|e| format!("{e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::{RandomSource, read_all};
+
+    fn tiny() -> (SegGptConfig, Vec<u8>) {
+        let config =
+            SegGptConfig::from_json(include_str!("../../tests/fixtures/segment/model/config.json")).unwrap();
+        let tensors = read_all(&RandomSource::new(&config, 7)).unwrap();
+        (config, write_safetensors(&tensors, StoreDType::F16).unwrap())
+    }
+
+    #[test]
+    fn header_parses_from_a_prefix_and_checks_against_the_config() {
+        let (config, bytes) = tiny();
+        let need = SafetensorsHeader::prefix_len(&bytes[..8]).unwrap() as usize;
+        assert!(need < bytes.len());
+        let header = SafetensorsHeader::parse(&bytes[..need]).unwrap();
+        assert_eq!(header.file_len, bytes.len() as u64);
+        header.check_against(&config).unwrap();
+        header.check_len(bytes.len() as u64).unwrap();
+        // Every range is inside the file and the values read back through it are the written ones.
+        let source = SafetensorsSource::from_bytes(bytes.clone()).unwrap();
+        for (name, entry) in &header.entries {
+            assert!(entry.range.end <= header.file_len, "{name}");
+            assert_eq!(entry.dtype, "F16");
+            assert_eq!(source.shape(name).as_ref(), Some(&entry.shape));
+        }
+    }
+
+    #[test]
+    fn short_prefixes_and_truncated_files_are_named() {
+        let (_, bytes) = tiny();
+        let need = SafetensorsHeader::prefix_len(&bytes).unwrap() as usize;
+        let err = SafetensorsHeader::prefix_len(&bytes[..5]).unwrap_err().to_string();
+        assert!(err.contains("shorter than 8 bytes"), "{err}");
+        let err = SafetensorsHeader::parse(&bytes[..need - 1]).unwrap_err().to_string();
+        assert!(err.contains("ends inside its"), "{err}");
+        let header = SafetensorsHeader::parse(&bytes).unwrap();
+        let err = header.check_len(bytes.len() as u64 - 10).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        assert!(err.contains(&format!("{} of the {}", bytes.len() - 10, bytes.len())), "{err}");
+        let err = header.check_len(bytes.len() as u64 + 1).unwrap_err().to_string();
+        assert!(err.contains("longer than"), "{err}");
+        let err = SafetensorsSource::from_bytes(bytes[..bytes.len() - 1].to_vec()).err().unwrap().to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_not_safetensors() {
+        let huge = u64::MAX.to_le_bytes();
+        let err = SafetensorsHeader::prefix_len(&huge).unwrap_err().to_string();
+        assert!(err.contains("header length"), "{err}");
+        let mut not_json = 4u64.to_le_bytes().to_vec();
+        not_json.extend_from_slice(b"PK\x03\x04");
+        let err = SafetensorsHeader::parse(&not_json).unwrap_err().to_string();
+        assert!(err.contains("not safetensors JSON"), "{err}");
+        let mut bad_offsets = Vec::new();
+        let json = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#;
+        bad_offsets.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        bad_offsets.extend_from_slice(json);
+        let err = SafetensorsHeader::parse(&bad_offsets).unwrap_err().to_string();
+        assert!(err.contains("not safetensors JSON"), "{err}");
+    }
+
+    #[test]
+    fn check_against_names_the_tensor_at_fault() {
+        let (config, bytes) = tiny();
+        let mut header = SafetensorsHeader::parse(&bytes).unwrap();
+        let name = "model.encoder.layernorm.weight".to_string();
+
+        let mut wrong_shape = header.clone();
+        wrong_shape.entries.get_mut(&name).unwrap().shape = vec![3];
+        let err = wrong_shape.check_against(&config).unwrap_err().to_string();
+        assert!(err.contains(&name) && err.contains("shape [3]"), "{err}");
+
+        let mut int = header.clone();
+        int.entries.get_mut(&name).unwrap().dtype = "I64".into();
+        let err = int.check_against(&config).unwrap_err().to_string();
+        assert!(err.contains(&name) && err.contains("I64"), "{err}");
+
+        let mut extra = header.clone();
+        let entry = extra.entries[&name].clone();
+        extra.entries.insert("head.extra".into(), entry);
+        let err = extra.check_against(&config).unwrap_err().to_string();
+        assert!(err.contains("head.extra"), "{err}");
+
+        header.entries.remove(&name);
+        let err = header.check_against(&config).unwrap_err().to_string();
+        assert!(err.contains(&name) && err.contains("missing"), "{err}");
+    }
 }
