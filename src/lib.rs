@@ -5,8 +5,10 @@
 //! [`weights`] reads checkpoints for the model; [`segment`] ties pipeline and model together for
 //! the CLI and the browser alike; `web` (wasm32 only) is the browser app's page and worker.
 
+pub mod archive;
 pub mod config;
 pub mod model;
+pub mod paint;
 pub mod pipeline;
 pub mod segment;
 pub mod weights;

@@ -4,11 +4,14 @@
 //! - [`run_worker`] runs in a module worker (`www/worker.js`): WebGPU, model load, segmentation and
 //!   PNG encoding, so the page never blocks on the slow parts.
 //!
-//! They talk through [`protocol`]: a JSON string plus, where needed, files or bytes.
+//! They talk through [`protocol`]: serde messages plus, where needed, files or bytes. The worker
+//! streams the weights ([`load`]) into browser storage ([`storage`]).
 //! There is no `#[wasm_bindgen(start)]`: it would run in both places.
 
+mod load;
 mod page;
 mod protocol;
+mod storage;
 mod worker;
 
 pub use page::run_page;

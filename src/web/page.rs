@@ -1,66 +1,126 @@
-//! The page side: reads the inputs, starts the worker, shows status, errors and results.
-//! Every hook is a `data-testid` in the static `www/index.html`.
+//! The page side: model source and status, prompts (files or painted masks), targets, options,
+//! results with their overlay, downloads; it starts (and restarts) the worker. Every hook is a
+//! `data-testid` in the static `www/index.html`.
 
 use std::cell::RefCell;
 
-use js_sys::{Array, ArrayBuffer, Object, Reflect};
-use wasm_bindgen::{JsCast, JsValue, prelude::*};
+use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{Clamped, JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
-    Blob, BlobPropertyBag, CanvasRenderingContext2d, Document, Element, ErrorEvent, File, HtmlAnchorElement,
-    HtmlButtonElement, HtmlCanvasElement, HtmlInputElement, ImageBitmap, MessageEvent, Url, UrlSearchParams,
-    Worker, WorkerOptions, WorkerType,
+    Blob, BlobPropertyBag, CanvasRenderingContext2d, DataTransfer, Document, DragEvent, Element, ErrorEvent, Event,
+    File, FileList, HtmlAnchorElement, HtmlButtonElement, HtmlCanvasElement, HtmlElement, HtmlInputElement,
+    HtmlProgressElement, HtmlSelectElement, HtmlTemplateElement, ImageBitmap, ImageData, MessageEvent, PointerEvent,
+    Url, UrlSearchParams, Worker, WorkerOptions, WorkerType,
 };
 
 use super::js_text;
-use super::protocol::{ToPage, ToWorker};
+use super::protocol::{MaskInput, ModelSource, RunOptions, ToPage, ToWorker};
+use crate::paint::{BRUSH_COLOURS, PaintMask, nearest_colour_labels, visible_mask_rgba};
+use crate::pipeline::{RgbImage, encode_rgb_png};
 
 /// Where the model comes from without `?model=`: the released ViT-L on the Hugging Face hub.
 const DEFAULT_MODEL: &str = "https://huggingface.co/BAAI/seggpt-vit-large/resolve/main/";
-/// Opacity of the mask over the target (the official overlay's alpha, MODEL-SPEC 6.1).
-const MASK_ALPHA: f64 = 0.6;
+/// Alpha of painted strokes over the prompt image while painting.
+const PAINT_ALPHA: u8 = 170;
+
+struct Painting {
+    mask: PaintMask,
+    drawing: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum MaskMode {
+    None,
+    File,
+    Painted,
+}
+
+struct PromptUi {
+    root: Element,
+    mode: MaskMode,
+    painting: Option<Painting>,
+    brush: usize,
+}
+
+struct ResultView {
+    name: String,
+    target: File,
+    bitmap: Option<ImageBitmap>,
+    png: Vec<u8>,
+    rgb: Vec<u8>,
+    labels: Vec<u8>,
+    hidden: Vec<bool>,
+    width: u32,
+    height: u32,
+    done: bool,
+}
 
 struct Page {
-    worker: Worker,
-    model: String,
-    /// The targets of the current run, in the order sent to the worker.
-    targets: Vec<File>,
+    worker: Option<Worker>,
+    started: bool,
+    source: ModelSource,
+    model_files: Array,
+    prompts: Vec<PromptUi>,
+    results: Vec<ResultView>,
+    ready: bool,
+    /// Targets of the current run not yet done or failed.
+    remaining: usize,
+    max_prompts: usize,
 }
 
 thread_local! {
     static PAGE: RefCell<Option<Page>> = const { RefCell::new(None) };
 }
 
+fn with_page<R>(f: impl FnOnce(&mut Page) -> R) -> Option<R> {
+    PAGE.with(|p| p.borrow_mut().as_mut().map(f))
+}
+
 /// Entry point of `www/main.js`.
 #[wasm_bindgen]
 pub fn run_page() -> Result<(), JsValue> {
-    console_error_panic_hook::set_once();
-    let model = model_url()?;
-    set_text("model-status", "starting the worker ...");
-    let options = WorkerOptions::new();
-    options.set_type(WorkerType::Module);
-    let worker = Worker::new_with_options("./worker.js", &options)?;
-
-    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| on_worker_message(event));
-    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
-    onmessage.forget();
-    let onerror = Closure::<dyn FnMut(ErrorEvent)>::new(|event: ErrorEvent| {
-        show_error(&format!("the worker failed: {}", event.message()));
-        set_text("model-status", "failed");
+    std::panic::set_hook(Box::new(|info| {
+        show_error(&format!("The page failed: {info}. Reload the page."), false);
+        console_error_panic_hook::hook(info);
+    }));
+    let source = ModelSource::Url { url: model_url()? };
+    PAGE.with(|p| {
+        *p.borrow_mut() = Some(Page {
+            worker: None,
+            started: false,
+            source,
+            model_files: Array::new(),
+            prompts: Vec::new(),
+            results: Vec::new(),
+            ready: false,
+            remaining: 0,
+            max_prompts: usize::MAX,
+        })
     });
-    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
-    onerror.forget();
-
-    let onclick = Closure::<dyn FnMut()>::new(|| {
+    add_prompt()?;
+    on(&by_testid("add-prompt")?, "click", |_| report(add_prompt()))?;
+    on(&by_testid("segment")?, "click", |_| {
         if let Err(message) = start_segment() {
-            show_error(&message);
+            show_error(&message, false);
         }
-    });
-    by_testid("segment")?.add_event_listener_with_callback("click", onclick.as_ref().unchecked_ref())?;
-    onclick.forget();
-
-    PAGE.with(|p| *p.borrow_mut() = Some(Page { worker, model, targets: Vec::new() }));
-    Ok(())
+    })?;
+    on(&by_testid("model-file")?, "change", |_| load_picked_model())?;
+    on(&by_testid("clear-cache")?, "click", |_| send(&ToWorker::ClearCache, None))?;
+    on(&by_testid("retry")?, "click", |_| {
+        hide_error();
+        report(start_worker());
+    })?;
+    on(&by_testid("opacity")?, "input", |_| redraw_all_results())?;
+    on(&by_testid("download-all")?, "click", |_| spawn_local(async { report(download_all().await) }))?;
+    on(&by_testid("target-input")?, "change", |_| update_target_count())?;
+    for zone in elements(&document(), ".drop[data-drop=model], .drop[data-drop=targets]")? {
+        wire_drop(&zone)?;
+    }
+    let paste = Closure::<dyn FnMut(Event)>::new(on_paste);
+    document().add_event_listener_with_callback("paste", paste.as_ref().unchecked_ref())?;
+    paste.forget();
+    start_worker()
 }
 
 /// `?model=URL` resolved against the page (so `/model/` works), else [`DEFAULT_MODEL`].
@@ -75,120 +135,620 @@ fn model_url() -> Result<String, JsValue> {
     }
 }
 
-fn send(msg: &ToWorker, files: Option<&Array>) {
-    PAGE.with(|p| {
-        let page = p.borrow();
-        let Some(page) = page.as_ref() else { return };
-        let envelope = Object::new();
-        let _ = Reflect::set(&envelope, &"msg".into(), &serde_json::to_string(msg).unwrap_or_default().into());
-        if let Some(files) = files {
-            let _ = Reflect::set(&envelope, &"files".into(), files);
-        }
-        if let Err(err) = page.worker.post_message(&envelope) {
-            show_error(&format!("cannot reach the worker: {}", js_text(&err)));
-        }
+// ---------------------------------------------------------------- worker
+
+/// Starts a fresh worker (first load, or after a crash); it asks for the model once it listens.
+fn start_worker() -> Result<(), JsValue> {
+    set_text("model-status", "starting the worker ...");
+    let options = WorkerOptions::new();
+    options.set_type(WorkerType::Module);
+    let worker = Worker::new_with_options("./worker.js", &options)?;
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(on_worker_message);
+    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    onmessage.forget();
+    let onerror = Closure::<dyn FnMut(ErrorEvent)>::new(|event: ErrorEvent| {
+        worker_died(&format!("The model worker failed to start or crashed: {}", event.message()));
     });
+    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+    onerror.forget();
+    with_page(|p| {
+        if let Some(old) = p.worker.replace(worker) {
+            old.terminate();
+        }
+        p.started = false;
+        p.ready = false;
+    });
+    update_segment_button();
+    Ok(())
+}
+
+fn send(msg: &ToWorker, files: Option<&Array>) {
+    let worker = with_page(|p| p.worker.clone()).flatten();
+    let Some(worker) = worker else {
+        return show_error("The model worker is not running: press Retry.", true);
+    };
+    let envelope = js_sys::Object::new();
+    let _ = Reflect::set(&envelope, &"msg".into(), &serde_wasm_bindgen::to_value(msg).unwrap_or(JsValue::NULL));
+    if let Some(files) = files {
+        let _ = Reflect::set(&envelope, &"files".into(), files);
+    }
+    if let Err(err) = worker.post_message(&envelope) {
+        show_error(&format!("cannot reach the model worker: {}", js_text(&err)), true);
+    }
+}
+
+fn send_load() {
+    let (source, files) = match with_page(|p| (p.source.clone(), p.model_files.clone())) {
+        Some(v) => v,
+        None => return,
+    };
+    let label = match &source {
+        ModelSource::Url { url } => url.clone(),
+        ModelSource::Files => "the chosen files".into(),
+    };
+    set_text("model-status", &format!("loading {label} ..."));
+    set_text("model-note", "");
+    with_page(|p| p.ready = false);
+    update_segment_button();
+    send(&ToWorker::Load { source }, Some(&files));
+}
+
+/// The worker is gone (crash, GPU out of memory, device lost): stop it, keep everything the user
+/// gave, offer Retry (a new worker reloads the model, from browser storage when it is there).
+fn worker_died(message: &str) {
+    with_page(|p| {
+        if let Some(worker) = p.worker.take() {
+            worker.terminate();
+        }
+        p.ready = false;
+        p.remaining = 0;
+    });
+    set_all_open_results("error");
+    set_text("model-status", "stopped");
+    hide("model-progress");
+    show_error(message, true);
+    update_segment_button();
 }
 
 fn on_worker_message(event: MessageEvent) {
     let data = event.data();
-    let text = Reflect::get(&data, &"msg".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
-    let msg: ToPage = match serde_json::from_str(&text) {
+    let msg = Reflect::get(&data, &"msg".into()).unwrap_or(JsValue::UNDEFINED);
+    let msg: ToPage = match serde_wasm_bindgen::from_value(msg) {
         Ok(msg) => msg,
-        Err(err) => return show_error(&format!("unreadable message from the worker ({err}): {text}")),
+        Err(err) => return show_error(&format!("unreadable message from the worker: {err}"), false),
     };
     match msg {
         ToPage::Started => {
-            let model = PAGE.with(|p| p.borrow().as_ref().map(|p| p.model.clone())).unwrap_or_default();
-            set_text("model-status", &format!("loading {model} ..."));
-            send(&ToWorker::Load { model }, None);
+            with_page(|p| p.started = true);
+            send_load();
         }
-        ToPage::Status { text } => set_text("model-status", &text),
-        ToPage::Ready { adapter, seconds } => {
+        ToPage::Progress { text, done, total } => {
+            set_text("model-status", &text);
+            if let Ok(bar) = by_testid("model-progress") {
+                let bar: HtmlProgressElement = bar.unchecked_into();
+                if total > 0.0 {
+                    bar.set_max(total);
+                    bar.set_value(done);
+                } else {
+                    let _ = bar.remove_attribute("value");
+                }
+                let _ = bar.remove_attribute("hidden");
+            }
+        }
+        ToPage::Ready { adapter, seconds, from_cache: _, note, max_prompts } => {
+            with_page(|p| {
+                p.ready = true;
+                p.max_prompts = max_prompts;
+            });
+            hide("model-progress");
             set_text("model-status", &format!("ready on {adapter} (loaded in {seconds:.1} s)"));
-            enable_segment_when_idle();
+            let limit = if max_prompts < 64 { format!("; up to {max_prompts} prompts on this GPU") } else { String::new() };
+            set_text("model-note", &format!("{note}{limit}"));
+            hide_error();
+            update_segment_button();
         }
-        ToPage::Running { index } => set_result_state(index, "running"),
-        ToPage::Result { index, seconds } => {
+        ToPage::Running { index } => {
+            set_result_state(index, "running");
+            let total = with_page(|p| p.results.len()).unwrap_or(0);
+            set_text("run-status", &format!("segmenting {} of {total} ...", index + 1));
+        }
+        ToPage::Result { index, seconds, width, height, colours } => {
             let bytes = Reflect::get(&data, &"bytes".into()).unwrap_or(JsValue::UNDEFINED);
+            let rgb = Reflect::get(&data, &"rgb".into()).unwrap_or(JsValue::UNDEFINED);
+            let png = Uint8Array::new(&bytes).to_vec();
+            let rgb = Uint8Array::new(&rgb).to_vec();
             spawn_local(async move {
-                if let Err(err) = show_result(index, bytes.unchecked_into(), seconds).await {
-                    show_error(&format!("cannot show result {}: {}", index + 1, js_text(&err)));
+                if let Err(err) = show_result(index, png, rgb, width, height, colours, seconds).await {
+                    show_error(&format!("cannot show result {}: {}", index + 1, js_text(&err)), false);
                     set_result_state(index, "error");
                 }
-                enable_segment_when_idle();
+                target_finished();
             });
         }
         ToPage::Error { message, index } => {
-            show_error(&message);
+            show_error(&message, false);
             match index {
-                Some(index) => set_result_state(index, "error"),
-                None => set_all_pending_results("error"),
+                Some(index) => {
+                    set_result_state(index, "error");
+                    if let Ok(figure) = result_element(index) {
+                        let _ = figure.set_attribute("title", &message);
+                    }
+                    target_finished();
+                }
+                None => {
+                    let was_loading = with_page(|p| !p.ready).unwrap_or(true);
+                    if was_loading {
+                        set_text("model-status", "failed: load another model (URL or files)");
+                        hide("model-progress");
+                    }
+                    set_all_open_results("error");
+                    with_page(|p| p.remaining = 0);
+                    set_text("run-status", "");
+                    update_segment_button();
+                }
             }
-            if !status_text().starts_with("ready") {
-                set_text("model-status", "failed");
-            }
-            enable_segment_when_idle();
         }
-        ToPage::Fatal { message } => {
-            show_error(&format!("the model worker crashed: {message}. Reload the page to try again."));
-            set_all_pending_results("error");
-            set_text("model-status", "failed");
+        ToPage::CacheCleared => {
+            set_text("model-note", "Browser storage cleared: the next visit downloads the model again.")
         }
+        ToPage::Fatal { message } => worker_died(&message),
     }
 }
 
-/// Sends the chosen files to the worker and makes one `result` placeholder per target.
-fn start_segment() -> Result<(), String> {
-    hide_error();
-    let files = |id: &str| -> Vec<File> {
-        let input = by_testid(id).ok().and_then(|e| e.dyn_into::<HtmlInputElement>().ok());
-        let list = input.and_then(|i| i.files());
-        list.map(|l| (0..l.length()).filter_map(|i| l.get(i)).collect()).unwrap_or_default()
-    };
-    let image = files("prompt-image").into_iter().next().ok_or("choose a prompt image")?;
-    let mask = files("prompt-mask").into_iter().next().ok_or("choose the prompt's mask")?;
-    let targets = files("target-input");
-    if targets.is_empty() {
-        return Err("choose at least one target image".into());
-    }
-    let results = by_testid("results").map_err(|e| js_text(&e))?;
-    results.set_inner_html("");
-    for target in &targets {
-        let figure = result_element(&target.name()).map_err(|e| js_text(&e))?;
-        results.append_child(&figure).map_err(|e| js_text(&e))?;
-    }
-    let list = Array::of2(&image, &mask);
-    for target in &targets {
-        list.push(target);
-    }
-    PAGE.with(|p| {
-        if let Some(page) = p.borrow_mut().as_mut() {
-            page.targets = targets;
-        }
+fn target_finished() {
+    let left = with_page(|p| {
+        p.remaining = p.remaining.saturating_sub(1);
+        p.remaining
     });
-    set_segment_enabled(false);
-    send(&ToWorker::Segment, Some(&list));
+    if left == Some(0) {
+        set_text("run-status", "");
+        update_segment_button();
+    }
+}
+
+fn update_segment_button() {
+    let (ready, idle, any_done) =
+        with_page(|p| (p.ready, p.remaining == 0, p.results.iter().any(|r| r.done))).unwrap_or((false, false, false));
+    set_disabled("segment", !(ready && idle));
+    set_disabled("download-all", !(any_done && idle));
+}
+
+// ---------------------------------------------------------------- model files
+
+fn load_picked_model() {
+    let Some(files) = input_files("model-file") else { return };
+    if files.is_empty() {
+        return;
+    }
+    let array = Array::new();
+    for file in &files {
+        array.push(file);
+    }
+    with_page(|p| {
+        p.source = ModelSource::Files;
+        p.model_files = array;
+    });
+    hide_error();
+    let started = with_page(|p| p.started && p.worker.is_some()).unwrap_or(false);
+    if started {
+        send_load();
+    } else {
+        let _ = start_worker();
+    }
+}
+
+// ---------------------------------------------------------------- prompts
+
+fn add_prompt() -> Result<(), JsValue> {
+    let count = with_page(|p| p.prompts.len()).unwrap_or(0);
+    let template: HtmlTemplateElement = document()
+        .get_element_by_id("prompt-template")
+        .ok_or_else(|| JsValue::from_str("index.html lacks the prompt template"))?
+        .unchecked_into();
+    let root: Element = template
+        .content()
+        .first_element_child()
+        .ok_or_else(|| JsValue::from_str("empty prompt template"))?
+        .clone_node_with_deep(true)?
+        .unchecked_into();
+    by_testid("prompts")?.append_child(&root)?;
+    if count == 0 {
+        child(&root, "remove-prompt")?.set_attribute("hidden", "")?;
+    }
+    let swatches = child(&root, "brush-colours")?;
+    for (i, colour) in BRUSH_COLOURS.iter().enumerate() {
+        let swatch: HtmlElement = document().create_element("button")?.unchecked_into();
+        swatch.set_attribute("type", "button")?;
+        swatch.set_attribute("data-testid", "brush-colour")?;
+        swatch.set_attribute("aria-label", &format!("colour rgb({}, {}, {})", colour[0], colour[1], colour[2]))?;
+        swatch.set_class_name(if i == 0 { "swatch selected" } else { "swatch" });
+        swatch.style().set_property("background-color", &css_rgb(*colour))?;
+        let root_for = root.clone();
+        on(&swatch, "click", move |_| select_brush(&root_for, i))?;
+        swatches.append_child(&swatch)?;
+    }
+    with_page(|p| p.prompts.push(PromptUi { root: root.clone(), mode: MaskMode::None, painting: None, brush: 0 }));
+    renumber_prompts();
+
+    let r = root.clone();
+    on(&child(&root, "prompt-image")?, "change", move |_| {
+        let r = r.clone();
+        spawn_local(async move {
+            // A new image: any painting restarts at its size.
+            let painting = with_prompt(&r, |p| p.painting.is_some()).unwrap_or(false);
+            if painting {
+                report(start_painting(&r).await);
+            }
+            update_mask_state(&r);
+        });
+    })?;
+    let r = root.clone();
+    on(&child(&root, "prompt-mask")?, "change", move |_| {
+        let has_file = prompt_file(&r, "prompt-mask").is_some();
+        with_prompt(&r, |p| p.mode = if has_file { MaskMode::File } else { MaskMode::None });
+        update_mask_state(&r);
+    })?;
+    let r = root.clone();
+    on(&child(&root, "paint-mask")?, "click", move |_| {
+        let r = r.clone();
+        spawn_local(async move { report(start_painting(&r).await) });
+    })?;
+    let r = root.clone();
+    on(&child(&root, "remove-prompt")?, "click", move |_| {
+        with_page(|p| p.prompts.retain(|u| u.root != r));
+        r.remove();
+        renumber_prompts();
+    })?;
+    let r = root.clone();
+    on(&child(&root, "undo")?, "click", move |_| {
+        with_prompt(&r, |p| p.painting.as_mut().map(|g| g.mask.undo()));
+        redraw_painting(&r);
+    })?;
+    let r = root.clone();
+    on(&child(&root, "clear-mask")?, "click", move |_| {
+        with_prompt(&r, |p| p.painting.as_mut().map(|g| g.mask.clear()));
+        redraw_painting(&r);
+    })?;
+    let r = root.clone();
+    on(&child(&root, "download-prompt-mask")?, "click", move |_| report(arm_painted_download(&r)))?;
+    wire_painting(&root)?;
+    wire_drop(&root)?;
     Ok(())
 }
 
-/// One run at a time: the button comes back once the model is ready and no result is still open.
-fn enable_segment_when_idle() {
-    let open = document()
-        .query_selector("[data-testid=result][data-state=pending], [data-testid=result][data-state=running]")
-        .ok()
-        .flatten();
-    set_segment_enabled(open.is_none() && status_text().starts_with("ready"));
-}
-
-fn set_segment_enabled(enabled: bool) {
-    if let Ok(button) = by_testid("segment") {
-        button.unchecked_into::<HtmlButtonElement>().set_disabled(!enabled);
+fn renumber_prompts() {
+    let roots: Vec<Element> = with_page(|p| p.prompts.iter().map(|u| u.root.clone()).collect()).unwrap_or_default();
+    for (i, root) in roots.iter().enumerate() {
+        if let Ok(Some(number)) = root.query_selector(".prompt-number") {
+            number.set_text_content(Some(&(i + 1).to_string()));
+        }
     }
 }
 
-/// `<figure data-testid=result data-state=pending>` with a caption, a canvas and a hidden download link.
-fn result_element(name: &str) -> Result<Element, JsValue> {
+fn with_prompt<R>(root: &Element, f: impl FnOnce(&mut PromptUi) -> R) -> Option<R> {
+    with_page(|p| p.prompts.iter_mut().find(|u| &u.root == root).map(f)).flatten()
+}
+
+fn prompt_file(root: &Element, id: &str) -> Option<File> {
+    let input: HtmlInputElement = child(root, id).ok()?.unchecked_into();
+    input.files()?.get(0)
+}
+
+fn select_brush(root: &Element, index: usize) {
+    with_prompt(root, |p| p.brush = index);
+    if let Ok(swatches) = elements(root, "[data-testid=brush-colour]") {
+        for (i, swatch) in swatches.iter().enumerate() {
+            swatch.set_class_name(if i == index { "swatch selected" } else { "swatch" });
+        }
+    }
+    if let Ok(eraser) = child(root, "eraser") {
+        eraser.unchecked_into::<HtmlInputElement>().set_checked(false);
+    }
+}
+
+fn update_mask_state(root: &Element) {
+    let (mode, size) = with_prompt(root, |p| (p.mode, p.painting.as_ref().map(|g| (g.mask.width(), g.mask.height()))))
+        .unwrap_or((MaskMode::None, None));
+    let text = match (mode, size) {
+        (MaskMode::Painted, Some((w, h))) => format!("mask: painted ({w} x {h})"),
+        (MaskMode::File, _) => {
+            format!("mask: {}", prompt_file(root, "prompt-mask").map(|f| f.name()).unwrap_or_default())
+        }
+        _ => "no mask yet".to_string(),
+    };
+    if let Ok(state) = child(root, "mask-state") {
+        state.set_text_content(Some(&text));
+    }
+}
+
+/// Shows the prompt image with a paintable mask canvas of the same (natural) size on top.
+async fn start_painting(root: &Element) -> Result<(), JsValue> {
+    let image = prompt_file(root, "prompt-image").ok_or_else(|| JsValue::from_str("choose the prompt image first, then paint its mask"))?;
+    let bitmap: ImageBitmap = JsFuture::from(window().create_image_bitmap_with_blob(&image)?)
+        .await
+        .map_err(|_| JsValue::from_str(&format!("{} is not an image this browser can show", image.name())))?
+        .unchecked_into();
+    let (w, h) = (bitmap.width(), bitmap.height());
+    for id in ["prompt-canvas", "mask-canvas"] {
+        let canvas: HtmlCanvasElement = child(root, id)?.unchecked_into();
+        canvas.set_width(w);
+        canvas.set_height(h);
+    }
+    let image_canvas: HtmlCanvasElement = child(root, "prompt-canvas")?.unchecked_into();
+    context(&image_canvas)?.draw_image_with_image_bitmap(&bitmap, 0.0, 0.0)?;
+    with_prompt(root, |p| {
+        p.painting = Some(Painting { mask: PaintMask::new(w, h), drawing: false });
+        p.mode = MaskMode::Painted;
+    });
+    for selector in [".paint-tools", ".paint"] {
+        if let Some(element) = root.query_selector(selector)? {
+            element.remove_attribute("hidden")?;
+        }
+    }
+    redraw_painting(root);
+    update_mask_state(root);
+    Ok(())
+}
+
+fn wire_painting(root: &Element) -> Result<(), JsValue> {
+    let canvas: HtmlCanvasElement = child(root, "mask-canvas")?.unchecked_into();
+    let r = root.clone();
+    let c = canvas.clone();
+    on(&canvas, "pointerdown", move |event| {
+        let event: PointerEvent = event.unchecked_into();
+        event.prevent_default();
+        let _ = c.set_pointer_capture(event.pointer_id());
+        let (x, y) = canvas_point(&c, &event);
+        let (radius, colour) = brush(&r);
+        with_prompt(&r, |p| {
+            if let Some(g) = p.painting.as_mut() {
+                g.drawing = true;
+                g.mask.begin(x, y, radius, colour);
+            }
+        });
+        redraw_painting(&r);
+    })?;
+    let r = root.clone();
+    let c = canvas.clone();
+    on(&canvas, "pointermove", move |event| {
+        let event: PointerEvent = event.unchecked_into();
+        let (x, y) = canvas_point(&c, &event);
+        let (radius, colour) = brush(&r);
+        let moved = with_prompt(&r, |p| match p.painting.as_mut() {
+            Some(g) if g.drawing => {
+                g.mask.extend(x, y, radius, colour);
+                true
+            }
+            _ => false,
+        });
+        if moved == Some(true) {
+            redraw_painting(&r);
+        }
+    })?;
+    for kind in ["pointerup", "pointercancel"] {
+        let r = root.clone();
+        on(&canvas, kind, move |_| {
+            with_prompt(&r, |p| {
+                if let Some(g) = p.painting.as_mut() {
+                    g.drawing = false;
+                    g.mask.end();
+                }
+            });
+            update_mask_state(&r);
+        })?;
+    }
+    Ok(())
+}
+
+/// Pointer position in image pixels (the canvas is CSS-scaled).
+fn canvas_point(canvas: &HtmlCanvasElement, event: &PointerEvent) -> (f64, f64) {
+    let rect = canvas.get_bounding_client_rect();
+    let sx = f64::from(canvas.width()) / rect.width().max(1.0);
+    let sy = f64::from(canvas.height()) / rect.height().max(1.0);
+    ((f64::from(event.client_x()) - rect.left()) * sx, (f64::from(event.client_y()) - rect.top()) * sy)
+}
+
+/// Brush radius (image pixels) and colour (black when erasing).
+fn brush(root: &Element) -> (f64, [u8; 3]) {
+    let size = child(root, "brush-size")
+        .ok()
+        .and_then(|e| e.unchecked_into::<HtmlInputElement>().value().parse::<f64>().ok())
+        .unwrap_or(12.0);
+    let erasing = child(root, "eraser").map(|e| e.unchecked_into::<HtmlInputElement>().checked()).unwrap_or(false);
+    let index = with_prompt(root, |p| p.brush).unwrap_or(0);
+    (size, if erasing { [0, 0, 0] } else { BRUSH_COLOURS[index.min(BRUSH_COLOURS.len() - 1)] })
+}
+
+fn redraw_painting(root: &Element) {
+    let rgba = with_prompt(root, |p| {
+        p.painting.as_ref().map(|g| (g.mask.overlay_rgba(PAINT_ALPHA), g.mask.width(), g.mask.height()))
+    })
+    .flatten();
+    let Some((rgba, w, h)) = rgba else { return };
+    let draw = || -> Result<(), JsValue> {
+        let canvas: HtmlCanvasElement = child(root, "mask-canvas")?.unchecked_into();
+        let image = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)?;
+        context(&canvas)?.put_image_data(&image, 0.0, 0.0)
+    };
+    report(draw());
+}
+
+/// Points the prompt's "download this mask" link at a PNG of the painted mask.
+fn arm_painted_download(root: &Element) -> Result<(), JsValue> {
+    let mask = with_prompt(root, |p| p.painting.as_ref().map(|g| (g.mask.rgb().to_vec(), g.mask.width(), g.mask.height())))
+        .flatten();
+    let Some((rgb, w, h)) = mask else { return Err("paint a mask first".into()) };
+    let png = RgbImage::new(w, h, rgb).and_then(|m| encode_rgb_png(&m)).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let link: HtmlAnchorElement = child(root, "download-prompt-mask")?.unchecked_into();
+    link.set_href(&Url::create_object_url_with_blob(&png_blob(&png)?)?);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- files: drop and paste
+
+fn wire_drop(zone: &Element) -> Result<(), JsValue> {
+    on(zone, "dragover", |event| event.prevent_default())?;
+    let z = zone.clone();
+    on(zone, "drop", move |event| {
+        event.prevent_default();
+        event.stop_propagation();
+        let event: DragEvent = event.unchecked_into();
+        if let Some(files) = event.data_transfer().and_then(|d| d.files()) {
+            report(files_arrived(&z, &list(&files)));
+        }
+    })
+}
+
+/// Files dropped on a zone: weights on the model box, images on a prompt (image first, then
+/// mask) or on the targets.
+fn files_arrived(zone: &Element, files: &[File]) -> Result<(), JsValue> {
+    match zone.get_attribute("data-drop").as_deref() {
+        Some("model") => set_input_files(&by_testid("model-file")?, files),
+        Some("targets") => {
+            let mut all = input_files("target-input").unwrap_or_default();
+            all.extend(files.iter().cloned());
+            set_input_files(&by_testid("target-input")?, &all)
+        }
+        Some("prompt") => {
+            let mut files = files.iter();
+            if prompt_file(zone, "prompt-image").is_none() {
+                if let Some(image) = files.next() {
+                    set_input_files(&child(zone, "prompt-image")?, std::slice::from_ref(image))?;
+                }
+            }
+            if let Some(mask) = files.next() {
+                set_input_files(&child(zone, "prompt-mask")?, std::slice::from_ref(mask))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Pasted images go to the prompt under the pointer focus, else to the targets.
+fn on_paste(event: Event) {
+    let event: web_sys::ClipboardEvent = event.unchecked_into();
+    let Some(files) = event.clipboard_data().and_then(|d| d.files()) else { return };
+    let files = list(&files);
+    if files.is_empty() {
+        return;
+    }
+    event.prevent_default();
+    let focused = document().active_element().and_then(|e| e.closest(".prompt").ok().flatten());
+    let zone = match focused {
+        Some(prompt) => Ok(prompt),
+        None => document().query_selector(".drop[data-drop=targets]").map(|z| z.unwrap_or_else(|| document().create_element("div").unwrap())),
+    };
+    match zone {
+        Ok(zone) => report(files_arrived(&zone, &files)),
+        Err(err) => report(Err(err)),
+    }
+}
+
+fn set_input_files(input: &Element, files: &[File]) -> Result<(), JsValue> {
+    let transfer = DataTransfer::new()?;
+    for file in files {
+        transfer.items().add_with_file(file)?;
+    }
+    let input: &HtmlInputElement = input.unchecked_ref();
+    input.set_files(Some(&transfer.files().ok_or_else(|| JsValue::from_str("no file list"))?));
+    input.dispatch_event(&Event::new("change")?)?;
+    Ok(())
+}
+
+fn update_target_count() {
+    let n = input_files("target-input").map_or(0, |f| f.len());
+    set_text("target-count", &if n == 1 { "1 image".to_string() } else { format!("{n} images") });
+}
+
+// ---------------------------------------------------------------- segmenting
+
+fn selected(id: &str) -> String {
+    by_testid(id).map(|e| e.unchecked_into::<HtmlSelectElement>().value()).unwrap_or_default()
+}
+
+/// Checks the inputs, sends them to the worker and makes one `result` placeholder per target.
+fn start_segment() -> Result<(), String> {
+    hide_error();
+    let prompts: Vec<(Element, MaskMode, Option<(Vec<u8>, u32, u32)>)> = with_page(|p| {
+        p.prompts
+            .iter()
+            .map(|u| {
+                let painted = u.painting.as_ref().map(|g| (g.mask.rgb().to_vec(), g.mask.width(), g.mask.height()));
+                (u.root.clone(), u.mode, painted)
+            })
+            .collect()
+    })
+    .unwrap_or_default();
+    let max_prompts = with_page(|p| p.max_prompts).unwrap_or(usize::MAX);
+    if prompts.len() > max_prompts {
+        return Err(format!("this GPU takes at most {max_prompts} prompts (its maxStorageBufferBindingSize is too small for more)"));
+    }
+    let files = Array::new();
+    let mut specs = Vec::new();
+    for (i, (root, mode, painted)) in prompts.iter().enumerate() {
+        let n = i + 1;
+        let image = prompt_file(root, "prompt-image").ok_or(format!("prompt {n}: choose its image"))?;
+        files.push(&image);
+        match (mode, painted) {
+            (MaskMode::Painted, Some((rgb, w, h))) => {
+                if rgb.iter().all(|&v| v == 0) {
+                    return Err(format!("prompt {n}: the painted mask is empty; paint what to find"));
+                }
+                files.push(&Uint8Array::from(rgb.as_slice()));
+                specs.push(MaskInput::Painted { width: *w, height: *h });
+            }
+            (MaskMode::File, _) => {
+                let mask = prompt_file(root, "prompt-mask").ok_or(format!("prompt {n}: choose its mask"))?;
+                files.push(&mask);
+                specs.push(MaskInput::File);
+            }
+            _ => return Err(format!("prompt {n}: give its mask (a file, or paint it)")),
+        }
+    }
+    let targets = input_files("target-input").unwrap_or_default();
+    if targets.is_empty() {
+        return Err("choose at least one target image".into());
+    }
+    for target in &targets {
+        files.push(target);
+    }
+    let results = by_testid("results").map_err(|e| js_text(&e))?;
+    results.set_inner_html("");
+    let mut views = Vec::new();
+    for (index, target) in targets.iter().enumerate() {
+        let figure = new_result_element(index, &target.name()).map_err(|e| js_text(&e))?;
+        results.append_child(&figure).map_err(|e| js_text(&e))?;
+        views.push(ResultView {
+            name: target.name(),
+            target: target.clone(),
+            bitmap: None,
+            png: Vec::new(),
+            rgb: Vec::new(),
+            labels: Vec::new(),
+            hidden: Vec::new(),
+            width: 0,
+            height: 0,
+            done: false,
+        });
+    }
+    with_page(|p| {
+        p.results = views;
+        p.remaining = targets.len();
+    });
+    update_segment_button();
+    set_text("run-status", "starting ...");
+    let options = RunOptions {
+        embedding: selected("embedding"),
+        ensemble: selected("ensemble"),
+        class_masks: by_testid("class-masks").map(|e| e.unchecked_into::<HtmlInputElement>().checked()).unwrap_or(false),
+    };
+    send(&ToWorker::Segment { prompts: specs, targets: targets.len(), options }, Some(&files));
+    Ok(())
+}
+
+/// `<figure data-testid=result data-state=pending>`: caption, canvas, colour toggles, downloads.
+fn new_result_element(index: usize, name: &str) -> Result<Element, JsValue> {
     let doc = document();
     let figure = doc.create_element("figure")?;
     figure.set_attribute("data-testid", "result")?;
@@ -197,47 +757,194 @@ fn result_element(name: &str) -> Result<Element, JsValue> {
     caption.set_text_content(Some(name));
     let canvas = doc.create_element("canvas")?;
     canvas.set_attribute("data-testid", "result-canvas")?;
-    let link = doc.create_element("a")?;
-    link.set_attribute("data-testid", "download-mask")?;
-    link.set_attribute("download", &format!("{}.mask.png", stem(name)))?;
-    link.set_attribute("hidden", "")?;
-    link.set_text_content(Some("Download mask"));
-    figure.append_child(&caption)?;
-    figure.append_child(&canvas)?;
-    figure.append_child(&link)?;
+    let toggles = doc.create_element("div")?;
+    toggles.set_attribute("data-testid", "colour-toggles")?;
+    toggles.set_class_name("toggles");
+    let links = doc.create_element("p")?;
+    links.set_class_name("row");
+    let mask = doc.create_element("a")?;
+    mask.set_attribute("data-testid", "download-mask")?;
+    mask.set_attribute("download", &format!("{}.mask.png", stem(name)))?;
+    mask.set_attribute("hidden", "")?;
+    mask.set_text_content(Some("Mask PNG"));
+    let overlay = doc.create_element("button")?;
+    overlay.set_attribute("type", "button")?;
+    overlay.set_attribute("data-testid", "download-overlay")?;
+    overlay.set_attribute("hidden", "")?;
+    overlay.set_text_content(Some("Overlay PNG"));
+    on(&overlay, "click", move |_| spawn_local(async move { report(download_overlay(index).await) }))?;
+    links.append_child(&mask)?;
+    links.append_child(&overlay)?;
+    for child in [&caption, &canvas, &toggles, &links] {
+        figure.append_child(child)?;
+    }
     Ok(figure)
 }
 
-/// Draws the mask over the target (`target * (a * mask + 1 - a)` = multiply at alpha `a`, MODEL-SPEC
-/// 6.1) and arms the download link with the mask PNG the worker encoded (the CLI's bytes).
-async fn show_result(index: usize, png: ArrayBuffer, seconds: f64) -> Result<(), JsValue> {
-    let target = PAGE
-        .with(|p| p.borrow().as_ref().and_then(|p| p.targets.get(index).cloned()))
+/// Stores a result, draws it over its target, adds the colour toggles and arms the downloads.
+async fn show_result(
+    index: usize,
+    png: Vec<u8>,
+    rgb: Vec<u8>,
+    width: u32,
+    height: u32,
+    colours: Vec<[u8; 3]>,
+    seconds: f64,
+) -> Result<(), JsValue> {
+    let target = with_page(|p| p.results.get(index).map(|r| r.target.clone()))
+        .flatten()
         .ok_or_else(|| JsValue::from_str("no such target"))?;
-    let figure = result(index)?;
-    let options = BlobPropertyBag::new();
-    options.set_type("image/png");
-    let blob = Blob::new_with_buffer_source_sequence_and_options(&Array::of1(&png), &options)?;
-    let target_bitmap: ImageBitmap = JsFuture::from(window().create_image_bitmap_with_blob(&target)?).await?.into();
-    let mask_bitmap: ImageBitmap = JsFuture::from(window().create_image_bitmap_with_blob(&blob)?).await?.into();
-
-    let canvas: HtmlCanvasElement = child(&figure, "result-canvas")?.unchecked_into();
-    canvas.set_width(target_bitmap.width());
-    canvas.set_height(target_bitmap.height());
-    let ctx: CanvasRenderingContext2d =
-        canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D canvas"))?.unchecked_into();
-    ctx.draw_image_with_image_bitmap(&target_bitmap, 0.0, 0.0)?;
-    ctx.set_global_alpha(MASK_ALPHA);
-    ctx.set_global_composite_operation("multiply")?;
-    ctx.draw_image_with_image_bitmap(&mask_bitmap, 0.0, 0.0)?;
-
+    let bitmap: ImageBitmap = JsFuture::from(window().create_image_bitmap_with_blob(&target)?).await?.unchecked_into();
+    let labels = nearest_colour_labels(&rgb, &colours);
+    let blob = png_blob(&png)?;
+    with_page(|p| {
+        if let Some(view) = p.results.get_mut(index) {
+            view.bitmap = Some(bitmap);
+            view.png = png;
+            view.rgb = rgb;
+            view.labels = labels;
+            view.hidden = vec![false; colours.len()];
+            view.width = width;
+            view.height = height;
+            view.done = true;
+        }
+    });
+    let figure = result_element(index)?;
+    let toggles = child(&figure, "colour-toggles")?;
+    for (i, colour) in colours.iter().enumerate() {
+        let label = document().create_element("label")?;
+        let input: HtmlInputElement = document().create_element("input")?.unchecked_into();
+        input.set_type("checkbox");
+        input.set_checked(true);
+        input.set_attribute("data-testid", "colour-toggle")?;
+        input.set_attribute("aria-label", &format!("show {}", css_rgb(*colour)))?;
+        let swatch: HtmlElement = document().create_element("span")?.unchecked_into();
+        swatch.set_class_name("swatch");
+        swatch.style().set_property("background-color", &css_rgb(*colour))?;
+        let i_input = input.clone();
+        on(&input, "change", move |_| {
+            let shown = i_input.checked();
+            with_page(|p| {
+                if let Some(hidden) = p.results.get_mut(index).and_then(|r| r.hidden.get_mut(i)) {
+                    *hidden = !shown;
+                }
+            });
+            report(draw_result(index));
+        })?;
+        label.append_child(&input)?;
+        label.append_child(&swatch)?;
+        toggles.append_child(&label)?;
+    }
+    draw_result(index)?;
     let link: HtmlAnchorElement = child(&figure, "download-mask")?.unchecked_into();
     link.set_href(&Url::create_object_url_with_blob(&blob)?);
     link.remove_attribute("hidden")?;
+    child(&figure, "download-overlay")?.remove_attribute("hidden")?;
     figure.set_attribute("data-seconds", &format!("{seconds:.3}"))?;
     figure.set_attribute("data-state", "done")?;
     Ok(())
 }
+
+fn opacity() -> f64 {
+    by_testid("opacity")
+        .ok()
+        .and_then(|e| e.unchecked_into::<HtmlInputElement>().value().parse().ok())
+        .unwrap_or(0.6)
+}
+
+/// The official overlay `target * (a * mask / 255 + 1 - a)` (MODEL-SPEC 6.1) is exactly a multiply
+/// blend at alpha `a`; hidden colours are drawn white, the blend's identity.
+fn draw_result(index: usize) -> Result<(), JsValue> {
+    let view = with_page(|p| {
+        p.results.get(index).filter(|r| r.done).map(|r| {
+            (r.bitmap.clone(), visible_mask_rgba(&r.rgb, &r.labels, &r.hidden), r.width, r.height)
+        })
+    })
+    .flatten();
+    let Some((Some(bitmap), rgba, w, h)) = view else { return Ok(()) };
+    let canvas: HtmlCanvasElement = child(&result_element(index)?, "result-canvas")?.unchecked_into();
+    canvas.set_width(w);
+    canvas.set_height(h);
+    let mask: HtmlCanvasElement = document().create_element("canvas")?.unchecked_into();
+    mask.set_width(w);
+    mask.set_height(h);
+    context(&mask)?.put_image_data(&ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)?, 0.0, 0.0)?;
+    let ctx = context(&canvas)?;
+    ctx.draw_image_with_image_bitmap_and_dw_and_dh(&bitmap, 0.0, 0.0, f64::from(w), f64::from(h))?;
+    ctx.set_global_alpha(opacity());
+    ctx.set_global_composite_operation("multiply")?;
+    ctx.draw_image_with_html_canvas_element(&mask, 0.0, 0.0)?;
+    ctx.set_global_alpha(1.0);
+    ctx.set_global_composite_operation("source-over")?;
+    Ok(())
+}
+
+fn redraw_all_results() {
+    let n = with_page(|p| p.results.len()).unwrap_or(0);
+    for index in 0..n {
+        report(draw_result(index));
+    }
+}
+
+/// The result canvas as PNG bytes (what is on screen: overlay at the current opacity and toggles).
+async fn overlay_png(index: usize) -> Result<Vec<u8>, JsValue> {
+    let canvas: HtmlCanvasElement = child(&result_element(index)?, "result-canvas")?.unchecked_into();
+    let promise = Promise::new(&mut |resolve: Function, reject: Function| {
+        if let Err(err) = canvas.to_blob_with_type(&resolve, "image/png") {
+            let _ = reject.call1(&JsValue::NULL, &err);
+        }
+    });
+    let blob: Blob = JsFuture::from(promise).await?.dyn_into()?;
+    let buffer: ArrayBuffer = JsFuture::from(blob.array_buffer()).await?.unchecked_into();
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+async fn download_overlay(index: usize) -> Result<(), JsValue> {
+    let name = with_page(|p| p.results.get(index).map(|r| r.name.clone())).flatten().unwrap_or_default();
+    let png = overlay_png(index).await?;
+    save(&png_blob(&png)?, &format!("{}.overlay.png", stem(&name)))
+}
+
+/// Every finished result's mask and overlay PNGs in one ZIP.
+async fn download_all() -> Result<(), JsValue> {
+    let done: Vec<(usize, String, Vec<u8>)> = with_page(|p| {
+        p.results.iter().enumerate().filter(|(_, r)| r.done).map(|(i, r)| (i, r.name.clone(), r.png.clone())).collect()
+    })
+    .unwrap_or_default();
+    let mut entries = Vec::new();
+    for (index, name, png) in done {
+        entries.push((format!("{}.mask.png", stem(&name)), png));
+        entries.push((format!("{}.overlay.png", stem(&name)), overlay_png(index).await?));
+    }
+    let zip = crate::archive::zip_stored(&entries).map_err(|e| JsValue::from_str(&e))?;
+    let options = BlobPropertyBag::new();
+    options.set_type("application/zip");
+    let blob = Blob::new_with_u8_array_sequence_and_options(&Array::of1(&Uint8Array::from(zip.as_slice())), &options)?;
+    save(&blob, "seggpt-results.zip")
+}
+
+/// Starts a download of `blob` as `name`.
+fn save(blob: &Blob, name: &str) -> Result<(), JsValue> {
+    let url = Url::create_object_url_with_blob(blob)?;
+    let link: HtmlAnchorElement = document().create_element("a")?.unchecked_into();
+    link.set_href(&url);
+    link.set_download(name);
+    link.click();
+    // Revoke later: the download has started reading by then.
+    let revoke = Closure::once_into_js(move || {
+        let _ = Url::revoke_object_url(&url);
+    });
+    window().set_timeout_with_callback_and_timeout_and_arguments_0(revoke.unchecked_ref(), 60_000)?;
+    Ok(())
+}
+
+fn png_blob(png: &[u8]) -> Result<Blob, JsValue> {
+    let options = BlobPropertyBag::new();
+    options.set_type("image/png");
+    Blob::new_with_u8_array_sequence_and_options(&Array::of1(&Uint8Array::from(png)), &options)
+}
+
+// ---------------------------------------------------------------- DOM helpers
 
 fn stem(name: &str) -> &str {
     match name.rfind('.') {
@@ -246,12 +953,27 @@ fn stem(name: &str) -> &str {
     }
 }
 
+fn css_rgb(c: [u8; 3]) -> String {
+    format!("rgb({}, {}, {})", c[0], c[1], c[2])
+}
+
 fn window() -> web_sys::Window {
     web_sys::window().expect("run_page runs on a page")
 }
 
 fn document() -> Document {
     window().document().expect("a page has a document")
+}
+
+fn on(target: &Element, kind: &str, handler: impl FnMut(Event) + 'static) -> Result<(), JsValue> {
+    let closure = Closure::<dyn FnMut(Event)>::new(handler);
+    target.add_event_listener_with_callback(kind, closure.as_ref().unchecked_ref())?;
+    closure.forget();
+    Ok(())
+}
+
+fn context(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, JsValue> {
+    Ok(canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D canvas"))?.unchecked_into())
 }
 
 fn by_testid(id: &str) -> Result<Element, JsValue> {
@@ -263,29 +985,45 @@ fn by_testid(id: &str) -> Result<Element, JsValue> {
 fn child(parent: &Element, id: &str) -> Result<Element, JsValue> {
     parent
         .query_selector(&format!("[data-testid={id}]"))?
-        .ok_or_else(|| JsValue::from_str(&format!("result lacks data-testid={id}")))
+        .ok_or_else(|| JsValue::from_str(&format!("missing data-testid={id}")))
 }
 
-fn result(index: usize) -> Result<Element, JsValue> {
-    let all = document().query_selector_all("[data-testid=result]")?;
-    all.get(index as u32)
-        .and_then(|n| n.dyn_into::<Element>().ok())
+fn elements(parent: &impl AsRef<web_sys::Node>, selector: &str) -> Result<Vec<Element>, JsValue> {
+    let node: &web_sys::Node = parent.as_ref();
+    let list = if let Some(element) = node.dyn_ref::<Element>() {
+        element.query_selector_all(selector)?
+    } else {
+        node.unchecked_ref::<Document>().query_selector_all(selector)?
+    };
+    Ok((0..list.length()).filter_map(|i| list.get(i)?.dyn_into::<Element>().ok()).collect())
+}
+
+fn list(files: &FileList) -> Vec<File> {
+    (0..files.length()).filter_map(|i| files.get(i)).collect()
+}
+
+fn input_files(id: &str) -> Option<Vec<File>> {
+    let input: HtmlInputElement = by_testid(id).ok()?.unchecked_into();
+    Some(list(&input.files()?))
+}
+
+fn result_element(index: usize) -> Result<Element, JsValue> {
+    elements(&document(), "[data-testid=result]")?
+        .into_iter()
+        .nth(index)
         .ok_or_else(|| JsValue::from_str(&format!("no result {index}")))
 }
 
 fn set_result_state(index: usize, state: &str) {
-    if let Ok(figure) = result(index) {
+    if let Ok(figure) = result_element(index) {
         let _ = figure.set_attribute("data-state", state);
     }
 }
 
-fn set_all_pending_results(state: &str) {
-    if let Ok(all) = document().query_selector_all("[data-testid=result][data-state=pending], [data-testid=result][data-state=running]") {
-        for i in 0..all.length() {
-            if let Some(figure) = all.get(i).and_then(|n| n.dyn_into::<Element>().ok()) {
-                let _ = figure.set_attribute("data-state", state);
-            }
-        }
+fn set_all_open_results(state: &str) {
+    let open = "[data-testid=result][data-state=pending], [data-testid=result][data-state=running]";
+    for figure in elements(&document(), open).unwrap_or_default() {
+        let _ = figure.set_attribute("data-state", state);
     }
 }
 
@@ -295,20 +1033,38 @@ fn set_text(id: &str, text: &str) {
     }
 }
 
-fn status_text() -> String {
-    by_testid("model-status").ok().and_then(|e| e.text_content()).unwrap_or_default()
+fn set_disabled(id: &str, disabled: bool) {
+    if let Ok(button) = by_testid(id) {
+        button.unchecked_into::<HtmlButtonElement>().set_disabled(disabled);
+    }
 }
 
-fn show_error(message: &str) {
+fn hide(id: &str) {
+    if let Ok(element) = by_testid(id) {
+        let _ = element.set_attribute("hidden", "");
+    }
+}
+
+/// Shows `message` in the error box; `retry` also shows the Retry button.
+fn show_error(message: &str, retry: bool) {
     web_sys::console::error_1(&message.into());
+    set_text("error-text", message);
     if let Ok(element) = by_testid("error") {
-        element.set_text_content(Some(message));
         let _ = element.remove_attribute("hidden");
+    }
+    if let Ok(button) = by_testid("retry") {
+        let _ = if retry { button.remove_attribute("hidden") } else { button.set_attribute("hidden", "") };
     }
 }
 
 fn hide_error() {
-    if let Ok(element) = by_testid("error") {
-        let _ = element.set_attribute("hidden", "");
+    hide("error");
+    hide("retry");
+}
+
+/// Shows the error of a UI action, if any.
+fn report(result: Result<(), JsValue>) {
+    if let Err(err) = result {
+        show_error(&js_text(&err), false);
     }
 }

@@ -1,18 +1,19 @@
-//! The worker side: WebGPU probe and device, model download and load, segmentation.
+//! The worker side: WebGPU probe and device, model download / cache / load, segmentation.
 
 use std::{cell::RefCell, rc::Rc};
 
 use burn::tensor::Device;
-use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent, Response, Url};
+use web_sys::{Blob, DedicatedWorkerGlobalScope, File, FileReaderSync, MessageEvent, Url};
 
-use super::protocol::{ToPage, ToWorker};
-use super::{js_text, now_s};
-use crate::segment::{Prompt, Segmenter, Target};
-use crate::weights::SafetensorsSource;
-use crate::{ForwardOptions, SegGpt, SegGptConfig};
+use super::load::{self, BlobSource, Fetch, Progress};
+use super::protocol::{MaskInput, ModelSource, RunOptions, ToPage, ToWorker};
+use super::{js_text, now_s, storage};
+use crate::pipeline::{ClassMap, RgbImage, decode_class_map, decode_rgb};
+use crate::segment::{Prompt, PromptMask, Segmenter, Target};
+use crate::{EmbeddingType, Ensemble, ForwardOptions, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts};
 
 const NO_WEBGPU: &str = "This browser does not offer WebGPU, which SegGPT needs to run on your GPU. \
     Use a browser with WebGPU: Chrome or Edge 113+ on desktop, Safari 26+, or Firefox 141+ on Windows \
@@ -21,14 +22,23 @@ const NO_ADAPTER: &str = "This browser has WebGPU but offers no GPU adapter for 
     GPU is blocklisted). Chrome or Edge 113+ on desktop, Safari 26+ and Firefox 141+ on Windows have it on; \
     on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu (chrome://gpu shows the WebGPU status).";
 
+/// burn's device and what the adapter allows.
+#[derive(Clone)]
+struct Gpu {
+    device: Device,
+    adapter: String,
+    /// `maxStorageBufferBindingSize` of the device (cubecl requests the adapter's full limits).
+    max_binding: u64,
+}
+
 struct Loaded {
     model: SegGpt,
-    device: Device,
+    gpu: Gpu,
 }
 
 thread_local! {
     /// The runtime can be initialised once per wasm instance, so the device outlives failed loads.
-    static DEVICE: RefCell<Option<Device>> = const { RefCell::new(None) };
+    static GPU: RefCell<Option<Gpu>> = const { RefCell::new(None) };
     static MODEL: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
 }
 
@@ -37,73 +47,96 @@ thread_local! {
 pub fn run_worker() {
     std::panic::set_hook(Box::new(|info| {
         // A panic aborts and poisons the instance: tell the page first, so it can restart us.
-        post(&ToPage::Fatal { message: info.to_string() }, None);
+        post(&ToPage::Fatal { message: fatal_message(&info.to_string()) }, &[]);
         console_error_panic_hook::hook(info);
     }));
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| spawn_local(handle(event)));
     scope().set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     onmessage.forget();
-    post(&ToPage::Started, None);
+    post(&ToPage::Started, &[]);
+}
+
+/// The text for a panic: GPU out-of-memory and device loss get a plain explanation.
+fn fatal_message(panic: &str) -> String {
+    let lower = panic.to_lowercase();
+    if lower.contains("out of memory") || lower.contains("outofmemory") {
+        format!(
+            "The GPU ran out of memory. Close other tabs or programs that use the GPU, or use fewer \
+             prompts, then retry. ({panic})"
+        )
+    } else if lower.contains("device lost") || lower.contains("devicelost") || lower.contains("poison") {
+        format!("The GPU device was lost (driver reset or GPU busy elsewhere); retry. ({panic})")
+    } else {
+        format!("The model worker crashed: {panic}")
+    }
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-/// Posts `msg`; `bytes` goes along as `bytes` and is transferred, not copied.
-fn post(msg: &ToPage, bytes: Option<&ArrayBuffer>) {
-    let text = serde_json::to_string(msg).unwrap_or_default();
+/// Posts `msg` with extra fields (`bytes`, `rgb`: ArrayBuffers, transferred).
+fn post(msg: &ToPage, buffers: &[(&str, &JsValue)]) {
     let envelope = Object::new();
-    let _ = Reflect::set(&envelope, &"msg".into(), &text.into());
-    let sent = match bytes {
-        Some(bytes) => {
-            let _ = Reflect::set(&envelope, &"bytes".into(), bytes);
-            scope().post_message_with_transfer(&envelope, &Array::of1(bytes))
-        }
-        None => scope().post_message(&envelope),
-    };
-    if let Err(err) = sent {
+    let value = serde_wasm_bindgen::to_value(msg).unwrap_or(JsValue::NULL);
+    let _ = Reflect::set(&envelope, &"msg".into(), &value);
+    let transfer = Array::new();
+    for (name, buffer) in buffers {
+        let _ = Reflect::set(&envelope, &(*name).into(), buffer);
+        transfer.push(buffer);
+    }
+    if let Err(err) = scope().post_message_with_transfer(&envelope, &transfer) {
         web_sys::console::error_1(&err);
     }
 }
 
-fn status(text: impl Into<String>) {
-    post(&ToPage::Status { text: text.into() }, None);
+fn progress(text: impl Into<String>, done: f64, total: f64) {
+    post(&ToPage::Progress { text: text.into(), done, total }, &[]);
+}
+
+fn error(message: String, index: Option<usize>) {
+    post(&ToPage::Error { message, index }, &[]);
 }
 
 async fn handle(event: MessageEvent) {
     let data = event.data();
-    let msg = Reflect::get(&data, &"msg".into()).ok().and_then(|v| v.as_string());
-    let msg: ToWorker = match msg.as_deref().map(serde_json::from_str) {
-        Some(Ok(msg)) => msg,
-        other => {
-            let message = format!("the worker got a message it does not understand: {other:?}");
-            return post(&ToPage::Error { message, index: None }, None);
-        }
+    let msg = Reflect::get(&data, &"msg".into()).unwrap_or(JsValue::UNDEFINED);
+    let msg: ToWorker = match serde_wasm_bindgen::from_value(msg) {
+        Ok(msg) => msg,
+        Err(err) => return error(format!("the worker got a message it does not understand: {err}"), None),
     };
+    let files = Array::from(&Reflect::get(&data, &"files".into()).unwrap_or(JsValue::UNDEFINED));
     match msg {
-        ToWorker::Load { model } => {
+        ToWorker::Load { source } => {
+            // One model on the GPU at a time: the old one goes first.
+            MODEL.with(|m| m.borrow_mut().take());
             let start = now_s();
-            match load(&model).await {
-                Ok((loaded, adapter)) => {
+            match load_model(source, &files).await {
+                Ok((loaded, from_cache, note)) => {
+                    let adapter = loaded.gpu.adapter.clone();
+                    let max_prompts = max_prompts(loaded.model.config(), loaded.gpu.max_binding);
                     MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
-                    post(&ToPage::Ready { adapter, seconds: now_s() - start }, None);
+                    let seconds = now_s() - start;
+                    post(&ToPage::Ready { adapter, seconds, from_cache, note, max_prompts }, &[]);
                 }
-                Err(message) => post(&ToPage::Error { message, index: None }, None),
+                Err(message) => error(message, None),
             }
         }
-        ToWorker::Segment => {
-            let files = Reflect::get(&data, &"files".into()).unwrap_or(JsValue::UNDEFINED);
-            if let Err(message) = segment(Array::from(&files)).await {
-                post(&ToPage::Error { message, index: None }, None);
+        ToWorker::Segment { prompts, targets, options } => {
+            if let Err(message) = segment(&prompts, targets, &options, &files).await {
+                error(message, None);
             }
         }
+        ToWorker::ClearCache => match storage::clear().await {
+            Ok(()) => post(&ToPage::CacheCleared, &[]),
+            Err(why) => error(format!("clearing the browser storage failed: {why}"), None),
+        },
     }
 }
 
 /// `config.json` and weights URLs for a model URL: a `.safetensors` file (config beside it) or a
 /// directory holding `config.json` + `model.safetensors`. Only this site and the Hugging Face hub are
-/// fetched from (the worker is not bound by the page's CSP).
+/// fetched from (the worker is not bound by the page's CSP meta tag).
 fn model_urls(model: &str) -> Result<(String, String, bool), String> {
     let url = Url::new(model).map_err(|_| format!("`{model}` is not a URL"))?;
     let host = url.hostname();
@@ -120,37 +153,128 @@ fn model_urls(model: &str) -> Result<(String, String, bool), String> {
         let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
         let config = format!("{}{dir}config.json", url.origin());
         Ok((config, url.href(), true))
+    } else if path.ends_with(".pth") {
+        Err(format!("{model}: the browser reads .safetensors only; convert it with `seggpt convert`"))
     } else {
         let base = if path.ends_with('/') { url.href() } else { format!("{}{path}/", url.origin()) };
         Ok((format!("{base}config.json"), format!("{base}model.safetensors"), false))
     }
 }
 
-async fn load(model_url: &str) -> Result<(Loaded, String), String> {
-    let (config_url, weights_url, config_optional) = model_urls(model_url)?;
-    status("checking WebGPU ...");
+fn parse_config(text: &str, from: &str) -> Result<SegGptConfig, String> {
+    SegGptConfig::from_json(text).map_err(|e| format!("{from}: {e}"))
+}
+
+/// Returns the model, whether it came from browser storage, and a note on storage.
+async fn load_model(source: ModelSource, files: &Array) -> Result<(Loaded, bool, String), String> {
+    progress("checking WebGPU ...", 0.0, 0.0);
     let adapter = probe_webgpu().await?;
-    status(format!("starting WebGPU on {adapter} ..."));
-    let device = device().await?;
-    status(format!("fetching {config_url} ..."));
-    let config = match fetch(&config_url).await {
-        Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| format!("{config_url} is not UTF-8 text"))?;
-            SegGptConfig::from_json(&text).map_err(|e| format!("{config_url}: {e}"))?
+    progress(format!("starting WebGPU on {adapter} ..."), 0.0, 0.0);
+    let gpu = gpu(adapter).await?;
+    let (weights, config, from_cache, note, what) = match source {
+        ModelSource::Url { url } => {
+            let (config_url, weights_url, config_optional) = model_urls(&url)?;
+            match storage::lookup(&weights_url).await.ok().flatten() {
+                Some(cached) => {
+                    let config = match &cached.config_json {
+                        Some(text) => parse_config(text, &config_url)?,
+                        None => SegGptConfig::default(),
+                    };
+                    check_fits(&config, &gpu)?;
+                    let source = BlobSource::open(cached.weights.into(), &config)
+                        .map_err(|e| format!("the stored copy of {weights_url}: {e} (clear the cache)"))?;
+                    (source, config, true, "loaded from browser storage, no download".to_string(), weights_url)
+                }
+                None => {
+                    progress(format!("fetching {config_url} ..."), 0.0, 0.0);
+                    let config_json = match load::fetch_text(&config_url).await {
+                        Ok(text) => Some(text),
+                        Err(Fetch::Status(404)) if config_optional => None,
+                        Err(err) => return Err(err.describe(&config_url)),
+                    };
+                    let config = match &config_json {
+                        Some(text) => parse_config(text, &config_url)?,
+                        None => SegGptConfig::default(),
+                    };
+                    check_fits(&config, &gpu)?;
+                    let name = weights_url.rsplit('/').next().unwrap_or("weights").to_string();
+                    let mut report = |p: &Progress| {
+                        let mb = |b: f64| b / 1e6;
+                        let mut text = format!("downloading {name}: {:.0} MB", mb(p.done));
+                        if p.total > 0.0 {
+                            text += &format!(" of {:.0} MB", mb(p.total));
+                        }
+                        text += &format!(", {:.1} MB/s", mb(p.bytes_per_s));
+                        if p.total > 0.0 && p.bytes_per_s > 0.0 {
+                            text += &format!(", {:.0} s left", (p.total - p.done) / p.bytes_per_s);
+                        }
+                        progress(text, p.done, p.total);
+                    };
+                    let downloaded = load::download(&weights_url, &config, config_json.as_deref(), &mut report)
+                        .await
+                        .map_err(|e| e.describe(&weights_url))?;
+                    let note = match (downloaded.stored, downloaded.note) {
+                        (true, _) => "downloaded and kept in browser storage for next time".to_string(),
+                        (false, Some(why)) => why,
+                        (false, None) => "kept in memory".to_string(),
+                    };
+                    (downloaded.source, config, false, note, weights_url)
+                }
+            }
         }
-        Err(Fetch::Status(404)) if config_optional => SegGptConfig::default(),
-        Err(err) => return Err(err.describe(&config_url)),
+        ModelSource::Files => {
+            let (weights, config, name) = picked_model(files)?;
+            check_fits(&config, &gpu)?;
+            let source = BlobSource::open(weights, &config).map_err(|e| format!("{name}: {e}"))?;
+            (source, config, false, format!("loaded from the file {name}"), name)
+        }
     };
-    status(format!("downloading {weights_url} ..."));
-    let bytes = fetch(&weights_url).await.map_err(|e| e.describe(&weights_url))?;
-    status(format!("loading {} MB of weights onto the GPU ...", bytes.len() / 1_000_000));
-    let source = SafetensorsSource::from_bytes(bytes).map_err(|e| format!("{weights_url}: {e}"))?;
-    let model = SegGpt::load(&source, config, &device).map_err(|e| format!("{weights_url}: {e}"))?;
-    Ok((Loaded { model, device }, adapter))
+    progress("loading the weights onto the GPU ...", 0.0, 0.0);
+    let model = SegGpt::load(&weights, config, &gpu.device).map_err(|e| format!("{what}: {e}"))?;
+    Ok((Loaded { model, gpu }, from_cache, note))
+}
+
+/// The picked files: one `.safetensors` and, optionally, a `config.json` (without one, the
+/// released ViT-L config, as the CLI does).
+fn picked_model(files: &Array) -> Result<(Blob, SegGptConfig, String), String> {
+    let mut weights = None;
+    let mut config = None;
+    for file in files.iter() {
+        let file: File = file.dyn_into().map_err(|_| "the page sent something that is not a file")?;
+        let name = file.name();
+        if name.ends_with(".json") {
+            let text = FileReaderSync::new()
+                .and_then(|r| r.read_as_text(&file))
+                .map_err(|e| format!("cannot read {name}: {}", js_text(&e)))?;
+            config = Some(parse_config(&text, &name)?);
+        } else if name.ends_with(".pth") {
+            return Err(format!("{name}: the browser reads .safetensors only; convert it with `seggpt convert`"));
+        } else if weights.is_some() {
+            return Err("give one weights file (.safetensors) and, optionally, its config.json".into());
+        } else {
+            weights = Some(file);
+        }
+    }
+    let weights = weights.ok_or("no weights file: give a .safetensors file (and its config.json)")?;
+    let name = weights.name();
+    Ok((weights.into(), config.unwrap_or_default(), name))
+}
+
+/// Errors (naming the limit) when the adapter's buffers are too small for even one prompt.
+fn check_fits(config: &SegGptConfig, gpu: &Gpu) -> Result<(), String> {
+    if max_prompts(config, gpu.max_binding) == 0 {
+        return Err(format!(
+            "This GPU's maxStorageBufferBindingSize is {} MiB; this model needs buffers of {} MiB. \
+             Use a GPU (or browser) with a larger limit.",
+            gpu.max_binding >> 20,
+            largest_buffer_bytes(config, 1).div_ceil(1 << 20)
+        ));
+    }
+    Ok(())
 }
 
 /// Checks for WebGPU and an adapter before burn asks for one, for a clear error and a readable name.
-/// (`WorkerNavigator::gpu` is unstable in web-sys, hence `Reflect`.)
+/// (`WorkerNavigator::gpu` needs web-sys' unstable APIs, hence `Reflect`.)
 async fn probe_webgpu() -> Result<String, String> {
     let get = |target: &JsValue, key: &str| Reflect::get(target, &key.into()).unwrap_or(JsValue::UNDEFINED);
     let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
@@ -179,83 +303,177 @@ async fn probe_webgpu() -> Result<String, String> {
 }
 
 /// burn's WebGPU device, initialised once per worker.
-async fn device() -> Result<Device, String> {
-    if let Some(device) = DEVICE.with(|d| d.borrow().clone()) {
-        return Ok(device);
+async fn gpu(adapter: String) -> Result<Gpu, String> {
+    if let Some(gpu) = GPU.with(|g| g.borrow().clone()) {
+        return Ok(gpu);
     }
-    let device = Device::wgpu_options()
-        .init_async()
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup_async()
         .await
         .map_err(|e| format!("WebGPU device initialisation failed: {e}"))?;
-    DEVICE.with(|d| *d.borrow_mut() = Some(device.clone()));
-    Ok(device)
+    let max_binding = setup.device.limits().max_storage_buffer_binding_size;
+    let gpu = Gpu { device, adapter, max_binding };
+    GPU.with(|g| *g.borrow_mut() = Some(gpu.clone()));
+    Ok(gpu)
 }
 
-enum Fetch {
-    Status(u16),
-    Network(String),
-}
-
-impl Fetch {
-    fn describe(&self, url: &str) -> String {
-        match self {
-            Fetch::Status(code) => format!("{url}: the server answered HTTP {code}"),
-            Fetch::Network(why) => format!("{url}: download failed ({why})"),
-        }
-    }
-}
-
-/// The whole body of `url` (this slice holds the model file in memory).
-async fn fetch(url: &str) -> Result<Vec<u8>, Fetch> {
-    let network = |e: JsValue| Fetch::Network(js_text(&e));
-    let response: Response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(network)?.unchecked_into();
-    if !response.ok() {
-        return Err(Fetch::Status(response.status()));
-    }
-    let body = JsFuture::from(response.array_buffer().map_err(network)?).await.map_err(network)?;
-    Ok(Uint8Array::new(&body).to_vec())
-}
-
-async fn read_file(file: &JsValue) -> Result<(Vec<u8>, String), String> {
-    let file: &File = file.dyn_ref().ok_or("the page sent something that is not a file")?;
-    let bytes = JsFuture::from(file.array_buffer())
-        .await
+fn read_bytes(value: &JsValue) -> Result<(Vec<u8>, String), String> {
+    let file: &File = value.dyn_ref().ok_or("the page sent something that is not a file")?;
+    let buffer = FileReaderSync::new()
+        .and_then(|r| r.read_as_array_buffer(file))
         .map_err(|e| format!("cannot read {}: {}", file.name(), js_text(&e)))?;
-    Ok((Uint8Array::new(&bytes).to_vec(), file.name()))
+    Ok((Uint8Array::new(&buffer).to_vec(), file.name()))
 }
 
-/// `files` = [prompt image, prompt mask, targets...]; posts one `Result` (or `Error`) per target.
-async fn segment(files: Array) -> Result<(), String> {
-    let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
-    if files.length() < 3 {
-        return Err("segmenting needs a prompt image, its mask and at least one target".into());
-    }
-    let (image, image_name) = read_file(&files.get(0)).await?;
-    let (mask, mask_name) = read_file(&files.get(1)).await?;
-    let prompt = Prompt::decode(&image, &image_name, &mask, &mask_name, None).map_err(|e| e.to_string())?;
-    let segmenter = Segmenter::new(&loaded.model, &loaded.device, &[prompt], ForwardOptions::default())
-        .map_err(|e| e.to_string())?;
-    for (index, file) in files.iter().skip(2).enumerate() {
-        post(&ToPage::Running { index }, None);
-        let start = now_s();
-        match segment_one(&segmenter, &file).await {
-            Ok(png) => {
-                let bytes = Uint8Array::from(png.as_slice()).buffer();
-                post(&ToPage::Result { index, seconds: now_s() - start }, Some(&bytes));
+/// The prompts from `files` (image, mask, image, mask, ...).
+fn prompts(specs: &[MaskInput], options: &RunOptions, files: &Array) -> Result<(Vec<Prompt>, Option<usize>), String> {
+    let mut images = Vec::new();
+    let mut masks: Vec<Result<RgbImage, ClassMap>> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let which = |what: &str| format!("prompt {}: {what}", i + 1);
+        let (bytes, name) = read_bytes(&files.get(2 * i as u32)).map_err(|e| which(&e))?;
+        let image = decode_rgb(&bytes, &name).map_err(|e| which(&e.to_string()))?;
+        let mask = files.get(2 * i as u32 + 1);
+        let mask = match spec {
+            MaskInput::Painted { width, height } => {
+                let rgb = Uint8Array::new(&mask).to_vec();
+                Ok(RgbImage::new(*width, *height, rgb).map_err(|e| which(&e.to_string()))?)
             }
-            Err(message) => post(&ToPage::Error { message, index: Some(index) }, None),
+            MaskInput::File => {
+                let (bytes, name) = read_bytes(&mask).map_err(|e| which(&e))?;
+                if options.class_masks {
+                    Err(decode_class_map(&bytes, &name).map_err(|e| which(&e.to_string()))?)
+                } else {
+                    Ok(decode_rgb(&bytes, &name).map_err(|e| which(&e.to_string()))?)
+                }
+            }
+        };
+        images.push(image);
+        masks.push(mask);
+    }
+    // Class-index masks: the palette covers the largest index any prompt uses.
+    let num_labels = options.class_masks.then(|| {
+        masks
+            .iter()
+            .filter_map(|m| m.as_ref().err())
+            .flat_map(|map| map.as_raw().iter().copied())
+            .max()
+            .map_or(2, |max| (usize::from(max) + 1).max(2))
+    });
+    let prompts = images
+        .into_iter()
+        .zip(masks)
+        .map(|(image, mask)| Prompt {
+            image,
+            mask: match mask {
+                Ok(rgb) => PromptMask::Rgb(rgb),
+                Err(map) => PromptMask::Classes { map, num_labels: num_labels.unwrap_or(2) },
+            },
+        })
+        .collect();
+    Ok((prompts, num_labels))
+}
+
+/// The distinct colours of the prompt masks (those covering at least 0.2% of a mask), black left
+/// out, at most 16, most frequent first: the page's per-colour toggles.
+fn mask_colours(prompts: &[Prompt]) -> Vec<[u8; 3]> {
+    let mut counts = std::collections::HashMap::<[u8; 3], usize>::new();
+    let mut total = 0;
+    for prompt in prompts {
+        let rgb = match &prompt.mask {
+            PromptMask::Rgb(rgb) => rgb.clone(),
+            PromptMask::Classes { map, num_labels } => {
+                match crate::pipeline::mask_to_rgb(map, Some(&crate::pipeline::build_palette(*num_labels))) {
+                    Ok(rgb) => rgb,
+                    Err(_) => continue,
+                }
+            }
+        };
+        for px in rgb.as_raw().chunks_exact(3) {
+            *counts.entry([px[0], px[1], px[2]]).or_default() += 1;
+        }
+        total += rgb.as_raw().len() / 3;
+    }
+    let mut colours: Vec<([u8; 3], usize)> =
+        counts.into_iter().filter(|(c, n)| *c != [0, 0, 0] && *n * 500 >= total).collect();
+    colours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    colours.into_iter().take(16).map(|(c, _)| c).collect()
+}
+
+fn forward_options(options: &RunOptions) -> Result<ForwardOptions, String> {
+    let ensemble = match options.ensemble.as_str() {
+        "official" => Ensemble::Official,
+        "hf" => Ensemble::Hf,
+        "none" => Ensemble::None,
+        other => return Err(format!("unknown ensemble `{other}`")),
+    };
+    let embedding_type = match options.embedding.as_str() {
+        "instance" => EmbeddingType::Instance,
+        "semantic" => EmbeddingType::Semantic,
+        other => return Err(format!("unknown embedding `{other}`")),
+    };
+    Ok(ForwardOptions { ensemble: Some(ensemble), embedding_type, chunk_bytes: None })
+}
+
+/// Posts one `Result` (or `Error`) per target, in order.
+async fn segment(specs: &[MaskInput], targets: usize, options: &RunOptions, files: &Array) -> Result<(), String> {
+    let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
+    if specs.is_empty() {
+        return Err("add a prompt: an example image and its mask".into());
+    }
+    let limit = max_prompts(loaded.model.config(), loaded.gpu.max_binding);
+    if specs.len() > limit {
+        return Err(format!(
+            "{} prompts need more than this GPU's maxStorageBufferBindingSize ({} MiB) allows: at most {limit} \
+             prompts here",
+            specs.len(),
+            loaded.gpu.max_binding >> 20
+        ));
+    }
+    let forward = forward_options(options)?;
+    let (prompts, num_labels) = prompts(specs, options, files)?;
+    let colours = mask_colours(&prompts);
+    let segmenter = Segmenter::new(&loaded.model, &loaded.gpu.device, &prompts, forward).map_err(|e| e.to_string())?;
+    let first = 2 * specs.len() as u32;
+    for index in 0..targets {
+        post(&ToPage::Running { index }, &[]);
+        let start = now_s();
+        match segment_one(&segmenter, &files.get(first + index as u32), num_labels).await {
+            Ok((png, mask)) => {
+                let (width, height) = (mask.width(), mask.height());
+                let bytes = Uint8Array::from(png.as_slice()).buffer();
+                let rgb = Uint8Array::from(mask.as_raw()).buffer();
+                let msg = ToPage::Result { index, seconds: now_s() - start, width, height, colours: colours.clone() };
+                post(&msg, &[("bytes", &bytes), ("rgb", &rgb)]);
+            }
+            Err(Failure::Input(message)) => error(message, Some(index)),
+            Err(Failure::Device(message)) => {
+                // The device is gone for this worker: the page restarts it.
+                post(&ToPage::Fatal { message: fatal_message(&message) }, &[]);
+                return Ok(());
+            }
         }
     }
     Ok(())
 }
 
+enum Failure {
+    Input(String),
+    Device(String),
+}
+
 /// One target: decode, forward, asynchronous read-back (sync reads panic on wasm), mask PNG.
-async fn segment_one(segmenter: &Segmenter<'_>, file: &JsValue) -> Result<Vec<u8>, String> {
-    let (bytes, name) = read_file(file).await?;
-    let target = Target::decode(&bytes, &name).map_err(|e| e.to_string())?;
-    let pred = segmenter.predict(&target, &mut |_, _| {}).map_err(|e| e.to_string())?;
-    let data = pred.into_data_async().await.map_err(|e| format!("reading the result from the GPU failed: {e}"))?;
-    let values = data.try_into_vec_as::<f32>().map_err(|e| format!("unexpected result data: {e:?}"))?;
-    let result = segmenter.finish(values, &target, None).map_err(|e| e.to_string())?;
-    result.mask_png().map_err(|e| e.to_string())
+async fn segment_one(
+    segmenter: &Segmenter<'_>,
+    file: &JsValue,
+    num_labels: Option<usize>,
+) -> Result<(Vec<u8>, RgbImage), Failure> {
+    let (bytes, name) = read_bytes(file).map_err(Failure::Input)?;
+    let target = Target::decode(&bytes, &name).map_err(|e| Failure::Input(e.to_string()))?;
+    let pred = segmenter.predict(&target, &mut |_, _| {}).map_err(|e| Failure::Input(e.to_string()))?;
+    let data = pred.into_data_async().await.map_err(|e| Failure::Device(format!("device lost: {e}")))?;
+    let values = data.try_into_vec_as::<f32>().map_err(|e| Failure::Input(format!("unexpected result data: {e:?}")))?;
+    let result = segmenter.finish(values, &target, num_labels).map_err(|e| Failure::Input(e.to_string()))?;
+    let png = result.mask_png().map_err(|e| Failure::Input(e.to_string()))?;
+    Ok((png, result.mask))
 }

@@ -1,0 +1,276 @@
+//! Getting the weights into the worker without holding the file in wasm memory: a streamed
+//! download that is checked against the config as soon as the safetensors header has arrived and
+//! written chunk by chunk to browser storage (or kept as a JS Blob when storage is short), then a
+//! [`BlobSource`] that reads one tensor at a time from that Blob, a cached copy or a picked file.
+
+use js_sys::{Array, Float32Array, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Blob, FileReaderSync, ReadableStreamDefaultReader, ReadableStreamReadResult, Response};
+
+use super::storage::{self, Writer};
+use super::{js_text, now_s};
+use crate::SegGptConfig;
+use crate::weights::{LoadError, SafetensorsHeader, TensorSource, bytes_to_f32};
+
+/// A safetensors file behind a JS `Blob` (an OPFS file, a picked file or downloaded chunks).
+pub struct BlobSource {
+    blob: Blob,
+    reader: FileReaderSync,
+    header: SafetensorsHeader,
+}
+
+impl BlobSource {
+    /// Reads and checks the header: the file must be exactly as long as it declares and hold
+    /// exactly the tensors `config` needs.
+    pub fn open(blob: Blob, config: &SegGptConfig) -> Result<Self, LoadError> {
+        let reader = FileReaderSync::new().map_err(|e| LoadError::NotSafetensors(js_text(&e)))?;
+        let read = |start: f64, end: f64| -> Result<Vec<u8>, LoadError> {
+            let part = blob.slice_with_f64_and_f64(start, end).map_err(|e| read_error("the header", &e))?;
+            let buffer = reader.read_as_array_buffer(&part).map_err(|e| read_error("the header", &e))?;
+            Ok(Uint8Array::new(&buffer).to_vec())
+        };
+        let need = SafetensorsHeader::prefix_len(&read(0.0, 8.0)?)?;
+        let header = SafetensorsHeader::parse(&read(0.0, need as f64)?)?;
+        header.check_len(blob.size() as u64)?;
+        header.check_against(config)?;
+        Ok(Self { blob, reader, header })
+    }
+}
+
+fn read_error(what: &str, err: &JsValue) -> LoadError {
+    LoadError::NotSafetensors(format!("reading {what} from the file failed: {}", js_text(err)))
+}
+
+impl TensorSource for BlobSource {
+    fn names(&self) -> Vec<String> {
+        self.header.entries.keys().cloned().collect()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.header.entries.get(name).map(|e| e.shape.clone())
+    }
+
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
+        let entry = self.header.entries.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
+        let what = format!("tensor `{name}`");
+        let part = self
+            .blob
+            .slice_with_f64_and_f64(entry.range.start as f64, entry.range.end as f64)
+            .map_err(|e| read_error(&what, &e))?;
+        let buffer = self.reader.read_as_array_buffer(&part).map_err(|e| read_error(&what, &e))?;
+        match entry.dtype.as_str() {
+            // Straight from the JS buffer into f32s (little-endian, like every WebGPU platform).
+            "F32" => Ok(Float32Array::new(&buffer).to_vec()),
+            dtype => bytes_to_f32(name, dtype, &Uint8Array::new(&buffer).to_vec()),
+        }
+    }
+}
+
+/// Why a download failed.
+pub enum Fetch {
+    Status(u16),
+    Network(String),
+    /// The bytes are not the model the config describes.
+    Invalid(LoadError),
+    Storage(String),
+}
+
+impl Fetch {
+    pub fn describe(&self, url: &str) -> String {
+        match self {
+            Fetch::Status(code) => format!("{url}: the server answered HTTP {code}"),
+            Fetch::Network(why) => format!("{url}: download failed ({why})"),
+            Fetch::Invalid(err) => format!("{url}: {err}"),
+            Fetch::Storage(why) => format!("{url}: storing the download failed ({why})"),
+        }
+    }
+}
+
+fn scope() -> web_sys::WorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+async fn response(url: &str) -> Result<Response, Fetch> {
+    let network = |e: JsValue| Fetch::Network(js_text(&e));
+    let response: Response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(network)?.unchecked_into();
+    if !response.ok() {
+        return Err(Fetch::Status(response.status()));
+    }
+    Ok(response)
+}
+
+/// A small file (config.json) as text.
+pub async fn fetch_text(url: &str) -> Result<String, Fetch> {
+    let response = response(url).await?;
+    let text = JsFuture::from(response.text().map_err(|e| Fetch::Network(js_text(&e)))?)
+        .await
+        .map_err(|e| Fetch::Network(js_text(&e)))?;
+    text.as_string().ok_or_else(|| Fetch::Network("the body is not text".into()))
+}
+
+/// Where downloaded bytes go.
+enum Sink {
+    Storage(Writer),
+    Memory(Array),
+}
+
+/// Progress of a download, for the page.
+pub struct Progress {
+    pub done: f64,
+    pub total: f64,
+    pub bytes_per_s: f64,
+}
+
+/// The downloaded weights: a Blob to read tensors from, and whether it is in browser storage.
+pub struct Downloaded {
+    pub source: BlobSource,
+    pub stored: bool,
+    /// Why it was not stored, when it was not.
+    pub note: Option<String>,
+}
+
+/// Streams `url`: reads the header first and checks it against `config` (so a wrong or corrupt file
+/// fails after a few kilobytes, naming the tensor), then writes every chunk to browser storage, or
+/// keeps it in a JS Blob when storage is short or unavailable. Never copies the data into wasm.
+pub async fn download(
+    url: &str,
+    config: &SegGptConfig,
+    config_json: Option<&str>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Downloaded, Fetch> {
+    let response = response(url).await?;
+    let body = response.body().ok_or_else(|| Fetch::Network("the response has no body".into()))?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let header_total = response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<f64>().ok());
+
+    let mut prefix: Vec<u8> = Vec::new();
+    let mut pending: Vec<Uint8Array> = Vec::new();
+    let mut header: Option<SafetensorsHeader> = None;
+    let mut sink: Option<Sink> = None;
+    let mut note = None;
+    let mut done = 0.0f64;
+    let (start, mut last_report, mut rate) = (now_s(), 0.0f64, 0.0f64);
+    let result: Result<(), Fetch> = async {
+        loop {
+            let chunk: ReadableStreamReadResult =
+                JsFuture::from(reader.read()).await.map_err(|e| Fetch::Network(js_text(&e)))?.unchecked_into();
+            if chunk.get_done().unwrap_or(false) {
+                break;
+            }
+            let chunk: Uint8Array = chunk.get_value().unchecked_into();
+            done += f64::from(chunk.length());
+            match &mut sink {
+                Some(Sink::Storage(writer)) => {
+                    if let Err(why) = writer.write(&chunk) {
+                        return Err(Fetch::Storage(why));
+                    }
+                }
+                Some(Sink::Memory(parts)) => {
+                    parts.push(&chunk);
+                }
+                None => {
+                    pending.push(chunk.clone());
+                    prefix.extend(chunk.to_vec());
+                    let need = SafetensorsHeader::prefix_len(&prefix).ok();
+                    if prefix.len() < 8 || need.is_some_and(|n| (prefix.len() as u64) < n) {
+                        continue;
+                    }
+                    let parsed = SafetensorsHeader::parse(&prefix).map_err(Fetch::Invalid)?;
+                    parsed.check_against(config).map_err(Fetch::Invalid)?;
+                    let (target, why_not) = choose_sink(url, parsed.file_len).await;
+                    note = why_not;
+                    let mut target = target;
+                    for part in pending.drain(..) {
+                        match &mut target {
+                            Sink::Storage(writer) => writer.write(&part).map_err(Fetch::Storage)?,
+                            Sink::Memory(parts) => {
+                                parts.push(&part);
+                            }
+                        }
+                    }
+                    header = Some(parsed);
+                    sink = Some(target);
+                    prefix = Vec::new();
+                }
+            }
+            let total = header.as_ref().map(|h| h.file_len as f64).or(header_total).unwrap_or(0.0);
+            if total > 0.0 && done > total {
+                return Err(Fetch::Invalid(LoadError::NotSafetensors(format!(
+                    "the download is longer than the {total} bytes its header declares: it is corrupt"
+                ))));
+            }
+            let now = now_s();
+            if now - last_report > 0.1 {
+                rate = done / (now - start).max(1e-3);
+                last_report = now;
+                progress(&Progress { done, total, bytes_per_s: rate });
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = rate;
+
+    let finish = async {
+        result?;
+        let header = match header {
+            Some(header) => header,
+            None => {
+                // The whole body was shorter than its header.
+                SafetensorsHeader::prefix_len(&prefix).map_err(Fetch::Invalid)?;
+                return Err(Fetch::Invalid(SafetensorsHeader::parse(&prefix).err().unwrap_or_else(|| {
+                    LoadError::NotSafetensors("the download ended early".into())
+                })));
+            }
+        };
+        header.check_len(done as u64).map_err(Fetch::Invalid)?;
+        Ok(header)
+    };
+    let header = match finish.await {
+        Ok(header) => header,
+        Err(err) => {
+            let _ = JsFuture::from(reader.cancel()).await;
+            if let Some(Sink::Storage(writer)) = sink {
+                writer.abandon().await;
+            }
+            return Err(err);
+        }
+    };
+    let (blob, stored): (Blob, bool) = match sink {
+        Some(Sink::Storage(writer)) => {
+            (writer.finish(url, config_json).await.map_err(Fetch::Storage)?.unchecked_into(), true)
+        }
+        Some(Sink::Memory(parts)) => {
+            (Blob::new_with_u8_array_sequence(&parts).map_err(|e| Fetch::Storage(js_text(&e)))?, false)
+        }
+        None => unreachable!("a header implies a sink"),
+    };
+    let source = BlobSource { blob, reader: FileReaderSync::new().map_err(|e| Fetch::Storage(js_text(&e)))?, header };
+    Ok(Downloaded { source, stored, note })
+}
+
+/// Browser storage if the quota allows the whole file (plus a margin), else memory, with the reason.
+async fn choose_sink(url: &str, bytes: u64) -> (Sink, Option<String>) {
+    const MARGIN: f64 = 64e6;
+    let mb = |b: f64| (b / 1e6).round();
+    match storage::free_bytes().await {
+        Some(free) if free < bytes as f64 + MARGIN => {
+            let why = format!(
+                "browser storage has {} MB free, the model needs {} MB: it is kept in memory and will be \
+                 downloaded again next time",
+                mb(free),
+                mb(bytes as f64)
+            );
+            return (Sink::Memory(Array::new()), Some(why));
+        }
+        _ => {}
+    }
+    match Writer::create(url).await {
+        Ok(writer) => (Sink::Storage(writer), None),
+        Err(why) => (
+            Sink::Memory(Array::new()),
+            Some(format!("browser storage is not available ({why}): the model is kept in memory")),
+        ),
+    }
+}
