@@ -105,7 +105,7 @@ async fn handle(event: MessageEvent) {
         Ok(msg) => msg,
         Err(err) => return error(format!("the worker got a message it does not understand: {err}"), None),
     };
-    let files = Array::from(&Reflect::get(&data, &"files".into()).unwrap_or(JsValue::UNDEFINED));
+    let files = Reflect::get(&data, &"files".into()).ok().and_then(|f| f.dyn_into::<Array>().ok()).unwrap_or_default();
     match msg {
         ToWorker::Load { source } => {
             // One model on the GPU at a time: the old one goes first.

@@ -1,6 +1,7 @@
-// End-to-end test of the page in headless Chromium (Debian `chromium`, WebGPU on SwiftShader):
-// load the fixture model, segment one target, compare the downloaded mask with the CLI's, check that
-// every request stayed on loopback; then check the error shown without WebGPU.
+// End-to-end tests of the page in headless Chromium (Debian `chromium`, WebGPU on SwiftShader), each
+// comparing the downloaded masks with what the real CLI writes for the same inputs: one prompt (and
+// the cache on reload), two prompts x two targets (and the overlay controls), a painted mask, bad
+// inputs and corrupt weights, and the error shown without WebGPU. Every request must stay on loopback.
 //
 // Needs: `trunk build --release` (dist/), `cargo build --release` (target/release/seggpt), `npm ci`.
 // Run from the repository root: `node tests/browser/e2e.mjs`. Exit code 0 = pass.
@@ -54,55 +55,280 @@ function assertLoopback(urls, base) {
   assert.deepEqual(outside, [], 'requests that left 127.0.0.1');
 }
 
-async function testSegmentMatchesCli(server) {
-  // Expected: the real CLI on the same files (default ensemble, instance embedding).
-  const cliOut = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
-  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), ['segment', '--model', path.join(fixtures, 'model'),
-    '--prompt', path.join(fixtures, 'prompt0.png'), path.join(fixtures, 'prompt0_mask.png'),
-    '--target', path.join(fixtures, 'target_a.png'), '--out-dir', cliOut], { stdio: 'inherit' });
-  const expected = readRgb(path.join(cliOut, 'target_a.mask.png'));
+/** Runs the real CLI; returns { stem: pngjs image } for each target. */
+function cliMasks(prompts, targets, extra = []) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
+  const args = ['segment', '--model', path.join(fixtures, 'model'), '--out-dir', out, ...extra];
+  for (const [image, mask] of prompts) args.push('--prompt', image, mask);
+  for (const target of targets) args.push('--target', target);
+  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
+  return Object.fromEntries(targets.map((t) => {
+    const stem = path.basename(t, '.png');
+    return [stem, readRgb(path.join(out, `${stem}.mask.png`))];
+  }));
+}
 
+const fx = (name) => path.join(fixtures, name);
+
+async function waitReady(page) {
+  const status = page.getByTestId('model-status');
+  await status.filter({ hasText: 'ready' }).waitFor({ timeout: 180_000 });
+  return status.textContent();
+}
+
+/** Opens the app on the fixture model and waits for `ready`. */
+async function openApp(server, ctx, page) {
+  const t0 = Date.now();
+  await page.goto(`${server.url}/?model=/model/`);
+  const text = await waitReady(page);
+  return { text, seconds: (Date.now() - t0) / 1000 };
+}
+
+/** Clicks `download-mask` of result `index` and returns the PNG and its suggested name. */
+async function downloadResult(page, index, testid = 'download-mask') {
+  const download = page.waitForEvent('download');
+  await page.getByTestId('result').nth(index).getByTestId(testid).click();
+  const dl = await download;
+  return { name: dl.suggestedFilename(), path: await dl.path() };
+}
+
+async function segmentAndWait(page, count) {
+  const t = Date.now();
+  await page.getByTestId('segment').click();
+  const done = page.locator('[data-testid=result][data-state=done]');
+  await done.nth(count - 1).waitFor({ timeout: 180_000 });
+  assert.equal(await page.locator('[data-testid=result]').count(), count, 'one result per target');
+  return (Date.now() - t) / 1000;
+}
+
+async function testOnePromptThenCacheReload(server) {
+  const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
   const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
   try {
-    const t0 = Date.now();
-    await page.goto(`${server.url}/?model=/model/`);
-    const status = page.getByTestId('model-status');
-    await status.filter({ hasText: 'ready' }).waitFor({ timeout: 180_000 });
-    const statusText = await status.textContent();
-    console.log(`  status: "${statusText}" (page open to ready: ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-    assert.match(statusText, /SwiftShader|swiftshader|software|google/i, 'status names the adapter');
+    const { text, seconds } = await openApp(server, ctx, page);
+    console.log(`  status: "${text}" (page open to ready: ${seconds.toFixed(1)} s)`);
+    assert.match(text, /SwiftShader|swiftshader|software|google/i, 'status names the adapter');
+    assert.match(await page.getByTestId('model-note').textContent(), /downloaded and kept in browser storage/);
 
-    await page.getByTestId('prompt-image').setInputFiles(path.join(fixtures, 'prompt0.png'));
-    await page.getByTestId('prompt-mask').setInputFiles(path.join(fixtures, 'prompt0_mask.png'));
-    await page.getByTestId('target-input').setInputFiles([path.join(fixtures, 'target_a.png')]);
-    const t1 = Date.now();
-    await page.getByTestId('segment').click();
-    const done = page.locator('[data-testid=result][data-state=done]');
-    await done.first().waitFor({ timeout: 180_000 });
-    const clickToMask = (Date.now() - t1) / 1000;
-    console.log(`  click to mask: ${clickToMask.toFixed(2)} s (worker: ${await done.first().getAttribute('data-seconds')} s)`);
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+    const clickToMask = await segmentAndWait(page, 1);
+    const worker = await page.getByTestId('result').first().getAttribute('data-seconds');
+    console.log(`  click to mask: ${clickToMask.toFixed(2)} s (worker: ${worker} s)`);
     assert.equal(await page.getByTestId('error').isVisible(), false, 'no error shown');
 
-    const download = page.waitForEvent('download');
-    await done.first().getByTestId('download-mask').click();
-    const dl = await download;
-    assert.equal(dl.suggestedFilename(), 'target_a.mask.png');
-    const got = readRgb(await dl.path());
-    const diff = maxDiff(got, expected);
+    const dl = await downloadResult(page, 0);
+    assert.equal(dl.name, 'target_a.mask.png');
+    const got = readRgb(dl.path);
+    const diff = maxDiff(got, expected.target_a);
     console.log(`  downloaded mask vs CLI: max difference ${diff} level(s) over ${got.width}x${got.height} px`);
     assert.ok(diff <= 1, `mask differs from the CLI by ${diff} levels`);
 
-    // A second run on the same page: pipelines are compiled now, so this is the steady-state time.
-    const t2 = Date.now();
-    await page.getByTestId('segment').click();
-    await page.locator('[data-testid=result][data-state=done]').first().waitFor({ timeout: 180_000 });
-    console.log(`  click to mask, second run: ${((Date.now() - t2) / 1000).toFixed(2)} s`);
-
-    fs.mkdirSync(artifacts, { recursive: true });
+    const again = await segmentAndWait(page, 1);
+    console.log(`  click to mask, second run: ${again.toFixed(2)} s`);
     await page.screenshot({ path: path.join(artifacts, 'result.png'), fullPage: true });
+
+    // Reload: the model comes from browser storage, with no request for it.
+    const before = server.log.length;
+    const t = Date.now();
+    await page.reload();
+    await waitReady(page);
+    const note = await page.getByTestId('model-note').textContent();
+    const after = server.log.slice(before);
+    console.log(`  reload to ready: ${((Date.now() - t) / 1000).toFixed(1)} s; note: "${note}"; requests: ${after.join(' ')}`);
+    assert.match(note, /browser storage/);
+    assert.deepEqual(after.filter((p) => p.startsWith('/model/')), [], 'no model request after the reload');
+    // And it still segments.
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+    await segmentAndWait(page, 1);
+    assert.ok(maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a) <= 1);
+
+    // Clearing the cache: the next reload downloads again.
+    await page.getByTestId('clear-cache').click();
+    await page.getByTestId('model-note').filter({ hasText: 'cleared' }).waitFor();
+    const beforeClear = server.log.length;
+    await page.reload();
+    await waitReady(page);
+    assert.ok(server.log.slice(beforeClear).includes('/model/model.safetensors'), 'downloaded again after clearing');
+
     assertLoopback(urls, server.url);
     assert.ok(server.log.includes('/model/model.safetensors'), 'the weights came from the test server');
     console.log(`  ${urls.length} requests, all to ${server.url}, blob: or data:`);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testTwoPromptsTwoTargets(server) {
+  const prompts = [[fx('prompt0.png'), fx('prompt0_mask.png')], [fx('prompt1.png'), fx('prompt1_mask.png')]];
+  const targets = [fx('target_a.png'), fx('target_b.png')];
+  const expected = cliMasks(prompts, targets);
+  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    await page.getByTestId('add-prompt').click();
+    for (const [i, [image, mask]] of prompts.entries()) {
+      await page.getByTestId('prompt-image').nth(i).setInputFiles(image);
+      await page.getByTestId('prompt-mask').nth(i).setInputFiles(mask);
+    }
+    await page.getByTestId('target-input').setInputFiles(targets);
+    const seconds = await segmentAndWait(page, 2);
+    console.log(`  2 prompts x 2 targets: ${seconds.toFixed(2)} s`);
+    for (const [i, stem] of ['target_a', 'target_b'].entries()) {
+      const dl = await downloadResult(page, i);
+      assert.equal(dl.name, `${stem}.mask.png`, 'results in target order');
+      const diff = maxDiff(readRgb(dl.path), expected[stem]);
+      console.log(`  ${stem}: max difference ${diff} vs the CLI`);
+      assert.ok(diff <= 1, `${stem} differs from the CLI by ${diff} levels`);
+    }
+
+    // Overlay: the canvas as shown; at opacity 0 it is the target itself.
+    await page.getByTestId('opacity').fill('0');
+    const plain = readRgb((await downloadResult(page, 0, 'download-overlay')).path);
+    assert.equal(maxDiff(plain, readRgb(fx('target_a.png'))), 0, 'opacity 0 shows the target unchanged');
+    await page.getByTestId('opacity').fill('1');
+    const full = readRgb((await downloadResult(page, 0, 'download-overlay')).path);
+    assert.ok(maxDiff(full, plain) > 0, 'opacity 1 changes the picture');
+    // Hiding every colour: at opacity 1 each pixel is either the target (a hidden colour, drawn
+    // white) or target x mask / 255 (background and colours nearest black), and both occur.
+    const toggles = page.getByTestId('result').first().getByTestId('colour-toggle');
+    const n = await toggles.count();
+    assert.ok(n >= 1, 'the result offers its prompt colours as toggles');
+    for (let i = 0; i < n; i++) await toggles.nth(i).uncheck();
+    const hidden = readRgb((await downloadResult(page, 0, 'download-overlay')).path);
+    const target = readRgb(fx('target_a.png'));
+    const mask = expected.target_a;
+    let shown = 0, unmasked = 0;
+    for (let i = 0; i < hidden.data.length; i += 4) {
+      const px = [0, 1, 2].map((c) => [hidden.data[i + c], target.data[i + c], mask.data[i + c]]);
+      const isTarget = px.every(([o, t]) => Math.abs(o - t) <= 2);
+      const isBlend = px.every(([o, t, m]) => Math.abs(o - (t * m) / 255) <= 2);
+      assert.ok(isTarget || isBlend, `overlay pixel ${i / 4} is neither the target nor the blend`);
+      if (isTarget && !isBlend) unmasked++;
+      if (isBlend && !isTarget) shown++;
+    }
+    console.log(`  ${n} colour toggles; all hidden at opacity 1: ${unmasked} px show the target, ${shown} px the blend`);
+    assert.ok(unmasked > 0, 'hidden colours show the target');
+    // Download all: one zip with both masks and both overlays.
+    const download = page.waitForEvent('download');
+    await page.getByTestId('download-all').click();
+    const zip = fs.readFileSync(await (await download).path());
+    assert.equal(zip.readUInt32LE(0), 0x04034b50, 'a zip file');
+    for (const name of ['target_a.mask.png', 'target_a.overlay.png', 'target_b.mask.png', 'target_b.overlay.png']) {
+      assert.ok(zip.includes(Buffer.from(name)), `zip holds ${name}`);
+    }
+    assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testPaintedMask(server) {
+  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('paint-mask').click();
+    const canvas = page.getByTestId('mask-canvas');
+    await canvas.waitFor({ state: 'visible' });
+    await page.getByTestId('brush-size').fill('3');
+    const b = await canvas.boundingBox();
+    // A red stroke across the top half, then a green dot lower down.
+    await page.mouse.move(b.x + b.width * 0.1, b.y + b.height * 0.2);
+    await page.mouse.down();
+    await page.mouse.move(b.x + b.width * 0.9, b.y + b.height * 0.4, { steps: 12 });
+    await page.mouse.up();
+    await page.getByTestId('brush-colour').nth(1).click();
+    await page.mouse.move(b.x + b.width * 0.5, b.y + b.height * 0.8);
+    await page.mouse.down();
+    await page.mouse.up();
+    // A stroke that is undone leaves nothing.
+    await page.mouse.move(b.x + 2, b.y + b.height - 2);
+    await page.mouse.down();
+    await page.mouse.move(b.x + b.width - 2, b.y + b.height - 2, { steps: 5 });
+    await page.mouse.up();
+    await page.getByTestId('undo').click();
+
+    const maskDl = page.waitForEvent('download');
+    await page.getByTestId('download-prompt-mask').click();
+    const maskPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-paint-')), 'painted.png');
+    fs.copyFileSync(await (await maskDl).path(), maskPath);
+    const painted = readRgb(maskPath);
+    assert.equal(painted.width, 17, 'painted at the prompt image size');
+    assert.equal(painted.height, 23);
+    const colours = new Map();
+    for (let i = 0; i < painted.data.length; i += 4) {
+      const key = `${painted.data[i]},${painted.data[i + 1]},${painted.data[i + 2]}`;
+      colours.set(key, (colours.get(key) ?? 0) + 1);
+    }
+    console.log(`  painted mask colours: ${[...colours].map(([c, n]) => `${c}: ${n}`).join('; ')}`);
+    assert.deepEqual([...colours.keys()].sort(), ['0,0,0', '0,255,0', '255,0,0'], 'black, red and green only');
+    const lastRow = painted.height - 1;
+    for (let x = 0; x < painted.width; x++) {
+      assert.equal(painted.data[(lastRow * painted.width + x) * 4], 0, 'the undone stroke is gone');
+    }
+
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+    await segmentAndWait(page, 1);
+    const expected = cliMasks([[fx('prompt0.png'), maskPath]], [fx('target_a.png')]);
+    const diff = maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a);
+    console.log(`  result with the painted mask vs the CLI on the same mask: max difference ${diff}`);
+    assert.ok(diff <= 1, `differs by ${diff}`);
+    await page.screenshot({ path: path.join(artifacts, 'painted.png'), fullPage: true });
+    assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testBadInputsAndCorruptWeights(server) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-bad-'));
+  const good = fs.readFileSync(path.join(fixtures, 'model/model.safetensors'));
+  const truncated = path.join(dir, 'model.safetensors');
+  fs.writeFileSync(truncated, good.subarray(0, good.length - 100));
+  const config = path.join(fixtures, 'model/config.json');
+  const notImage = path.join(dir, 'notes.png');
+  fs.writeFileSync(notImage, 'this is not a PNG');
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    const error = page.getByTestId('error');
+
+    // A file that is not an image, as a target: that result fails with a message; the page stays usable.
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([notImage, fx('target_a.png')]);
+    await page.getByTestId('segment').click();
+    await page.locator('[data-testid=result][data-state=done]').first().waitFor({ timeout: 180_000 });
+    assert.equal(await page.getByTestId('result').nth(0).getAttribute('data-state'), 'error');
+    const badText = await error.textContent();
+    console.log(`  not an image: "${badText.trim()}"`);
+    assert.match(badText, /notes\.png/);
+    // A missing mask is named before anything runs.
+    await page.getByTestId('prompt-mask').setInputFiles([]);
+    await page.getByTestId('segment').click();
+    assert.match(await error.textContent(), /prompt 1: give its mask/);
+
+    // Truncated weights: a clear error naming the problem; then the good pair loads.
+    await page.getByTestId('model-file').setInputFiles([config, truncated]);
+    await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
+    const text = await error.textContent();
+    console.log(`  corrupt weights: "${text.trim()}"`);
+    assert.match(text, /model\.safetensors/);
+    assert.match(await page.getByTestId('model-status').textContent(), /failed/);
+    assert.equal(await page.getByTestId('segment').isDisabled(), true, 'no segmenting without a model');
+
+    await page.getByTestId('model-file').setInputFiles([config, path.join(fixtures, 'model/model.safetensors')]);
+    await waitReady(page);
+    assert.match(await page.getByTestId('model-note').textContent(), /from the file model\.safetensors/);
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+    await segmentAndWait(page, 1);
+    const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
+    assert.ok(maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a) <= 1);
   } finally {
     await ctx.close();
   }
@@ -125,7 +351,10 @@ async function testNoWebGpuError(server, extraArgs, label) {
 }
 
 const tests = [
-  ['segment matches the CLI, loopback only', (s) => testSegmentMatchesCli(s)],
+  ['one prompt: mask equals the CLI; reload loads from the cache; loopback only', testOnePromptThenCacheReload],
+  ['two prompts, two targets: masks equal the CLI; overlay, toggles, download all', testTwoPromptsTwoTargets],
+  ['painted mask: brush, colours, undo; result equals the CLI on the painted mask', testPaintedMask],
+  ['bad target and corrupt weights: errors shown, page usable, good weights load', testBadInputsAndCorruptWeights],
   // Chromium 156 without --enable-unsafe-webgpu exposes navigator.gpu but no adapter (so does
   // --disable-features=WebGPU and --disable-blink-features=WebGPU: the `navigator.gpu` absent path
   // is not reachable with this browser on a secure origin).
@@ -136,7 +365,8 @@ assert.ok(fs.existsSync(path.join(root, 'dist/index.html')), 'dist/ missing: run
 fs.mkdirSync(artifacts, { recursive: true });
 const server = await serve({ '/': path.join(root, 'dist'), '/model/': path.join(fixtures, 'model') });
 let failed = 0;
-for (const [name, run] of tests) {
+const only = process.env.E2E_ONLY; // a substring of test names, for development
+for (const [name, run] of tests.filter(([n]) => !only || n.includes(only))) {
   const start = Date.now();
   try {
     await run(server);
