@@ -16,6 +16,25 @@ pub const BRUSH_COLOURS: [[u8; 3]; 8] = [
 /// Undo depth: each stroke keeps a copy of the mask.
 const UNDO_STEPS: usize = 20;
 
+/// A pixel rectangle: what a stroke changed, so the page redraws only that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Rect {
+    fn union(self, other: Option<Rect>) -> Rect {
+        let Some(o) = other else { return self };
+        let (x, y) = (self.x.min(o.x), self.y.min(o.y));
+        let right = (self.x + self.width).max(o.x + o.width);
+        let bottom = (self.y + self.height).max(o.y + o.height);
+        Rect { x, y, width: right - x, height: bottom - y }
+    }
+}
+
 /// A mask painted at the prompt image's own size: RGB, black background, exact colours (no
 /// anti-aliasing, so every painted pixel is one of the brush colours).
 #[derive(Debug, Clone)]
@@ -50,26 +69,31 @@ impl PaintMask {
     }
 
     /// Starts a stroke at `(x, y)` (image pixels): saves an undo step and stamps one disc.
-    pub fn begin(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) {
+    /// Returns the changed area (`None` when the disc misses the image).
+    pub fn begin(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) -> Option<Rect> {
         if self.undo.len() == UNDO_STEPS {
             self.undo.remove(0);
         }
         self.undo.push(self.rgb.clone());
-        self.stamp(x, y, radius, colour);
         self.last = Some((x, y));
+        self.stamp(x, y, radius, colour)
     }
 
     /// Continues the stroke to `(x, y)`: discs every half radius along the segment, so fast moves
     /// leave no gaps. Without a started stroke it does nothing.
-    pub fn extend(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) {
-        let Some((x0, y0)) = self.last else { return };
+    pub fn extend(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) -> Option<Rect> {
+        let (x0, y0) = self.last?;
         let length = ((x - x0).powi(2) + (y - y0).powi(2)).sqrt();
         let steps = (length / (radius / 2.0).max(0.5)).ceil().max(1.0) as usize;
+        let mut changed: Option<Rect> = None;
         for i in 1..=steps {
             let t = i as f64 / steps as f64;
-            self.stamp(x0 + (x - x0) * t, y0 + (y - y0) * t, radius, colour);
+            if let Some(rect) = self.stamp(x0 + (x - x0) * t, y0 + (y - y0) * t, radius, colour) {
+                changed = Some(rect.union(changed));
+            }
         }
         self.last = Some((x, y));
+        changed
     }
 
     pub fn end(&mut self) {
@@ -94,13 +118,16 @@ impl PaintMask {
     }
 
     /// Pixels whose centre lies within `radius` of `(x, y)`.
-    fn stamp(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) {
+    fn stamp(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) -> Option<Rect> {
         let r = radius.max(0.5);
         let (w, h) = (self.width as i64, self.height as i64);
         let x_lo = ((x - r).floor() as i64).max(0);
         let x_hi = ((x + r).ceil() as i64).min(w - 1);
         let y_lo = ((y - r).floor() as i64).max(0);
         let y_hi = ((y + r).ceil() as i64).min(h - 1);
+        if x_lo > x_hi || y_lo > y_hi {
+            return None;
+        }
         for py in y_lo..=y_hi {
             for px in x_lo..=x_hi {
                 let (dx, dy) = (px as f64 + 0.5 - x, py as f64 + 0.5 - y);
@@ -110,14 +137,29 @@ impl PaintMask {
                 }
             }
         }
+        Some(Rect {
+            x: x_lo as u32,
+            y: y_lo as u32,
+            width: (x_hi - x_lo + 1) as u32,
+            height: (y_hi - y_lo + 1) as u32,
+        })
     }
 
-    /// RGBA for showing the mask over the image: painted pixels opaque-ish, background clear.
-    pub fn overlay_rgba(&self, alpha: u8) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.rgb.len() / 3 * 4);
-        for px in self.rgb.chunks_exact(3) {
-            let a = if px == [0, 0, 0] { 0 } else { alpha };
-            out.extend_from_slice(&[px[0], px[1], px[2], a]);
+    /// The whole mask as a rectangle.
+    pub fn full(&self) -> Rect {
+        Rect { x: 0, y: 0, width: self.width, height: self.height }
+    }
+
+    /// RGBA of `rect` for showing the mask over the image: painted pixels at `alpha`, background
+    /// transparent.
+    pub fn overlay_rgba(&self, rect: Rect, alpha: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(rect.width as usize * rect.height as usize * 4);
+        for y in rect.y..rect.y + rect.height {
+            let start = (y as usize * self.width as usize + rect.x as usize) * 3;
+            for px in self.rgb[start..start + rect.width as usize * 3].chunks_exact(3) {
+                let a = if px == [0, 0, 0] { 0 } else { alpha };
+                out.extend_from_slice(&[px[0], px[1], px[2], a]);
+            }
         }
         out
     }
@@ -169,8 +211,13 @@ mod tests {
     #[test]
     fn a_dot_is_a_disc_of_the_brush_radius() {
         let mut mask = PaintMask::new(20, 20);
-        mask.begin(10.0, 10.0, 3.0, [255, 0, 0]);
+        let rect = mask.begin(10.0, 10.0, 3.0, [255, 0, 0]).unwrap();
         mask.end();
+        // The changed area covers the disc, and the overlay of it shows exactly the painted pixels.
+        assert!(rect.x <= 7 && rect.y <= 7 && rect.x + rect.width >= 13 && rect.y + rect.height >= 13, "{rect:?}");
+        let rgba = mask.overlay_rgba(rect, 200);
+        assert_eq!(rgba.chunks_exact(4).filter(|p| *p == [255, 0, 0, 200]).count(), 32);
+        assert_eq!(mask.begin(-10.0, -10.0, 2.0, [255, 0, 0]), None, "a dot off the image changes nothing");
         // Pixel centres within 3 px of (10, 10): offsets +-0.5, +-1.5, +-2.5 on each axis, all
         // 36 pairs but the 4 corners (2.5^2 + 2.5^2 > 9).
         assert_eq!(count(&mask, [255, 0, 0]), 32);
@@ -237,7 +284,7 @@ mod tests {
         assert_eq!(&shown[4..8], &[255, 255, 255, 255]);
         assert_eq!(&shown[8..12], &[10, 240, 20, 255]);
         assert_eq!(&shown[0..4], &[0, 0, 0, 255]);
-        let overlay = PaintMask::new(1, 1).overlay_rgba(160);
-        assert_eq!(overlay, vec![0, 0, 0, 0]);
+        let blank = PaintMask::new(1, 1);
+        assert_eq!(blank.overlay_rgba(blank.full(), 160), vec![0, 0, 0, 0]);
     }
 }

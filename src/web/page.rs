@@ -16,7 +16,7 @@ use web_sys::{
 
 use super::js_text;
 use super::protocol::{MaskInput, ModelSource, RunOptions, ToPage, ToWorker};
-use crate::paint::{BRUSH_COLOURS, PaintMask, nearest_colour_labels, visible_mask_rgba};
+use crate::paint::{BRUSH_COLOURS, PaintMask, Rect, nearest_colour_labels, visible_mask_rgba};
 use crate::pipeline::{RgbImage, encode_rgb_png};
 
 /// Where the model comes from without `?model=`: the released ViT-L on the Hugging Face hub.
@@ -67,6 +67,10 @@ struct Page {
     /// Targets of the current run not yet done or failed.
     remaining: usize,
     max_prompts: usize,
+    /// `?debug=panic`: the next run also makes the worker panic (tests the restart path).
+    debug_panic: bool,
+    /// `?dtype=f16`: half precision where the GPU has `shader-f16`.
+    half: bool,
 }
 
 thread_local! {
@@ -85,6 +89,9 @@ pub fn run_page() -> Result<(), JsValue> {
         console_error_panic_hook::hook(info);
     }));
     let source = ModelSource::Url { url: model_url()? };
+    let query = UrlSearchParams::new_with_str(&window().location().search()?)?;
+    let debug_panic = query.get("debug").as_deref() == Some("panic");
+    let half = query.get("dtype").as_deref() == Some("f16");
     PAGE.with(|p| {
         *p.borrow_mut() = Some(Page {
             worker: None,
@@ -96,6 +103,8 @@ pub fn run_page() -> Result<(), JsValue> {
             ready: false,
             remaining: 0,
             max_prompts: usize::MAX,
+            debug_panic,
+            half,
         })
     });
     add_prompt()?;
@@ -146,8 +155,19 @@ fn start_worker() -> Result<(), JsValue> {
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(on_worker_message);
     worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     onmessage.forget();
-    let onerror = Closure::<dyn FnMut(ErrorEvent)>::new(|event: ErrorEvent| {
-        worker_died(&format!("The model worker failed to start or crashed: {}", event.message()));
+    // A panic reaches the page twice: the worker's own `fatal` message, which says why, and this
+    // error event, which can come first. Give the message a moment before settling for the event.
+    let this = worker.clone();
+    let onerror = Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
+        let message = format!("The model worker failed to start or crashed: {}", event.message());
+        let this = this.clone();
+        let later = Closure::once_into_js(move || {
+            let current = with_page(|p| p.worker.as_ref() == Some(&this)).unwrap_or(false);
+            if current {
+                worker_died(&message);
+            }
+        });
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), 500);
     });
     worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
     onerror.forget();
@@ -178,7 +198,7 @@ fn send(msg: &ToWorker, files: Option<&Array>) {
 }
 
 fn send_load() {
-    let (source, files) = match with_page(|p| (p.source.clone(), p.model_files.clone())) {
+    let (source, files, half) = match with_page(|p| (p.source.clone(), p.model_files.clone(), p.half)) {
         Some(v) => v,
         None => return,
     };
@@ -190,7 +210,7 @@ fn send_load() {
     set_text("model-note", "");
     with_page(|p| p.ready = false);
     update_segment_button();
-    send(&ToWorker::Load { source }, Some(&files));
+    send(&ToWorker::Load { source, half }, Some(&files));
 }
 
 /// The worker is gone (crash, GPU out of memory, device lost): stop it, keep everything the user
@@ -235,13 +255,13 @@ fn on_worker_message(event: MessageEvent) {
                 let _ = bar.remove_attribute("hidden");
             }
         }
-        ToPage::Ready { adapter, seconds, from_cache: _, note, max_prompts } => {
+        ToPage::Ready { adapter, dtype, seconds, from_cache: _, note, max_prompts } => {
             with_page(|p| {
                 p.ready = true;
                 p.max_prompts = max_prompts;
             });
             hide("model-progress");
-            set_text("model-status", &format!("ready on {adapter} (loaded in {seconds:.1} s)"));
+            set_text("model-status", &format!("ready on {adapter} ({dtype}, loaded in {seconds:.1} s)"));
             let limit = if max_prompts < 64 { format!("; up to {max_prompts} prompts on this GPU") } else { String::new() };
             set_text("model-note", &format!("{note}{limit}"));
             hide_error();
@@ -402,12 +422,12 @@ fn add_prompt() -> Result<(), JsValue> {
     let r = root.clone();
     on(&child(&root, "undo")?, "click", move |_| {
         with_prompt(&r, |p| p.painting.as_mut().map(|g| g.mask.undo()));
-        redraw_painting(&r);
+        redraw_painting(&r, None);
     })?;
     let r = root.clone();
     on(&child(&root, "clear-mask")?, "click", move |_| {
         with_prompt(&r, |p| p.painting.as_mut().map(|g| g.mask.clear()));
-        redraw_painting(&r);
+        redraw_painting(&r, None);
     })?;
     let r = root.clone();
     on(&child(&root, "download-prompt-mask")?, "click", move |_| report(arm_painted_download(&r)))?;
@@ -485,7 +505,7 @@ async fn start_painting(root: &Element) -> Result<(), JsValue> {
             element.remove_attribute("hidden")?;
         }
     }
-    redraw_painting(root);
+    redraw_painting(root, None);
     update_mask_state(root);
     Ok(())
 }
@@ -500,13 +520,14 @@ fn wire_painting(root: &Element) -> Result<(), JsValue> {
         let _ = c.set_pointer_capture(event.pointer_id());
         let (x, y) = canvas_point(&c, &event);
         let (radius, colour) = brush(&r);
-        with_prompt(&r, |p| {
-            if let Some(g) = p.painting.as_mut() {
-                g.drawing = true;
-                g.mask.begin(x, y, radius, colour);
-            }
+        let changed = with_prompt(&r, |p| {
+            let g = p.painting.as_mut()?;
+            g.drawing = true;
+            g.mask.begin(x, y, radius, colour)
         });
-        redraw_painting(&r);
+        if let Some(Some(rect)) = changed {
+            redraw_painting(&r, Some(rect));
+        }
     })?;
     let r = root.clone();
     let c = canvas.clone();
@@ -514,15 +535,12 @@ fn wire_painting(root: &Element) -> Result<(), JsValue> {
         let event: PointerEvent = event.unchecked_into();
         let (x, y) = canvas_point(&c, &event);
         let (radius, colour) = brush(&r);
-        let moved = with_prompt(&r, |p| match p.painting.as_mut() {
-            Some(g) if g.drawing => {
-                g.mask.extend(x, y, radius, colour);
-                true
-            }
-            _ => false,
+        let changed = with_prompt(&r, |p| match p.painting.as_mut() {
+            Some(g) if g.drawing => g.mask.extend(x, y, radius, colour),
+            _ => None,
         });
-        if moved == Some(true) {
-            redraw_painting(&r);
+        if let Some(Some(rect)) = changed {
+            redraw_painting(&r, Some(rect));
         }
     })?;
     for kind in ["pointerup", "pointercancel"] {
@@ -559,16 +577,20 @@ fn brush(root: &Element) -> (f64, [u8; 3]) {
     (size, if erasing { [0, 0, 0] } else { BRUSH_COLOURS[index.min(BRUSH_COLOURS.len() - 1)] })
 }
 
-fn redraw_painting(root: &Element) {
+/// Redraws the painted strokes over the image: only `rect` (what a stroke changed) or everything.
+fn redraw_painting(root: &Element, rect: Option<Rect>) {
     let rgba = with_prompt(root, |p| {
-        p.painting.as_ref().map(|g| (g.mask.overlay_rgba(PAINT_ALPHA), g.mask.width(), g.mask.height()))
+        p.painting.as_ref().map(|g| {
+            let rect = rect.unwrap_or_else(|| g.mask.full());
+            (g.mask.overlay_rgba(rect, PAINT_ALPHA), rect)
+        })
     })
     .flatten();
-    let Some((rgba, w, h)) = rgba else { return };
+    let Some((rgba, rect)) = rgba else { return };
     let draw = || -> Result<(), JsValue> {
         let canvas: HtmlCanvasElement = child(root, "mask-canvas")?.unchecked_into();
-        let image = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)?;
-        context(&canvas)?.put_image_data(&image, 0.0, 0.0)
+        let image = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), rect.width, rect.height)?;
+        context(&canvas)?.put_image_data(&image, f64::from(rect.x), f64::from(rect.y))
     };
     report(draw());
 }
@@ -744,6 +766,9 @@ fn start_segment() -> Result<(), String> {
         class_masks: by_testid("class-masks").map(|e| e.unchecked_into::<HtmlInputElement>().checked()).unwrap_or(false),
     };
     send(&ToWorker::Segment { prompts: specs, targets: targets.len(), options }, Some(&files));
+    if with_page(|p| std::mem::take(&mut p.debug_panic)) == Some(true) {
+        send(&ToWorker::DebugPanic, None);
+    }
     Ok(())
 }
 

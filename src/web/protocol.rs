@@ -38,12 +38,17 @@ pub struct RunOptions {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ToWorker {
-    Load { source: ModelSource },
+    /// `half`: compute in f16 where the adapter has `shader-f16` (`?dtype=f16`; takes effect when
+    /// the worker first starts its GPU device).
+    Load { source: ModelSource, half: bool },
     /// `files` = for each prompt its image then its mask (a File, or a Uint8Array when painted),
     /// then the targets.
     Segment { prompts: Vec<MaskInput>, targets: usize, options: RunOptions },
     /// Remove every cached model from browser storage.
     ClearCache,
+    /// Panic, as a GPU out-of-memory error does (cubecl panics on uncaptured WebGPU errors): lets
+    /// the tests check the restart path. Sent only with `?debug=panic`, once.
+    DebugPanic,
 }
 
 /// Worker -> page.
@@ -55,7 +60,7 @@ pub enum ToPage {
     /// Loading progress: `done` of `total` bytes (`total` 0 when unknown), shown with `text`.
     Progress { text: String, done: f64, total: f64 },
     /// The model is on the GPU. `note` says how it was stored (or why not).
-    Ready { adapter: String, seconds: f64, from_cache: bool, note: String, max_prompts: usize },
+    Ready { adapter: String, dtype: String, seconds: f64, from_cache: bool, note: String, max_prompts: usize },
     /// Target `index` is being segmented.
     Running { index: usize },
     /// Target `index` is done: `bytes` holds its mask PNG (the CLI's bytes), `rgb` the same mask as

@@ -2,7 +2,8 @@
 
 use std::{cell::RefCell, rc::Rc};
 
-use burn::tensor::Device;
+use burn::tensor::wgpu::wgpu;
+use burn::tensor::{Device, FloatDType};
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -29,6 +30,8 @@ struct Gpu {
     adapter: String,
     /// `maxStorageBufferBindingSize` of the device (cubecl requests the adapter's full limits).
     max_binding: u64,
+    /// `f16` or `f32`: the device's float type.
+    dtype: &'static str,
 }
 
 struct Loaded {
@@ -47,7 +50,14 @@ thread_local! {
 pub fn run_worker() {
     std::panic::set_hook(Box::new(|info| {
         // A panic aborts and poisons the instance: tell the page first, so it can restart us.
-        post(&ToPage::Fatal { message: fatal_message(&info.to_string()) }, &[]);
+        // The payload is the readable part; the location goes to the console with the hook below.
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| info.to_string());
+        post(&ToPage::Fatal { message: fatal_message(&text) }, &[]);
         console_error_panic_hook::hook(info);
     }));
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| spawn_local(handle(event)));
@@ -107,17 +117,18 @@ async fn handle(event: MessageEvent) {
     };
     let files = Reflect::get(&data, &"files".into()).ok().and_then(|f| f.dyn_into::<Array>().ok()).unwrap_or_default();
     match msg {
-        ToWorker::Load { source } => {
+        ToWorker::Load { source, half } => {
             // One model on the GPU at a time: the old one goes first.
             MODEL.with(|m| m.borrow_mut().take());
             let start = now_s();
-            match load_model(source, &files).await {
+            match load_model(source, half, &files).await {
                 Ok((loaded, from_cache, note)) => {
                     let adapter = loaded.gpu.adapter.clone();
+                    let dtype = loaded.gpu.dtype.to_string();
                     let max_prompts = max_prompts(loaded.model.config(), loaded.gpu.max_binding);
                     MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
                     let seconds = now_s() - start;
-                    post(&ToPage::Ready { adapter, seconds, from_cache, note, max_prompts }, &[]);
+                    post(&ToPage::Ready { adapter, dtype, seconds, from_cache, note, max_prompts }, &[]);
                 }
                 Err(message) => error(message, None),
             }
@@ -127,6 +138,7 @@ async fn handle(event: MessageEvent) {
                 error(message, None);
             }
         }
+        ToWorker::DebugPanic => panic!("wgpu error: debug panic requested by the page (?debug=panic)"),
         ToWorker::ClearCache => match storage::clear().await {
             Ok(()) => post(&ToPage::CacheCleared, &[]),
             Err(why) => error(format!("clearing the browser storage failed: {why}"), None),
@@ -166,11 +178,11 @@ fn parse_config(text: &str, from: &str) -> Result<SegGptConfig, String> {
 }
 
 /// Returns the model, whether it came from browser storage, and a note on storage.
-async fn load_model(source: ModelSource, files: &Array) -> Result<(Loaded, bool, String), String> {
+async fn load_model(source: ModelSource, half: bool, files: &Array) -> Result<(Loaded, bool, String), String> {
     progress("checking WebGPU ...", 0.0, 0.0);
     let adapter = probe_webgpu().await?;
     progress(format!("starting WebGPU on {adapter} ..."), 0.0, 0.0);
-    let gpu = gpu(adapter).await?;
+    let gpu = gpu(adapter, half).await?;
     let (weights, config, from_cache, note, what) = match source {
         ModelSource::Url { url } => {
             let (config_url, weights_url, config_optional) = model_urls(&url)?;
@@ -199,12 +211,11 @@ async fn load_model(source: ModelSource, files: &Array) -> Result<(Loaded, bool,
                     check_fits(&config, &gpu)?;
                     let name = weights_url.rsplit('/').next().unwrap_or("weights").to_string();
                     let mut report = |p: &Progress| {
-                        let mb = |b: f64| b / 1e6;
-                        let mut text = format!("downloading {name}: {:.0} MB", mb(p.done));
+                        let mut text = format!("downloading {name}: {}", size_text(p.done));
                         if p.total > 0.0 {
-                            text += &format!(" of {:.0} MB", mb(p.total));
+                            text += &format!(" of {}", size_text(p.total));
                         }
-                        text += &format!(", {:.1} MB/s", mb(p.bytes_per_s));
+                        text += &format!(", {}/s", size_text(p.bytes_per_s));
                         if p.total > 0.0 && p.bytes_per_s > 0.0 {
                             text += &format!(", {:.0} s left", (p.total - p.done) / p.bytes_per_s);
                         }
@@ -232,6 +243,15 @@ async fn load_model(source: ModelSource, files: &Array) -> Result<(Loaded, bool,
     progress("loading the weights onto the GPU ...", 0.0, 0.0);
     let model = SegGpt::load(&weights, config, &gpu.device).map_err(|e| format!("{what}: {e}"))?;
     Ok((Loaded { model, gpu }, from_cache, note))
+}
+
+/// `812 KB`, `37.4 MB`, `1.48 GB`.
+fn size_text(bytes: f64) -> String {
+    match bytes {
+        b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
+        b => format!("{:.0} KB", b / 1e3),
+    }
 }
 
 /// The picked files: one `.safetensors` and, optionally, a `config.json` (without one, the
@@ -302,17 +322,25 @@ async fn probe_webgpu() -> Result<String, String> {
     Ok(name)
 }
 
-/// burn's WebGPU device, initialised once per worker.
-async fn gpu(adapter: String) -> Result<Gpu, String> {
+/// burn's WebGPU device, initialised once per worker; in f16 when asked and the adapter has
+/// `shader-f16` (before any tensor exists, as burn requires).
+async fn gpu(adapter: String, half: bool) -> Result<Gpu, String> {
     if let Some(gpu) = GPU.with(|g| g.borrow().clone()) {
         return Ok(gpu);
     }
-    let (device, setup) = Device::wgpu_options()
+    let (mut device, setup) = Device::wgpu_options()
         .init_with_setup_async()
         .await
         .map_err(|e| format!("WebGPU device initialisation failed: {e}"))?;
     let max_binding = setup.device.limits().max_storage_buffer_binding_size;
-    let gpu = Gpu { device, adapter, max_binding };
+    let has_f16 = setup.adapter.features().contains(wgpu::Features::SHADER_F16);
+    let dtype = if half && has_f16 {
+        device.configure(FloatDType::F16).map_err(|e| format!("cannot switch the GPU to f16: {e:?}"))?;
+        "f16"
+    } else {
+        "f32"
+    };
+    let gpu = Gpu { device, adapter, max_binding, dtype };
     GPU.with(|g| *g.borrow_mut() = Some(gpu.clone()));
     Ok(gpu)
 }

@@ -350,11 +350,81 @@ async function testNoWebGpuError(server, extraArgs, label) {
   }
 }
 
+async function testDownloadProgressAndBadDownload(server) {
+  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    // A truncated download: refused with the reason, and not kept in the cache.
+    await page.goto(`${server.url}/?model=/bad-model/`);
+    const error = page.getByTestId('error');
+    await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
+    console.log(`  truncated download: "${(await page.getByTestId('error-text').textContent()).trim()}"`);
+    assert.match(await page.getByTestId('model-status').textContent(), /failed/);
+
+    // A slow download: the progress bar counts bytes of the known total, with speed and time left.
+    const size = fs.statSync(path.join(fixtures, 'model/model.safetensors')).size;
+    await page.goto(`${server.url}/?model=/slow-model/`);
+    await page.waitForFunction(() => {
+      const bar = document.querySelector('[data-testid=model-progress]');
+      return bar && !bar.hidden && bar.value > 0 && bar.value < bar.max;
+    }, null, { timeout: 60_000 });
+    const bar = await page.getByTestId('model-progress').evaluate((b) => ({ value: b.value, max: b.max }));
+    const text = await page.getByTestId('model-status').textContent();
+    console.log(`  during the download: "${text}", progress ${bar.value} / ${bar.max}`);
+    assert.equal(bar.max, size, 'the bar\'s total is the file size');
+    assert.match(text, /downloading model\.safetensors: \d+ KB of 192 KB, \d+ KB\/s, \d+ s left/);
+    await waitReady(page);
+    assert.equal(await page.getByTestId('model-progress').isVisible(), false, 'the bar goes once ready');
+
+    // The truncated copy was not cached: loading it again downloads it again.
+    const before = server.log.length;
+    await page.goto(`${server.url}/?model=/bad-model/`);
+    await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
+    assert.ok(server.log.slice(before).includes('/bad-model/model.safetensors'), 'not served from a cache');
+    assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testCrashAndRetry(server) {
+  const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    // ?debug=panic makes the worker panic during the first run, as a GPU out-of-memory error does.
+    await page.goto(`${server.url}/?model=/model/&debug=panic`);
+    await waitReady(page);
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+    await page.getByTestId('segment').click();
+    const retry = page.getByTestId('retry');
+    await retry.waitFor({ state: 'visible', timeout: 60_000 });
+    const text = await page.getByTestId('error-text').textContent();
+    console.log(`  worker panic: "${text}"`);
+    assert.match(text, /crashed: wgpu error: debug panic/, 'the worker\'s own message, not just "unreachable"');
+    assert.equal(await page.getByTestId('result').first().getAttribute('data-state'), 'error');
+    assert.equal(await page.getByTestId('segment').isDisabled(), true);
+
+    // Retry: a new worker reloads the model (from browser storage); the inputs are still there.
+    const before = server.log.length;
+    await retry.click();
+    await waitReady(page);
+    assert.deepEqual(server.log.slice(before).filter((p) => p.startsWith('/model/')), [], 'reloaded from storage');
+    assert.equal(await page.getByTestId('error').isVisible(), false);
+    await segmentAndWait(page, 1);
+    assert.ok(maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a) <= 1);
+  } finally {
+    await ctx.close();
+  }
+}
+
 const tests = [
   ['one prompt: mask equals the CLI; reload loads from the cache; loopback only', testOnePromptThenCacheReload],
   ['two prompts, two targets: masks equal the CLI; overlay, toggles, download all', testTwoPromptsTwoTargets],
   ['painted mask: brush, colours, undo; result equals the CLI on the painted mask', testPaintedMask],
   ['bad target and corrupt weights: errors shown, page usable, good weights load', testBadInputsAndCorruptWeights],
+  ['download: progress bar with total, speed and time left; a truncated download is refused, not cached', testDownloadProgressAndBadDownload],
+  ['worker panic (as GPU out of memory): error with Retry, which restarts it without a reload', testCrashAndRetry],
   // Chromium 156 without --enable-unsafe-webgpu exposes navigator.gpu but no adapter (so does
   // --disable-features=WebGPU and --disable-blink-features=WebGPU: the `navigator.gpu` absent path
   // is not reachable with this browser on a secure origin).
@@ -363,7 +433,17 @@ const tests = [
 
 assert.ok(fs.existsSync(path.join(root, 'dist/index.html')), 'dist/ missing: run `trunk build --release` first');
 fs.mkdirSync(artifacts, { recursive: true });
-const server = await serve({ '/': path.join(root, 'dist'), '/model/': path.join(fixtures, 'model') });
+// A model whose weights lose their last 100 bytes, served like a good one.
+const badModel = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-badmodel-'));
+fs.copyFileSync(path.join(fixtures, 'model/config.json'), path.join(badModel, 'config.json'));
+const goodWeights = fs.readFileSync(path.join(fixtures, 'model/model.safetensors'));
+fs.writeFileSync(path.join(badModel, 'model.safetensors'), goodWeights.subarray(0, goodWeights.length - 100));
+const server = await serve({
+  '/': path.join(root, 'dist'),
+  '/model/': path.join(fixtures, 'model'),
+  '/slow-model/': path.join(fixtures, 'model'),
+  '/bad-model/': badModel,
+}, ['/slow-model/']);
 let failed = 0;
 const only = process.env.E2E_ONLY; // a substring of test names, for development
 for (const [name, run] of tests.filter(([n]) => !only || n.includes(only))) {

@@ -17,8 +17,9 @@ const MIME = {
   '.css': 'text/css', '.safetensors': 'application/octet-stream',
 };
 
-/** roots: { '/url-prefix/': '/dir/on/disk', ... }; longest prefix wins. Resolves to { url, log, close }. */
-export function serve(roots) {
+/** roots: { '/url-prefix/': '/dir/on/disk', ... }; longest prefix wins. Paths under a prefix in
+ * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Resolves to { url, log, close }. */
+export function serve(roots, slow = []) {
   const log = [];
   const prefixes = Object.keys(roots).sort((a, b) => b.length - a.length);
   const server = http.createServer((req, res) => {
@@ -33,12 +34,25 @@ export function serve(roots) {
       res.end(`not found: ${urlPath}`);
       return;
     }
+    const bytes = fs.readFileSync(file);
     res.writeHead(200, {
       'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
+      'Content-Length': bytes.length,
       'Cache-Control': 'no-store',
       'Content-Security-Policy': CSP,
     });
-    fs.createReadStream(file).pipe(res);
+    if (!slow.includes(prefix)) {
+      res.end(bytes);
+      return;
+    }
+    let offset = 0;
+    const next = () => {
+      if (offset >= bytes.length) return res.end();
+      res.write(bytes.subarray(offset, offset + 8192));
+      offset += 8192;
+      setTimeout(next, 40);
+    };
+    next();
   });
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
