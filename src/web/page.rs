@@ -16,7 +16,7 @@ use web_sys::{
 
 use super::js_text;
 use super::protocol::{MaskInput, ModelSource, RunOptions, ToPage, ToWorker};
-use crate::paint::{BRUSH_COLOURS, PaintMask, Rect, nearest_colour_labels, visible_mask_rgba};
+use crate::paint::{BRUSH_COLOURS, PaintMask, Rect, visible_mask_rgba};
 use crate::pipeline::{RgbImage, encode_rgb_png};
 
 /// Where the model comes from without `?model=`: the released ViT-L on the Hugging Face hub.
@@ -54,6 +54,8 @@ struct ResultView {
     width: u32,
     height: u32,
     done: bool,
+    /// The mask as drawn (hidden colours white), rebuilt only when a toggle changes.
+    mask_canvas: Option<HtmlCanvasElement>,
 }
 
 struct Page {
@@ -275,10 +277,13 @@ fn on_worker_message(event: MessageEvent) {
         ToPage::Result { index, seconds, width, height, colours } => {
             let bytes = Reflect::get(&data, &"bytes".into()).unwrap_or(JsValue::UNDEFINED);
             let rgb = Reflect::get(&data, &"rgb".into()).unwrap_or(JsValue::UNDEFINED);
+            let labels = Reflect::get(&data, &"labels".into()).unwrap_or(JsValue::UNDEFINED);
             let png = Uint8Array::new(&bytes).to_vec();
             let rgb = Uint8Array::new(&rgb).to_vec();
+            let labels = Uint8Array::new(&labels).to_vec();
             spawn_local(async move {
-                if let Err(err) = show_result(index, png, rgb, width, height, colours, seconds).await {
+                let shown = show_result(index, png, rgb, labels, width, height, colours, seconds).await;
+                if let Err(err) = shown {
                     show_error(&format!("cannot show result {}: {}", index + 1, js_text(&err)), false);
                     set_result_state(index, "error");
                 }
@@ -752,6 +757,7 @@ fn start_segment() -> Result<(), String> {
             width: 0,
             height: 0,
             done: false,
+            mask_canvas: None,
         });
     }
     with_page(|p| {
@@ -807,10 +813,12 @@ fn new_result_element(index: usize, name: &str) -> Result<Element, JsValue> {
 }
 
 /// Stores a result, draws it over its target, adds the colour toggles and arms the downloads.
+#[allow(clippy::too_many_arguments)]
 async fn show_result(
     index: usize,
     png: Vec<u8>,
     rgb: Vec<u8>,
+    labels: Vec<u8>,
     width: u32,
     height: u32,
     colours: Vec<[u8; 3]>,
@@ -820,7 +828,9 @@ async fn show_result(
         .flatten()
         .ok_or_else(|| JsValue::from_str("no such target"))?;
     let bitmap: ImageBitmap = JsFuture::from(window().create_image_bitmap_with_blob(&target)?).await?.unchecked_into();
-    let labels = nearest_colour_labels(&rgb, &colours);
+    if labels.len() as u64 != u64::from(width) * u64::from(height) || rgb.len() != labels.len() * 3 {
+        return Err(JsValue::from_str("the worker sent a result of inconsistent size"));
+    }
     let blob = png_blob(&png)?;
     with_page(|p| {
         if let Some(view) = p.results.get_mut(index) {
@@ -832,6 +842,7 @@ async fn show_result(
             view.width = width;
             view.height = height;
             view.done = true;
+            view.mask_canvas = None;
         }
     });
     let figure = result_element(index)?;
@@ -850,8 +861,11 @@ async fn show_result(
         on(&input, "change", move |_| {
             let shown = i_input.checked();
             with_page(|p| {
-                if let Some(hidden) = p.results.get_mut(index).and_then(|r| r.hidden.get_mut(i)) {
-                    *hidden = !shown;
+                if let Some(view) = p.results.get_mut(index) {
+                    if let Some(hidden) = view.hidden.get_mut(i) {
+                        *hidden = !shown;
+                    }
+                    view.mask_canvas = None;
                 }
             });
             report(draw_result(index));
@@ -879,21 +893,31 @@ fn opacity() -> f64 {
 
 /// The official overlay `target * (a * mask / 255 + 1 - a)` (MODEL-SPEC 6.1) is exactly a multiply
 /// blend at alpha `a`; hidden colours are drawn white, the blend's identity.
+/// The opacity slider only re-blends; the mask pixels are recomputed when a toggle changes.
 fn draw_result(index: usize) -> Result<(), JsValue> {
     let view = with_page(|p| {
-        p.results.get(index).filter(|r| r.done).map(|r| {
-            (r.bitmap.clone(), visible_mask_rgba(&r.rgb, &r.labels, &r.hidden), r.width, r.height)
-        })
+        p.results.get(index).filter(|r| r.done).map(|r| (r.bitmap.clone(), r.mask_canvas.clone(), r.width, r.height))
     })
     .flatten();
-    let Some((Some(bitmap), rgba, w, h)) = view else { return Ok(()) };
+    let Some((Some(bitmap), cached, w, h)) = view else { return Ok(()) };
+    let mask = match cached {
+        Some(mask) => mask,
+        None => {
+            let rgba = with_page(|p| p.results.get(index).map(|r| visible_mask_rgba(&r.rgb, &r.labels, &r.hidden)))
+                .flatten()
+                .unwrap_or_default();
+            let mask: HtmlCanvasElement = document().create_element("canvas")?.unchecked_into();
+            mask.set_width(w);
+            mask.set_height(h);
+            let image = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)?;
+            context(&mask)?.put_image_data(&image, 0.0, 0.0)?;
+            with_page(|p| p.results.get_mut(index).map(|r| r.mask_canvas = Some(mask.clone())));
+            mask
+        }
+    };
     let canvas: HtmlCanvasElement = child(&result_element(index)?, "result-canvas")?.unchecked_into();
     canvas.set_width(w);
     canvas.set_height(h);
-    let mask: HtmlCanvasElement = document().create_element("canvas")?.unchecked_into();
-    mask.set_width(w);
-    mask.set_height(h);
-    context(&mask)?.put_image_data(&ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)?, 0.0, 0.0)?;
     let ctx = context(&canvas)?;
     ctx.draw_image_with_image_bitmap_and_dw_and_dh(&bitmap, 0.0, 0.0, f64::from(w), f64::from(h))?;
     ctx.set_global_alpha(opacity());

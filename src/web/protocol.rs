@@ -64,7 +64,8 @@ pub enum ToPage {
     /// Target `index` is being segmented.
     Running { index: usize },
     /// Target `index` is done: `bytes` holds its mask PNG (the CLI's bytes), `rgb` the same mask as
-    /// raw RGB; `colours` are the prompts' mask colours (for per-colour toggles).
+    /// raw RGB, `labels` per pixel 0 (background) or 1 + the index of the nearest of `colours`, the
+    /// prompts' mask colours (for per-colour toggles).
     Result { index: usize, seconds: f64, width: u32, height: u32, colours: Vec<[u8; 3]> },
     /// A recoverable error (bad input, bad file, bad URL...); `index` names the target if it concerns one.
     Error { message: String, index: Option<usize> },

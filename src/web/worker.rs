@@ -12,6 +12,7 @@ use web_sys::{Blob, DedicatedWorkerGlobalScope, File, FileReaderSync, MessageEve
 use super::load::{self, BlobSource, Fetch, Progress};
 use super::protocol::{MaskInput, ModelSource, RunOptions, ToPage, ToWorker};
 use super::{js_text, now_s, storage};
+use crate::paint::nearest_colour_labels;
 use crate::pipeline::{ClassMap, RgbImage, decode_class_map, decode_rgb};
 use crate::segment::{Prompt, PromptMask, Segmenter, Target};
 use crate::{EmbeddingType, Ensemble, ForwardOptions, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts};
@@ -471,8 +472,9 @@ async fn segment(specs: &[MaskInput], targets: usize, options: &RunOptions, file
                 let (width, height) = (mask.width(), mask.height());
                 let bytes = Uint8Array::from(png.as_slice()).buffer();
                 let rgb = Uint8Array::from(mask.as_raw()).buffer();
+                let labels = Uint8Array::from(nearest_colour_labels(mask.as_raw(), &colours).as_slice()).buffer();
                 let msg = ToPage::Result { index, seconds: now_s() - start, width, height, colours: colours.clone() };
-                post(&msg, &[("bytes", &bytes), ("rgb", &rgb)]);
+                post(&msg, &[("bytes", &bytes), ("rgb", &rgb), ("labels", &labels)]);
             }
             Err(Failure::Input(message)) => error(message, Some(index)),
             Err(Failure::Device(message)) => {

@@ -292,6 +292,9 @@ async function testBadInputsAndCorruptWeights(server) {
   const config = path.join(fixtures, 'model/config.json');
   const notImage = path.join(dir, 'notes.png');
   fs.writeFileSync(notImage, 'this is not a PNG');
+  // A small file that would decode to 16385 x 1 px: over the 16384 px side limit.
+  const wide = path.join(dir, 'wide.png');
+  fs.writeFileSync(wide, PNG.sync.write(new PNG({ width: 16385, height: 1 })));
   const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
   try {
     await openApp(server, ctx, page);
@@ -300,13 +303,17 @@ async function testBadInputsAndCorruptWeights(server) {
     // A file that is not an image, as a target: that result fails with a message; the page stays usable.
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
     await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
-    await page.getByTestId('target-input').setInputFiles([notImage, fx('target_a.png')]);
+    await page.getByTestId('target-input').setInputFiles([notImage, wide, fx('target_a.png')]);
     await page.getByTestId('segment').click();
     await page.locator('[data-testid=result][data-state=done]').first().waitFor({ timeout: 180_000 });
     assert.equal(await page.getByTestId('result').nth(0).getAttribute('data-state'), 'error');
-    const badText = await error.textContent();
-    console.log(`  not an image: "${badText.trim()}"`);
-    assert.match(badText, /notes\.png/);
+    assert.equal(await page.getByTestId('result').nth(1).getAttribute('data-state'), 'error');
+    assert.equal(await page.getByTestId('result').nth(2).getAttribute('data-state'), 'done');
+    const notImageText = await page.getByTestId('result').nth(0).getAttribute('title');
+    const wideText = await page.getByTestId('result').nth(1).getAttribute('title');
+    console.log(`  not an image: "${notImageText}"\n  too large: "${wideText}"`);
+    assert.match(notImageText, /notes\.png: not a readable image/);
+    assert.match(wideText, /wide\.png: 16385x1 pixels is too large to decode safely/);
     // A missing mask is named before anything runs.
     await page.getByTestId('prompt-mask').setInputFiles([]);
     await page.getByTestId('segment').click();
@@ -386,6 +393,42 @@ async function testDownloadProgressAndBadDownload(server) {
   }
 }
 
+/** Drops `files` ([name, path] pairs) on the element matching `selector`, as a user dragging them does. */
+async function dropFiles(page, selector, files, kind = 'drop') {
+  const payload = files.map(([name, file]) => ({ name, bytes: [...fs.readFileSync(file)] }));
+  await page.evaluate(({ selector, payload, kind }) => {
+    const transfer = new DataTransfer();
+    for (const { name, bytes } of payload) transfer.items.add(new File([new Uint8Array(bytes)], name, { type: 'image/png' }));
+    const target = document.querySelector(selector);
+    const event = kind === 'paste'
+      ? new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true })
+      : new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true });
+    target.dispatchEvent(event);
+  }, { selector, payload, kind });
+}
+
+async function testDropAndPaste(server) {
+  const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png'), fx('target_b.png')]);
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    // Image then mask dropped on the prompt; one target dropped, one pasted.
+    await dropFiles(page, '.prompt', [['prompt0.png', fx('prompt0.png')], ['prompt0_mask.png', fx('prompt0_mask.png')]]);
+    await dropFiles(page, '.drop[data-drop=targets]', [['target_a.png', fx('target_a.png')]]);
+    await dropFiles(page, 'body', [['target_b.png', fx('target_b.png')]], 'paste');
+    assert.match(await page.getByTestId('mask-state').textContent(), /prompt0_mask\.png/);
+    assert.match(await page.getByTestId('target-count').textContent(), /2 images/);
+    await segmentAndWait(page, 2);
+    for (const [i, stem] of ['target_a', 'target_b'].entries()) {
+      const dl = await downloadResult(page, i);
+      assert.equal(dl.name, `${stem}.mask.png`);
+      assert.ok(maxDiff(readRgb(dl.path), expected[stem]) <= 1, stem);
+    }
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function testCrashAndRetry(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
   const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
@@ -423,6 +466,7 @@ const tests = [
   ['two prompts, two targets: masks equal the CLI; overlay, toggles, download all', testTwoPromptsTwoTargets],
   ['painted mask: brush, colours, undo; result equals the CLI on the painted mask', testPaintedMask],
   ['bad target and corrupt weights: errors shown, page usable, good weights load', testBadInputsAndCorruptWeights],
+  ['drop and paste: prompt files dropped, targets dropped and pasted; masks equal the CLI', testDropAndPaste],
   ['download: progress bar with total, speed and time left; a truncated download is refused, not cached', testDownloadProgressAndBadDownload],
   ['worker panic (as GPU out of memory): error with Retry, which restarts it without a reload', testCrashAndRetry],
   // Chromium 156 without --enable-unsafe-webgpu exposes navigator.gpu but no adapter (so does
