@@ -3,10 +3,5 @@
 # Hugging Face hub; `?model=URL` picks another). Installs what is missing, skips what is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-wasm_bindgen_version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-command -v trunk >/dev/null && trunk --version | grep -q ' 0\.21\.14' \
-  || cargo install trunk --version 0.21.14 --locked
-command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q " $wasm_bindgen_version" \
-  || cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+source scripts/web-tools.sh
 exec trunk serve --release --address 127.0.0.1 --port "${PORT:-8080}"

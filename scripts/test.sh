@@ -12,20 +12,19 @@ if ((${#need_apt[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+source scripts/web-tools.sh
 
-echo "== native tests (CPU backend and wgpu on lavapipe, fusion on)"
+echo "== native tests (CPU backend; wgpu on lavapipe with fusion, f32 and f16)"
 cargo test --release --locked
 
-echo "== the library compiled to wasm32 (what the browser runs)"
+echo "== the library compiled to wasm32 (what the browser runs), without autotune"
 cargo build --release --locked --lib --no-default-features --target wasm32-unknown-unknown
+if cargo tree --locked --target wasm32-unknown-unknown -e features --no-default-features | grep 'feature "autotune"' >/dev/null; then
+  echo "the wasm32 build has burn's autotune (it compiles kernels the browser may refuse)" >&2
+  exit 1
+fi
 
 echo "== browser end-to-end (trunk site in headless Chromium, WebGPU on SwiftShader)"
-wasm_bindgen_version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-command -v trunk >/dev/null && trunk --version | grep -q ' 0\.21\.14' \
-  || cargo install trunk --version 0.21.14 --locked
-command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q " $wasm_bindgen_version" \
-  || cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
 if ! command -v chromium >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

@@ -31,7 +31,7 @@ pub enum LoadError {
     Config(String),
     #[error("cannot read {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("not a valid safetensors file ({0}); give an HF `model.safetensors` or an official `.pth`")]
+    #[error("not a valid safetensors file ({0})")]
     NotSafetensors(String),
     #[error("not a readable PyTorch checkpoint ({0})")]
     Pth(String),
