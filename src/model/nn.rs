@@ -1,6 +1,6 @@
 //! The two parameterised primitives every component uses, loaded from PyTorch layouts.
 
-use burn::tensor::{Tensor, module};
+use burn::tensor::{DType, FloatDType, Tensor, module};
 
 use crate::weights::{LoadError, Loader};
 
@@ -94,8 +94,23 @@ impl LayerNorm {
         })
     }
 
+    /// In half precision the statistics are taken in f32: the variance of ViT activations in the
+    /// hundreds overflows f16 (max 65504).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        module::layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+        let half = match x.dtype() {
+            DType::F16 => Some(FloatDType::F16),
+            DType::BF16 => Some(FloatDType::BF16),
+            _ => None,
+        };
+        match half {
+            None => module::layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps),
+            Some(half) => {
+                let f32 = FloatDType::F32;
+                let weight = self.weight.clone().cast(f32);
+                let bias = self.bias.clone().cast(f32);
+                module::layer_norm(x.cast(f32), weight, Some(bias), self.eps).cast(half)
+            }
+        }
     }
 }
 

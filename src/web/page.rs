@@ -71,7 +71,7 @@ struct Page {
     max_prompts: usize,
     /// `?debug=panic`: the next run also makes the worker panic (tests the restart path).
     debug_panic: bool,
-    /// `?dtype=f16`: half precision where the GPU has `shader-f16`.
+    /// Half precision where the GPU has `shader-f16` (the default; `?dtype=f32` turns it off).
     half: bool,
 }
 
@@ -93,7 +93,7 @@ pub fn run_page() -> Result<(), JsValue> {
     let source = ModelSource::Url { url: model_url()? };
     let query = UrlSearchParams::new_with_str(&window().location().search()?)?;
     let debug_panic = query.get("debug").as_deref() == Some("panic");
-    let half = query.get("dtype").as_deref() == Some("f16");
+    let half = query.get("dtype").as_deref() != Some("f32");
     PAGE.with(|p| {
         *p.borrow_mut() = Some(Page {
             worker: None,

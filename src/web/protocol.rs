@@ -38,8 +38,8 @@ pub struct RunOptions {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ToWorker {
-    /// `half`: compute in f16 where the adapter has `shader-f16` (`?dtype=f16`; takes effect when
-    /// the worker first starts its GPU device).
+    /// `half`: compute in f16 where the adapter has `shader-f16` (default; `?dtype=f32` turns it
+    /// off; takes effect when the worker first starts its GPU device).
     Load { source: ModelSource, half: bool },
     /// `files` = for each prompt its image then its mask (a File, or a Uint8Array when painted),
     /// then the targets.
