@@ -429,6 +429,55 @@ async function testDropAndPaste(server) {
   }
 }
 
+async function testClassMasksSemanticHf(server) {
+  // Class-index prompt masks (8-bit grey, indices 0..2) made from the colour masks; semantic embedding and
+  // transformers' ensemble: the page must give what `seggpt segment --num-labels 3 ...` gives.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-classes-'));
+  const toClasses = (file, out) => {
+    const rgb = readRgb(file);
+    const colours = new Map();
+    const grey = new PNG({ width: rgb.width, height: rgb.height, colorType: 0, inputColorType: 0, bitDepth: 8 });
+    const indices = Buffer.alloc(rgb.width * rgb.height);
+    for (let i = 0; i < indices.length; i++) {
+      const key = rgb.data.readUIntBE(i * 4, 3);
+      if (key === 0) continue;
+      if (!colours.has(key)) colours.set(key, Math.min(colours.size + 1, 2));
+      indices[i] = colours.get(key);
+    }
+    fs.writeFileSync(out, PNG.sync.write({ ...grey, data: indices, width: rgb.width, height: rgb.height },
+      { colorType: 0, inputColorType: 0, bitDepth: 8 }));
+    return Math.max(...indices);
+  };
+  const m0 = path.join(dir, 'm0.png'), m1 = path.join(dir, 'm1.png');
+  const top = Math.max(toClasses(fx('prompt0_mask.png'), m0), toClasses(fx('prompt1_mask.png'), m1));
+  assert.equal(top, 2, 'the class masks use indices up to 2');
+  const targets = [fx('target_a.png')];
+  const expected = cliMasks([[fx('prompt0.png'), m0], [fx('prompt1.png'), m1]], targets,
+    ['--num-labels', '3', '--embedding-type', 'semantic', '--ensemble', 'hf']);
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    await page.getByTestId('add-prompt').click();
+    await page.getByTestId('prompt-image').nth(0).setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').nth(0).setInputFiles(m0);
+    await page.getByTestId('prompt-image').nth(1).setInputFiles(fx('prompt1.png'));
+    await page.getByTestId('prompt-mask').nth(1).setInputFiles(m1);
+    await page.getByTestId('class-masks').check();
+    await page.getByTestId('embedding').selectOption('semantic');
+    await page.getByTestId('ensemble').selectOption('hf');
+    await page.getByTestId('target-input').setInputFiles(targets);
+    await segmentAndWait(page, 1);
+    const diff = maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a);
+    console.log(`  class-index masks, semantic, hf ensemble: max difference ${diff} vs the CLI`);
+    assert.ok(diff <= 1, `differs by ${diff}`);
+    // The same options with colour masks give a different result: the options reached the model.
+    const plain = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')], [fx('prompt1.png'), fx('prompt1_mask.png')]], targets);
+    assert.ok(maxDiff(expected.target_a, plain.target_a) > 1, 'the options change the result');
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function testCrashAndRetry(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
   const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
@@ -466,6 +515,7 @@ const tests = [
   ['two prompts, two targets: masks equal the CLI; overlay, toggles, download all', testTwoPromptsTwoTargets],
   ['painted mask: brush, colours, undo; result equals the CLI on the painted mask', testPaintedMask],
   ['bad target and corrupt weights: errors shown, page usable, good weights load', testBadInputsAndCorruptWeights],
+  ['class-index masks, semantic embedding, hf ensemble: mask equals the CLI with the same options', testClassMasksSemanticHf],
   ['drop and paste: prompt files dropped, targets dropped and pasted; masks equal the CLI', testDropAndPaste],
   ['download: progress bar with total, speed and time left; a truncated download is refused, not cached', testDownloadProgressAndBadDownload],
   ['worker panic (as GPU out of memory): error with Retry, which restarts it without a reload', testCrashAndRetry],
