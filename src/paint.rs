@@ -71,10 +71,7 @@ impl PaintMask {
     /// Starts a stroke at `(x, y)` (image pixels): saves an undo step and stamps one disc.
     /// Returns the changed area (`None` when the disc misses the image).
     pub fn begin(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) -> Option<Rect> {
-        if self.undo.len() == UNDO_STEPS {
-            self.undo.remove(0);
-        }
-        self.undo.push(self.rgb.clone());
+        self.save_undo();
         self.last = Some((x, y));
         self.stamp(x, y, radius, colour)
     }
@@ -113,8 +110,15 @@ impl PaintMask {
 
     /// Everything back to background (undoable).
     pub fn clear(&mut self) {
-        let blank = vec![0; self.rgb.len()];
-        self.undo.push(std::mem::replace(&mut self.rgb, blank));
+        self.save_undo();
+        self.rgb.fill(0);
+    }
+
+    fn save_undo(&mut self) {
+        if self.undo.len() == UNDO_STEPS {
+            self.undo.remove(0);
+        }
+        self.undo.push(self.rgb.clone());
     }
 
     /// Pixels whose centre lies within `radius` of `(x, y)`.
@@ -264,8 +268,12 @@ mod tests {
     #[test]
     fn undo_keeps_a_bounded_history() {
         let mut mask = PaintMask::new(4, 4);
-        for _ in 0..UNDO_STEPS + 5 {
-            mask.begin(1.0, 1.0, 1.0, [255, 0, 0]);
+        for i in 0..UNDO_STEPS + 5 {
+            if i % 2 == 0 {
+                mask.begin(1.0, 1.0, 1.0, [255, 0, 0]);
+            } else {
+                mask.clear();
+            }
         }
         let mut undone = 0;
         while mask.undo() {

@@ -44,15 +44,15 @@ fn read_error(what: &str, err: &JsValue) -> LoadError {
 
 impl TensorSource for BlobSource {
     fn names(&self) -> Vec<String> {
-        self.header.entries.keys().cloned().collect()
+        self.header.names()
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.header.entries.get(name).map(|e| e.shape.clone())
+        self.header.shape(name)
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
-        let entry = self.header.entries.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
+        let entry = self.header.entry(name)?;
         let what = format!("tensor `{name}`");
         let part = self
             .blob
@@ -161,14 +161,7 @@ pub async fn download(
             let chunk: Uint8Array = chunk.get_value().unchecked_into();
             done += f64::from(chunk.length());
             match &mut sink {
-                Some(Sink::Storage(writer)) => {
-                    if let Err(why) = writer.write(&chunk) {
-                        return Err(Fetch::Storage(why));
-                    }
-                }
-                Some(Sink::Memory(parts)) => {
-                    parts.push(&chunk);
-                }
+                Some(_) => write_to(&mut sink, &chunk, &mut note).await?,
                 None => {
                     pending.push(chunk.clone());
                     prefix.extend(chunk.to_vec());
@@ -180,18 +173,13 @@ pub async fn download(
                     parsed.check_against(config).map_err(Fetch::Invalid)?;
                     let (target, why_not) = choose_sink(url, parsed.file_len).await;
                     note = why_not;
-                    let mut target = target;
-                    for part in pending.drain(..) {
-                        match &mut target {
-                            Sink::Storage(writer) => writer.write(&part).map_err(Fetch::Storage)?,
-                            Sink::Memory(parts) => {
-                                parts.push(&part);
-                            }
-                        }
-                    }
-                    header = Some(parsed);
+                    // The sink is in place before anything is written, so a failure cleans it up.
                     sink = Some(target);
+                    header = Some(parsed);
                     prefix = Vec::new();
+                    for part in std::mem::take(&mut pending) {
+                        write_to(&mut sink, &part, &mut note).await?;
+                    }
                 }
             }
             let total = header.as_ref().map(|h| h.file_len as f64).or(header_total).unwrap_or(0.0);
@@ -248,6 +236,30 @@ pub async fn download(
     };
     let source = BlobSource { blob, reader: FileReaderSync::new().map_err(|e| Fetch::Storage(js_text(&e)))?, header };
     Ok(Downloaded { source, stored, note })
+}
+
+/// Appends `chunk` to the sink. When browser storage fails part-way (quota), what it holds becomes the
+/// first part of an in-memory Blob and the download goes on in memory, with a note saying so.
+async fn write_to(sink: &mut Option<Sink>, chunk: &Uint8Array, note: &mut Option<String>) -> Result<(), Fetch> {
+    match sink {
+        Some(Sink::Memory(parts)) => {
+            parts.push(chunk);
+        }
+        Some(Sink::Storage(writer)) => {
+            if let Err(why) = writer.write(chunk) {
+                let Some(Sink::Storage(writer)) = sink.take() else { return Ok(()) };
+                let stored = writer.into_partial().await.map_err(Fetch::Storage)?;
+                let parts = Array::of2(&stored, chunk);
+                *note = Some(format!(
+                    "browser storage ran out during the download ({why}): the model is kept in memory and \
+                     will be downloaded again next time"
+                ));
+                *sink = Some(Sink::Memory(parts));
+            }
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Browser storage if the quota allows the whole file (plus a margin), else memory, with the reason.

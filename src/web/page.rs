@@ -122,6 +122,12 @@ pub fn run_page() -> Result<(), JsValue> {
         hide_error();
         report(start_worker());
     })?;
+    // A file dropped outside a drop zone must not navigate away from the app.
+    for kind in ["dragover", "drop"] {
+        let handler = Closure::<dyn FnMut(Event)>::new(|event: Event| event.prevent_default());
+        document().add_event_listener_with_callback(kind, handler.as_ref().unchecked_ref())?;
+        handler.forget();
+    }
     on(&by_testid("opacity")?, "input", |_| redraw_all_results())?;
     on(&by_testid("download-all")?, "click", |_| spawn_local(async { report(download_all().await) }))?;
     on(&by_testid("target-input")?, "change", |_| update_target_count())?;
@@ -154,14 +160,26 @@ fn start_worker() -> Result<(), JsValue> {
     let options = WorkerOptions::new();
     options.set_type(WorkerType::Module);
     let worker = Worker::new_with_options("./worker.js", &options)?;
-    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(on_worker_message);
+    // Messages of a worker that was replaced (a crash, a new model) are ignored.
+    let this = worker.clone();
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if with_page(|p| p.worker.as_ref() == Some(&this)).unwrap_or(false) {
+            on_worker_message(event);
+        }
+    });
     worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     onmessage.forget();
     // A panic reaches the page twice: the worker's own `fatal` message, which says why, and this
     // error event, which can come first. Give the message a moment before settling for the event.
+    // (A script that fails to load gives a plain `Event`, not an `ErrorEvent`.)
     let this = worker.clone();
-    let onerror = Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
-        let message = format!("The model worker failed to start or crashed: {}", event.message());
+    let onerror = Closure::<dyn FnMut(Event)>::new(move |event: Event| {
+        let why = event
+            .dyn_ref::<ErrorEvent>()
+            .map(|e| e.message())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "its script could not be loaded".into());
+        let message = format!("The model worker failed to start or crashed: {why}");
         let this = this.clone();
         let later = Closure::once_into_js(move || {
             let current = with_page(|p| p.worker.as_ref() == Some(&this)).unwrap_or(false);
@@ -226,6 +244,7 @@ fn worker_died(message: &str) {
         p.remaining = 0;
     });
     set_all_open_results("error");
+    set_text("run-status", "");
     set_text("model-status", "stopped");
     hide("model-progress");
     show_error(message, true);
@@ -301,17 +320,20 @@ fn on_worker_message(event: MessageEvent) {
                     target_finished();
                 }
                 None => {
-                    let was_loading = with_page(|p| !p.ready).unwrap_or(true);
-                    if was_loading {
-                        set_text("model-status", "failed: load another model (URL or files)");
-                        hide("model-progress");
+                    // A run-level error (bad prompt, too many prompts...): the run is over.
+                    if with_page(|p| std::mem::take(&mut p.remaining)).unwrap_or(0) > 0 {
+                        set_all_open_results("error");
+                        set_text("run-status", "");
                     }
-                    set_all_open_results("error");
-                    with_page(|p| p.remaining = 0);
-                    set_text("run-status", "");
                     update_segment_button();
                 }
             }
+        }
+        ToPage::LoadFailed { message } => {
+            set_text("model-status", "failed: retry, or load other weights from files");
+            hide("model-progress");
+            show_error(&message, true);
+            update_segment_button();
         }
         ToPage::CacheCleared => {
             set_text("model-note", "Browser storage cleared: the next visit downloads the model again.")
@@ -352,14 +374,17 @@ fn load_picked_model() {
     with_page(|p| {
         p.source = ModelSource::Files;
         p.model_files = array;
+        p.remaining = 0;
     });
-    hide_error();
-    let started = with_page(|p| p.started && p.worker.is_some()).unwrap_or(false);
-    if started {
-        send_load();
-    } else {
-        let _ = start_worker();
+    // The same files can be picked again (after a failure) and still fire `change`.
+    if let Ok(input) = by_testid("model-file") {
+        input.unchecked_into::<HtmlInputElement>().set_value("");
     }
+    hide_error();
+    // A fresh worker: it cancels a load or run in flight and frees the old model's GPU memory.
+    set_all_open_results("error");
+    set_text("run-status", "");
+    report(start_worker());
 }
 
 // ---------------------------------------------------------------- prompts
@@ -410,11 +435,29 @@ fn add_prompt() -> Result<(), JsValue> {
     let r = root.clone();
     on(&child(&root, "prompt-mask")?, "change", move |_| {
         let has_file = prompt_file(&r, "prompt-mask").is_some();
-        with_prompt(&r, |p| p.mode = if has_file { MaskMode::File } else { MaskMode::None });
+        with_prompt(&r, |p| {
+            p.mode = match (has_file, p.painting.is_some()) {
+                (true, _) => MaskMode::File,
+                (false, true) => MaskMode::Painted,
+                (false, false) => MaskMode::None,
+            }
+        });
         update_mask_state(&r);
     })?;
     let r = root.clone();
     on(&child(&root, "paint-mask")?, "click", move |_| {
+        // Back to an existing painting keeps its strokes; otherwise start one.
+        let resumed = with_prompt(&r, |p| {
+            let has = p.painting.is_some();
+            if has {
+                p.mode = MaskMode::Painted;
+            }
+            has
+        });
+        if resumed == Some(true) {
+            update_mask_state(&r);
+            return;
+        }
         let r = r.clone();
         spawn_local(async move { report(start_painting(&r).await) });
     })?;
@@ -489,7 +532,7 @@ fn update_mask_state(root: &Element) {
 /// Shows the prompt image with a paintable mask canvas of the same (natural) size on top.
 async fn start_painting(root: &Element) -> Result<(), JsValue> {
     let image = prompt_file(root, "prompt-image").ok_or_else(|| JsValue::from_str("choose the prompt image first, then paint its mask"))?;
-    let bitmap: ImageBitmap = JsFuture::from(window().create_image_bitmap_with_blob(&image)?)
+    let bitmap: ImageBitmap = JsFuture::from(image_bitmap(&image)?)
         .await
         .map_err(|_| JsValue::from_str(&format!("{} is not an image this browser can show", image.name())))?
         .unchecked_into();
@@ -827,7 +870,7 @@ async fn show_result(
     let target = with_page(|p| p.results.get(index).map(|r| r.target.clone()))
         .flatten()
         .ok_or_else(|| JsValue::from_str("no such target"))?;
-    let bitmap: ImageBitmap = JsFuture::from(window().create_image_bitmap_with_blob(&target)?).await?.unchecked_into();
+    let bitmap: ImageBitmap = JsFuture::from(image_bitmap(&target)?).await?.unchecked_into();
     if labels.len() as u64 != u64::from(width) * u64::from(height) || rgb.len() != labels.len() * 3 {
         return Err(JsValue::from_str("the worker sent a result of inconsistent size"));
     }
@@ -987,6 +1030,15 @@ fn save(blob: &Blob, name: &str) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// `createImageBitmap(file, {imageOrientation: "none"})`: pixels as stored, ignoring EXIF rotation,
+/// as the decoder the model reads them with does (so painted masks and overlays line up).
+fn image_bitmap(file: &Blob) -> Result<Promise, JsValue> {
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"imageOrientation".into(), &"none".into())?;
+    let create: Function = Reflect::get(&window(), &"createImageBitmap".into())?.dyn_into()?;
+    Ok(create.call2(&window(), file, &options)?.unchecked_into())
+}
+
 fn png_blob(png: &[u8]) -> Result<Blob, JsValue> {
     let options = BlobPropertyBag::new();
     options.set_type("image/png");
@@ -1101,8 +1153,10 @@ fn show_error(message: &str, retry: bool) {
     if let Ok(element) = by_testid("error") {
         let _ = element.remove_attribute("hidden");
     }
+    // Retry stays offered while no worker runs, whatever error comes next.
+    let stopped = with_page(|p| p.worker.is_none()).unwrap_or(false);
     if let Ok(button) = by_testid("retry") {
-        let _ = if retry { button.remove_attribute("hidden") } else { button.set_attribute("hidden", "") };
+        let _ = if retry || stopped { button.remove_attribute("hidden") } else { button.set_attribute("hidden", "") };
     }
 }
 

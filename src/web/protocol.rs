@@ -67,8 +67,10 @@ pub enum ToPage {
     /// raw RGB, `labels` per pixel 0 (background) or 1 + the index of the nearest of `colours`, the
     /// prompts' mask colours (for per-colour toggles).
     Result { index: usize, seconds: f64, width: u32, height: u32, colours: Vec<[u8; 3]> },
-    /// A recoverable error (bad input, bad file, bad URL...); `index` names the target if it concerns one.
+    /// A run's error (bad input, too many prompts...); `index` names the target if it concerns one.
     Error { message: String, index: Option<usize> },
+    /// The model could not be loaded (bad URL, network, wrong or corrupt weights, small GPU).
+    LoadFailed { message: String },
     /// The cache was cleared.
     CacheCleared,
     /// The worker cannot go on (wasm panic, GPU out of memory, device lost): the page restarts it.

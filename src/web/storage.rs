@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    File, FileReaderSync, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
+    Blob, File, FileReaderSync, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
     FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemRemoveOptions, FileSystemSyncAccessHandle,
     StorageEstimate, StorageManager,
 };
@@ -188,6 +188,15 @@ impl Writer {
             remove(&self.models, &self.name).await;
         }
         result
+    }
+
+    /// Stops storing: closes the file and returns what was written, as a Blob. The entry stays
+    /// incomplete (no `meta.json`), so the next lookup removes it.
+    pub async fn into_partial(self) -> Result<Blob, String> {
+        let _ = self.handle.flush();
+        self.handle.close();
+        let file: File = wait(self.weights.get_file()).await?.unchecked_into();
+        file.slice_with_f64_and_f64(0.0, self.offset).map_err(|e| js_text(&e))
     }
 
     /// Gives up: closes and removes the partial entry.

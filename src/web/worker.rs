@@ -131,7 +131,7 @@ async fn handle(event: MessageEvent) {
                     let seconds = now_s() - start;
                     post(&ToPage::Ready { adapter, dtype, seconds, from_cache, note, max_prompts }, &[]);
                 }
-                Err(message) => error(message, None),
+                Err(message) => post(&ToPage::LoadFailed { message }, &[]),
             }
         }
         ToWorker::Segment { prompts, targets, options } => {
@@ -365,6 +365,13 @@ fn prompts(specs: &[MaskInput], options: &RunOptions, files: &Array) -> Result<(
         let mask = files.get(2 * i as u32 + 1);
         let mask = match spec {
             MaskInput::Painted { width, height } => {
+                if (*width, *height) != (image.width(), image.height()) {
+                    return Err(which(&format!(
+                        "the painted mask is {width}x{height} but the image decodes to {}x{}; paint it again",
+                        image.width(),
+                        image.height()
+                    )));
+                }
                 let rgb = Uint8Array::new(&mask).to_vec();
                 Ok(RgbImage::new(*width, *height, rgb).map_err(|e| which(&e.to_string()))?)
             }

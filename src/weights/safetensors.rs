@@ -77,6 +77,20 @@ impl SafetensorsHeader {
         Ok(Self { entries, file_len: need + metadata.data_len() as u64 })
     }
 
+    /// HF names of every tensor.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.entries.get(name).map(|e| e.shape.clone())
+    }
+
+    /// The entry of `name`, or [`LoadError::Missing`].
+    pub fn entry(&self, name: &str) -> Result<&TensorEntry, LoadError> {
+        self.entries.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))
+    }
+
     /// Errors unless a file of `len` bytes is exactly as long as the header declares.
     pub fn check_len(&self, len: u64) -> Result<(), LoadError> {
         match len.cmp(&self.file_len) {
@@ -138,15 +152,15 @@ impl SafetensorsSource {
 
 impl TensorSource for SafetensorsSource {
     fn names(&self) -> Vec<String> {
-        self.header.entries.keys().cloned().collect()
+        self.header.names()
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.header.entries.get(name).map(|e| e.shape.clone())
+        self.header.shape(name)
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
-        let entry = self.header.entries.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
+        let entry = self.header.entry(name)?;
         let range = entry.range.start as usize..entry.range.end as usize;
         bytes_to_f32(name, &entry.dtype, &self.bytes[range])
     }
