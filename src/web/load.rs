@@ -230,7 +230,10 @@ pub async fn download(
             (writer.finish(url, config_json).await.map_err(Fetch::Storage)?.unchecked_into(), true)
         }
         Some(Sink::Memory(parts)) => {
-            (Blob::new_with_u8_array_sequence(&parts).map_err(|e| Fetch::Storage(js_text(&e)))?, false)
+            let blob = Blob::new_with_u8_array_sequence(&parts).map_err(|e| Fetch::Storage(js_text(&e)))?;
+            // The Blob holds the bytes now: let the chunks go at once rather than at return.
+            parts.set_length(0);
+            (blob, false)
         }
         None => unreachable!("a header implies a sink"),
     };
