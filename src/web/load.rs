@@ -132,11 +132,13 @@ pub struct Downloaded {
 
 /// Streams `url`: reads the header first and checks it against `config` (so a wrong or corrupt file
 /// fails after a few kilobytes, naming the tensor), then writes every chunk to browser storage, or
-/// keeps it in a JS Blob when storage is short or unavailable. Never copies the data into wasm.
+/// keeps it in a JS Blob when storage is short or unavailable, or `store` is false. Never copies the
+/// data into wasm.
 pub async fn download(
     url: &str,
     config: &SegGptConfig,
     config_json: Option<&str>,
+    store: bool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Downloaded, Fetch> {
     let response = response(url).await?;
@@ -171,7 +173,12 @@ pub async fn download(
                     }
                     let parsed = SafetensorsHeader::parse(&prefix).map_err(Fetch::Invalid)?;
                     parsed.check_against(config).map_err(Fetch::Invalid)?;
-                    let (target, why_not) = choose_sink(url, parsed.file_len).await;
+                    let (target, why_not) = if store {
+                        choose_sink(url, parsed.file_len).await
+                    } else {
+                        let why = "not kept in browser storage (?cache=off): it is downloaded on every visit";
+                        (Sink::Memory(Array::new()), Some(why.to_string()))
+                    };
                     note = why_not;
                     // The sink is in place before anything is written, so a failure cleans it up.
                     sink = Some(target);

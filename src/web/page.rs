@@ -73,6 +73,8 @@ struct Page {
     debug_panic: bool,
     /// Half precision where the GPU has `shader-f16` (the default; `?dtype=f32` turns it off).
     half: bool,
+    /// Keep downloaded weights in browser storage (the default; `?cache=off` turns it off).
+    cache: bool,
 }
 
 thread_local! {
@@ -94,6 +96,7 @@ pub fn run_page() -> Result<(), JsValue> {
     let query = UrlSearchParams::new_with_str(&window().location().search()?)?;
     let debug_panic = query.get("debug").as_deref() == Some("panic");
     let half = query.get("dtype").as_deref() != Some("f32");
+    let cache = query.get("cache").as_deref() != Some("off");
     PAGE.with(|p| {
         *p.borrow_mut() = Some(Page {
             worker: None,
@@ -107,6 +110,7 @@ pub fn run_page() -> Result<(), JsValue> {
             max_prompts: usize::MAX,
             debug_panic,
             half,
+            cache,
         })
     });
     add_prompt()?;
@@ -218,7 +222,7 @@ fn send(msg: &ToWorker, files: Option<&Array>) {
 }
 
 fn send_load() {
-    let (source, files, half) = match with_page(|p| (p.source.clone(), p.model_files.clone(), p.half)) {
+    let (source, files, half, cache) = match with_page(|p| (p.source.clone(), p.model_files.clone(), p.half, p.cache)) {
         Some(v) => v,
         None => return,
     };
@@ -230,7 +234,7 @@ fn send_load() {
     set_text("model-note", "");
     with_page(|p| p.ready = false);
     update_segment_button();
-    send(&ToWorker::Load { source, half }, Some(&files));
+    send(&ToWorker::Load { source, half, cache }, Some(&files));
 }
 
 /// The worker is gone (crash, GPU out of memory, device lost): stop it, keep everything the user

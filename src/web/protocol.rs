@@ -40,7 +40,8 @@ pub struct RunOptions {
 pub enum ToWorker {
     /// `half`: compute in f16 where the adapter has `shader-f16` (default; `?dtype=f32` turns it
     /// off; takes effect when the worker first starts its GPU device).
-    Load { source: ModelSource, half: bool },
+    /// `cache`: look for, and keep, a copy in browser storage (default; `?cache=off` turns it off).
+    Load { source: ModelSource, half: bool, cache: bool },
     /// `files` = for each prompt its image then its mask (a File, or a Uint8Array when painted),
     /// then the targets.
     Segment { prompts: Vec<MaskInput>, targets: usize, options: RunOptions },

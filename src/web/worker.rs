@@ -118,11 +118,11 @@ async fn handle(event: MessageEvent) {
     };
     let files = Reflect::get(&data, &"files".into()).ok().and_then(|f| f.dyn_into::<Array>().ok()).unwrap_or_default();
     match msg {
-        ToWorker::Load { source, half } => {
+        ToWorker::Load { source, half, cache } => {
             // One model on the GPU at a time: the old one goes first.
             MODEL.with(|m| m.borrow_mut().take());
             let start = now_s();
-            match load_model(source, half, &files).await {
+            match load_model(source, half, cache, &files).await {
                 Ok((loaded, from_cache, note)) => {
                     let adapter = loaded.gpu.adapter.clone();
                     let dtype = loaded.gpu.dtype.to_string();
@@ -179,7 +179,12 @@ fn parse_config(text: &str, from: &str) -> Result<SegGptConfig, String> {
 }
 
 /// Returns the model, whether it came from browser storage, and a note on storage.
-async fn load_model(source: ModelSource, half: bool, files: &Array) -> Result<(Loaded, bool, String), String> {
+async fn load_model(
+    source: ModelSource,
+    half: bool,
+    cache: bool,
+    files: &Array,
+) -> Result<(Loaded, bool, String), String> {
     progress("checking WebGPU ...", 0.0, 0.0);
     let adapter = probe_webgpu().await?;
     progress(format!("starting WebGPU on {adapter} ..."), 0.0, 0.0);
@@ -187,7 +192,8 @@ async fn load_model(source: ModelSource, half: bool, files: &Array) -> Result<(L
     let (weights, config, from_cache, note, what) = match source {
         ModelSource::Url { url } => {
             let (config_url, weights_url, config_optional) = model_urls(&url)?;
-            match storage::lookup(&weights_url).await.ok().flatten() {
+            let cached = if cache { storage::lookup(&weights_url).await.ok().flatten() } else { None };
+            match cached {
                 Some(cached) => {
                     let config = match &cached.config_json {
                         Some(text) => parse_config(text, &config_url)?,
@@ -222,7 +228,7 @@ async fn load_model(source: ModelSource, half: bool, files: &Array) -> Result<(L
                         }
                         progress(text, p.done, p.total);
                     };
-                    let downloaded = load::download(&weights_url, &config, config_json.as_deref(), &mut report)
+                    let downloaded = load::download(&weights_url, &config, config_json.as_deref(), cache, &mut report)
                         .await
                         .map_err(|e| e.describe(&weights_url))?;
                     let note = match (downloaded.stored, downloaded.note) {

@@ -407,6 +407,22 @@ async function testDownloadProgressAndBadDownload(server) {
     await waitReady(page);
     assert.equal(await page.getByTestId('model-progress').isVisible(), false, 'the bar goes once ready');
 
+    // ?cache=off: the weights are kept in memory only (the memory path of the download), and a
+    // reload downloads them again.
+    await page.goto(`${server.url}/?model=/model/&cache=off`);
+    await waitReady(page);
+    assert.match(await page.getByTestId('model-note').textContent(), /not kept in browser storage/);
+    const beforeOff = server.log.length;
+    await page.reload();
+    await waitReady(page);
+    assert.ok(server.log.slice(beforeOff).includes('/model/model.safetensors'), 'downloaded again with ?cache=off');
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+    await segmentAndWait(page, 1);
+    const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
+    assert.ok(maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a) <= 1, 'in-memory weights give the same mask');
+
     // The truncated copy was not cached: loading it again downloads it again.
     const before = server.log.length;
     await page.goto(`${server.url}/?model=/bad-model/`);
@@ -542,7 +558,7 @@ const tests = [
   ['bad target and corrupt weights: errors shown, page usable, good weights load', testBadInputsAndCorruptWeights],
   ['class-index masks, semantic embedding, hf ensemble: mask equals the CLI with the same options', testClassMasksSemanticHf],
   ['drop and paste: prompt files dropped, targets dropped and pasted; masks equal the CLI', testDropAndPaste],
-  ['download: progress bar with total, speed and time left; a truncated download is refused, not cached', testDownloadProgressAndBadDownload],
+  ['download: progress bar with total, speed and time left; ?cache=off keeps it in memory; a truncated download is refused, not cached', testDownloadProgressAndBadDownload],
   ['worker panic (as GPU out of memory): error with Retry, which restarts it without a reload', testCrashAndRetry],
   // Chromium 156 without --enable-unsafe-webgpu exposes navigator.gpu but no adapter (so does
   // --disable-features=WebGPU and --disable-blink-features=WebGPU: the `navigator.gpu` absent path
