@@ -87,13 +87,9 @@ impl Fetch {
     }
 }
 
-fn scope() -> web_sys::WorkerGlobalScope {
-    js_sys::global().unchecked_into()
-}
-
 async fn response(url: &str) -> Result<Response, Fetch> {
     let network = |e: JsValue| Fetch::Network(js_text(&e));
-    let response: Response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(network)?.unchecked_into();
+    let response: Response = JsFuture::from(super::worker_scope().fetch_with_str(url)).await.map_err(network)?.unchecked_into();
     if !response.ok() {
         return Err(Fetch::Status(response.status()));
     }
@@ -152,7 +148,7 @@ pub async fn download(
     let mut sink: Option<Sink> = None;
     let mut note = None;
     let mut done = 0.0f64;
-    let (start, mut last_report, mut rate) = (now_s(), 0.0f64, 0.0f64);
+    let (start, mut last_report) = (now_s(), 0.0f64);
     let result: Result<(), Fetch> = async {
         loop {
             let chunk: ReadableStreamReadResult =
@@ -197,15 +193,13 @@ pub async fn download(
             }
             let now = now_s();
             if now - last_report > 0.1 {
-                rate = done / (now - start).max(1e-3);
                 last_report = now;
-                progress(&Progress { done, total, bytes_per_s: rate });
+                progress(&Progress { done, total, bytes_per_s: done / (now - start).max(1e-3) });
             }
         }
         Ok(())
     }
     .await;
-    let _ = rate;
 
     let finish = async {
         result?;

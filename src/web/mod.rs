@@ -27,6 +27,11 @@ fn js_text(value: &JsValue) -> String {
     }
 }
 
+/// The global scope of the worker (only call from worker code).
+fn worker_scope() -> web_sys::WorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
 /// Seconds since an arbitrary origin (wall clock; good enough for user-facing timings).
 fn now_s() -> f64 {
     js_sys::Date::now() / 1000.0

@@ -60,7 +60,6 @@ struct ResultView {
 
 struct Page {
     worker: Option<Worker>,
-    started: bool,
     source: ModelSource,
     model_files: Array,
     prompts: Vec<PromptUi>,
@@ -100,7 +99,6 @@ pub fn run_page() -> Result<(), JsValue> {
     PAGE.with(|p| {
         *p.borrow_mut() = Some(Page {
             worker: None,
-            started: false,
             source,
             model_files: Array::new(),
             prompts: Vec::new(),
@@ -199,7 +197,6 @@ fn start_worker() -> Result<(), JsValue> {
         if let Some(old) = p.worker.replace(worker) {
             old.terminate();
         }
-        p.started = false;
         p.ready = false;
     });
     update_segment_button();
@@ -263,10 +260,7 @@ fn on_worker_message(event: MessageEvent) {
         Err(err) => return show_error(&format!("unreadable message from the worker: {err}"), false),
     };
     match msg {
-        ToPage::Started => {
-            with_page(|p| p.started = true);
-            send_load();
-        }
+        ToPage::Started => send_load(),
         ToPage::Progress { text, done, total } => {
             set_text("model-status", &text);
             if let Ok(bar) = by_testid("model-progress") {
@@ -280,7 +274,7 @@ fn on_worker_message(event: MessageEvent) {
                 let _ = bar.remove_attribute("hidden");
             }
         }
-        ToPage::Ready { adapter, dtype, seconds, from_cache: _, note, max_prompts } => {
+        ToPage::Ready { adapter, dtype, seconds, note, max_prompts } => {
             with_page(|p| {
                 p.ready = true;
                 p.max_prompts = max_prompts;
@@ -709,13 +703,9 @@ fn on_paste(event: Event) {
     }
     event.prevent_default();
     let focused = document().active_element().and_then(|e| e.closest(".prompt").ok().flatten());
-    let zone = match focused {
-        Some(prompt) => Ok(prompt),
-        None => document().query_selector(".drop[data-drop=targets]").map(|z| z.unwrap_or_else(|| document().create_element("div").unwrap())),
-    };
-    match zone {
-        Ok(zone) => report(files_arrived(&zone, &files)),
-        Err(err) => report(Err(err)),
+    let zone = focused.map_or_else(|| document().query_selector(".drop[data-drop=targets]"), |p| Ok(Some(p)));
+    if let Ok(Some(zone)) = zone {
+        report(files_arrived(&zone, &files));
     }
 }
 

@@ -61,7 +61,7 @@ pub enum ToPage {
     /// Loading progress: `done` of `total` bytes (`total` 0 when unknown), shown with `text`.
     Progress { text: String, done: f64, total: f64 },
     /// The model is on the GPU. `note` says how it was stored (or why not).
-    Ready { adapter: String, dtype: String, seconds: f64, from_cache: bool, note: String, max_prompts: usize },
+    Ready { adapter: String, dtype: String, seconds: f64, note: String, max_prompts: usize },
     /// Target `index` is being segmented.
     Running { index: usize },
     /// Target `index` is done: `bytes` holds its mask PNG (the CLI's bytes), `rgb` the same mask as

@@ -31,8 +31,7 @@ pub struct Cached {
 }
 
 fn storage() -> StorageManager {
-    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    scope.navigator().storage()
+    super::worker_scope().navigator().storage()
 }
 
 async fn wait(promise: Promise) -> Result<JsValue, String> {
@@ -118,7 +117,7 @@ pub async fn free_bytes() -> Option<f64> {
     Some(estimate.get_quota()? - estimate.get_usage().unwrap_or(0.0))
 }
 
-/// Bytes used by the cache and the number of models in it; then removes it all.
+/// Removes every cached model (nothing cached is not an error).
 pub async fn clear() -> Result<(), String> {
     let Some(root) = wait(storage().get_directory()).await.ok() else { return Ok(()) };
     let root: FileSystemDirectoryHandle = root.unchecked_into();

@@ -83,7 +83,7 @@ fn fatal_message(panic: &str) -> String {
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
-    js_sys::global().unchecked_into()
+    super::worker_scope().unchecked_into()
 }
 
 /// Posts `msg` with extra fields (`bytes`, `rgb`: ArrayBuffers, transferred).
@@ -123,13 +123,13 @@ async fn handle(event: MessageEvent) {
             MODEL.with(|m| m.borrow_mut().take());
             let start = now_s();
             match load_model(source, half, cache, &files).await {
-                Ok((loaded, from_cache, note)) => {
+                Ok((loaded, note)) => {
                     let adapter = loaded.gpu.adapter.clone();
                     let dtype = loaded.gpu.dtype.to_string();
                     let max_prompts = max_prompts(loaded.model.config(), loaded.gpu.max_binding);
                     MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
                     let seconds = now_s() - start;
-                    post(&ToPage::Ready { adapter, dtype, seconds, from_cache, note, max_prompts }, &[]);
+                    post(&ToPage::Ready { adapter, dtype, seconds, note, max_prompts }, &[]);
                 }
                 Err(message) => post(&ToPage::LoadFailed { message }, &[]),
             }
@@ -178,18 +178,18 @@ fn parse_config(text: &str, from: &str) -> Result<SegGptConfig, String> {
     SegGptConfig::from_json(text).map_err(|e| format!("{from}: {e}"))
 }
 
-/// Returns the model, whether it came from browser storage, and a note on storage.
+/// Returns the model and a note on where it came from (storage, download, file).
 async fn load_model(
     source: ModelSource,
     half: bool,
     cache: bool,
     files: &Array,
-) -> Result<(Loaded, bool, String), String> {
+) -> Result<(Loaded, String), String> {
     progress("checking WebGPU ...", 0.0, 0.0);
     let adapter = probe_webgpu().await?;
     progress(format!("starting WebGPU on {adapter} ..."), 0.0, 0.0);
     let gpu = gpu(adapter, half).await?;
-    let (weights, config, from_cache, note, what) = match source {
+    let (weights, config, note, what) = match source {
         ModelSource::Url { url } => {
             let (config_url, weights_url, config_optional) = model_urls(&url)?;
             let cached = if cache { storage::lookup(&weights_url).await.ok().flatten() } else { None };
@@ -202,7 +202,7 @@ async fn load_model(
                     check_fits(&config, &gpu)?;
                     let source = BlobSource::open(cached.weights.into(), &config)
                         .map_err(|e| format!("the stored copy of {weights_url}: {e} (clear the cache)"))?;
-                    (source, config, true, "loaded from browser storage, no download".to_string(), weights_url)
+                    (source, config, "loaded from browser storage, no download".to_string(), weights_url)
                 }
                 None => {
                     progress(format!("fetching {config_url} ..."), 0.0, 0.0);
@@ -236,7 +236,7 @@ async fn load_model(
                         (false, Some(why)) => why,
                         (false, None) => "kept in memory".to_string(),
                     };
-                    (downloaded.source, config, false, note, weights_url)
+                    (downloaded.source, config, note, weights_url)
                 }
             }
         }
@@ -244,12 +244,12 @@ async fn load_model(
             let (weights, config, name) = picked_model(files)?;
             check_fits(&config, &gpu)?;
             let source = BlobSource::open(weights, &config).map_err(|e| format!("{name}: {e}"))?;
-            (source, config, false, format!("loaded from the file {name}"), name)
+            (source, config, format!("loaded from the file {name}"), name)
         }
     };
     progress("loading the weights onto the GPU ...", 0.0, 0.0);
     let model = SegGpt::load(&weights, config, &gpu.device).map_err(|e| format!("{what}: {e}"))?;
-    Ok((Loaded { model, gpu }, from_cache, note))
+    Ok((Loaded { model, gpu }, note))
 }
 
 /// `812 KB`, `37.4 MB`, `1.48 GB`.
