@@ -24,7 +24,8 @@ mod tests {
 
     #[test]
     fn entries_read_back_in_order_with_their_bytes() {
-        let files = vec![("a.mask.png".to_string(), vec![1u8, 2, 3]), ("b.overlay.png".to_string(), vec![9u8; 1000])];
+        let files =
+            vec![("a.mask.png".to_string(), vec![1u8, 2, 3]), ("b.overlay.png".to_string(), vec![9u8; 1000])];
         let bytes = zip_stored(&files).unwrap();
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
         assert_eq!(archive.len(), 2);

@@ -113,9 +113,7 @@ impl SegGptConfig {
             return bad(format!("hidden_act {:?} is not supported (only \"gelu\")", self.hidden_act));
         }
         if p == 0 || h % (2 * p) != 0 || w % p != 0 {
-            return bad(format!(
-                "image_size [{h}, {w}] must split into two halves of whole {p}x{p} patches"
-            ));
+            return bad(format!("image_size [{h}, {w}] must split into two halves of whole {p}x{p} patches"));
         }
         if self.num_channels != 3 {
             return bad(format!("num_channels {} is not supported (only 3)", self.num_channels));
@@ -128,9 +126,7 @@ impl SegGptConfig {
         }
         let (ph, pw) = self.pretrain_image_size.hw();
         if ph != pw || ph / p == 0 {
-            return bad(format!(
-                "pretrain_image_size {ph}x{pw} must be square and hold at least one patch"
-            ));
+            return bad(format!("pretrain_image_size {ph}x{pw} must be square and hold at least one patch"));
         }
         if self.merge_index >= self.num_hidden_layers {
             return bad(format!(

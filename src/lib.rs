@@ -11,9 +11,9 @@ pub mod model;
 pub mod paint;
 pub mod pipeline;
 pub mod segment;
-pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+pub mod weights;
 
 pub use config::SegGptConfig;
 pub use model::{

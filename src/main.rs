@@ -32,9 +32,9 @@ struct ModelArgs {
 struct ForwardArgs {
     /// Feature ensemble over prompts [default: official].
     #[arg(long, value_enum)]
-    ensemble: Option<EnsembleArg>,
-    #[arg(long, value_enum, default_value_t = EmbeddingArg::Instance)]
-    embedding_type: EmbeddingArg,
+    ensemble: Option<Ensemble>,
+    #[arg(long, value_enum, default_value_t = EmbeddingType::Instance)]
+    embedding_type: EmbeddingType,
 }
 
 #[derive(Subcommand)]
@@ -100,19 +100,6 @@ enum Backend {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum EnsembleArg {
-    Official,
-    Hf,
-    None,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum EmbeddingArg {
-    Instance,
-    Semantic,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum DTypeArg {
     F32,
     F16,
@@ -120,18 +107,7 @@ enum DTypeArg {
 
 impl ForwardArgs {
     fn options(&self) -> ForwardOptions {
-        ForwardOptions {
-            ensemble: self.ensemble.map(|e| match e {
-                EnsembleArg::Official => Ensemble::Official,
-                EnsembleArg::Hf => Ensemble::Hf,
-                EnsembleArg::None => Ensemble::None,
-            }),
-            embedding_type: match self.embedding_type {
-                EmbeddingArg::Instance => EmbeddingType::Instance,
-                EmbeddingArg::Semantic => EmbeddingType::Semantic,
-            },
-            chunk_bytes: None,
-        }
+        ForwardOptions { ensemble: self.ensemble, embedding_type: self.embedding_type, chunk_bytes: None }
     }
 }
 
@@ -189,9 +165,8 @@ fn infer(model_args: &ModelArgs, inputs: &Path, output: &Path, forward: &Forward
     let (model, device) = load_model(model_args)?;
     let source = SafetensorsSource::from_file(inputs).map_err(|e| format!("{}: {e}", inputs.display()))?;
     let input = |name: &str| -> CliResult<Tensor<4>> {
-        let shape = source
-            .shape(name)
-            .ok_or_else(|| format!("{} has no tensor `{name}`", inputs.display()))?;
+        let shape =
+            source.shape(name).ok_or_else(|| format!("{} has no tensor `{name}`", inputs.display()))?;
         let dims: [usize; 4] = shape
             .clone()
             .try_into()
@@ -238,7 +213,8 @@ fn segment(
         .collect::<CliResult<Vec<_>>>()?;
     std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let (model, device) = load_model(model_args)?;
-    let segmenter = Segmenter::new(&model, &device, &prompts, forward.options()).map_err(|e| e.to_string())?;
+    let segmenter =
+        Segmenter::new(&model, &device, &prompts, forward.options()).map_err(|e| e.to_string())?;
     for (path, target) in targets.iter().zip(&decoded) {
         let start = Instant::now();
         let result = segmenter.run(target, num_labels, &mut progress_printer()).map_err(|e| e.to_string())?;
@@ -307,8 +283,13 @@ fn bench(config: Option<&Path>, backend: Backend, prompts: usize, runs: usize) -
     }
     let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    println!("seggpt bench: backend={} prompts={prompts} runs={runs} mean={mean:.3}s min={min:.3}s",
-        match backend { Backend::Cpu => "cpu(flex)", Backend::Wgpu => "wgpu" });
+    println!(
+        "seggpt bench: backend={} prompts={prompts} runs={runs} mean={mean:.3}s min={min:.3}s",
+        match backend {
+            Backend::Cpu => "cpu(flex)",
+            Backend::Wgpu => "wgpu",
+        }
+    );
     Ok(())
 }
 

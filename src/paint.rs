@@ -48,7 +48,13 @@ pub struct PaintMask {
 
 impl PaintMask {
     pub fn new(width: u32, height: u32) -> Self {
-        Self { width, height, rgb: vec![0; width as usize * height as usize * 3], undo: Vec::new(), last: None }
+        Self {
+            width,
+            height,
+            rgb: vec![0; width as usize * height as usize * 3],
+            undo: Vec::new(),
+            last: None,
+        }
     }
 
     pub fn width(&self) -> u32 {
@@ -172,9 +178,8 @@ impl PaintMask {
 /// For each pixel of an RGB mask, `0` if it is nearest to black, else `1 + i` for the nearest of
 /// `colours` (squared RGB distance; ties go to the earlier entry, black first).
 pub fn nearest_colour_labels(rgb: &[u8], colours: &[[u8; 3]]) -> Vec<u8> {
-    let dist = |p: &[u8], c: &[u8; 3]| -> i32 {
-        (0..3).map(|k| (i32::from(p[k]) - i32::from(c[k])).pow(2)).sum()
-    };
+    let dist =
+        |p: &[u8], c: &[u8; 3]| -> i32 { (0..3).map(|k| (i32::from(p[k]) - i32::from(c[k])).pow(2)).sum() };
     rgb.chunks_exact(3)
         .map(|p| {
             let mut best = (dist(p, &[0, 0, 0]), 0u8);
@@ -218,7 +223,10 @@ mod tests {
         let rect = mask.begin(10.0, 10.0, 3.0, [255, 0, 0]).unwrap();
         mask.end();
         // The changed area covers the disc, and the overlay of it shows exactly the painted pixels.
-        assert!(rect.x <= 7 && rect.y <= 7 && rect.x + rect.width >= 13 && rect.y + rect.height >= 13, "{rect:?}");
+        assert!(
+            rect.x <= 7 && rect.y <= 7 && rect.x + rect.width >= 13 && rect.y + rect.height >= 13,
+            "{rect:?}"
+        );
         let rgba = mask.overlay_rgba(rect, 200);
         assert_eq!(rgba.chunks_exact(4).filter(|p| *p == [255, 0, 0, 200]).count(), 32);
         assert_eq!(mask.begin(-10.0, -10.0, 2.0, [255, 0, 0]), None, "a dot off the image changes nothing");

@@ -5,9 +5,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::model::{Ensemble, ForwardOptions, SegGpt, ShapeError};
 use crate::pipeline::{
-    ChwImage, ClassMap, InputError, RgbImage, build_palette, class_map, decode_class_map,
-    decode_rgb, denormalize, encode_gray_png, encode_rgb_png, prepare_image, prepare_mask_classes,
-    prepare_mask_rgb, to_rgb_u8, upsample,
+    ChwImage, ClassMap, InputError, RgbImage, build_palette, class_map, decode_class_map, decode_rgb,
+    denormalize, encode_gray_png, encode_rgb_png, prepare_image, prepare_mask_classes, prepare_mask_rgb,
+    to_rgb_u8, upsample,
 };
 
 /// A prompt mask as the user gave it.
@@ -186,10 +186,8 @@ impl<'m> Segmenter<'m> {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Segmentation, SegmentError> {
         let pred = self.predict(target, progress)?;
-        let values = pred
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| SegmentError::Readback(format!("{e:?}")))?;
+        let values =
+            pred.into_data().try_into_vec::<f32>().map_err(|e| SegmentError::Readback(format!("{e:?}")))?;
         self.finish(values, target, num_labels)
     }
 }
@@ -203,4 +201,3 @@ fn stack(images: &[ChwImage], device: &Device) -> Tensor<4> {
     }
     Tensor::from_data(TensorData::new(values, [images.len(), c, h, w]), device)
 }
-

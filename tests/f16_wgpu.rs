@@ -35,7 +35,11 @@ fn fixtures_match_transformers_in_half_precision_on_wgpu() {
                     tensor4(&inputs, "pixel_values", &device),
                     tensor4(&inputs, "prompt_pixel_values", &device),
                     tensor4(&inputs, "prompt_masks", &device),
-                    ForwardOptions { ensemble: Some(ensemble), embedding_type: EmbeddingType::Instance, chunk_bytes: None },
+                    ForwardOptions {
+                        ensemble: Some(ensemble),
+                        embedding_type: EmbeddingType::Instance,
+                        chunk_bytes: None,
+                    },
                     &mut |_, _| {},
                 )
                 .unwrap();

@@ -26,11 +26,8 @@ fn check_all_fixtures(device: &Device, weights_file: Option<&str>, chunk_bytes: 
             None => dir.clone(),
         };
         let files = open_model(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let config = if weights_file.is_some() {
-            open_model(&dir).unwrap().config
-        } else {
-            files.config.clone()
-        };
+        let config =
+            if weights_file.is_some() { open_model(&dir).unwrap().config } else { files.config.clone() };
         let model = SegGpt::load(files.source.as_ref(), config, device)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let inputs = read_tensors(&dir.join("inputs.safetensors"));
@@ -94,9 +91,9 @@ fn f16_safetensors_gives_the_same_predictions() {
 
 #[test]
 fn official_ensemble_is_the_default() {
-    let dir = model_fixture_dirs().into_iter().find(|d| {
-        read_tensors(&d.join("inputs.safetensors")).shape("pixel_values").unwrap()[0] > 1
-    });
+    let dir = model_fixture_dirs()
+        .into_iter()
+        .find(|d| read_tensors(&d.join("inputs.safetensors")).shape("pixel_values").unwrap()[0] > 1);
     let dir = dir.expect("a fixture with several prompts");
     let device = cpu();
     let files = open_model(&dir).unwrap();

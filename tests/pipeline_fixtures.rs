@@ -12,19 +12,15 @@ use std::path::PathBuf;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
-use seggpt::pipeline::resize::{
-    interpolate_nearest, resize_bicubic, resize_nearest, torch_nearest_indices,
-};
+use seggpt::pipeline::resize::{interpolate_nearest, resize_bicubic, resize_nearest, torch_nearest_indices};
 use seggpt::pipeline::{
-    ChwImage, IMAGENET_MEAN, IMAGENET_STD, RgbImage, build_palette, class_map, decode_class_map,
-    decode_rgb, denormalize, mean_intensity, prepare_image, prepare_mask_classes, prepare_mask_rgb,
-    query_half, to_rgb_u8, upsample,
+    ChwImage, IMAGENET_MEAN, IMAGENET_STD, RgbImage, build_palette, class_map, decode_class_map, decode_rgb,
+    denormalize, mean_intensity, prepare_image, prepare_mask_classes, prepare_mask_rgb, query_half,
+    to_rgb_u8, upsample,
 };
 
 fn fixtures(sub: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(sub)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(sub)
 }
 
 fn read(path: PathBuf) -> Vec<u8> {
@@ -47,14 +43,8 @@ struct Tensor {
 
 impl Tensor {
     fn get(st: &SafeTensors, name: &str) -> Tensor {
-        let view = st
-            .tensor(name)
-            .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
-        Tensor {
-            shape: view.shape().to_vec(),
-            dtype: view.dtype(),
-            bytes: view.data().to_vec(),
-        }
+        let view = st.tensor(name).unwrap_or_else(|e| panic!("tensor {name}: {e}"));
+        Tensor { shape: view.shape().to_vec(), dtype: view.dtype(), bytes: view.data().to_vec() }
     }
 
     fn u8(&self) -> &[u8] {
@@ -64,10 +54,7 @@ impl Tensor {
 
     fn f32(&self) -> Vec<f32> {
         assert_eq!(self.dtype, Dtype::F32);
-        self.bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
+        self.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
     }
 
     fn i64s(&self) -> Vec<i64> {
@@ -77,11 +64,9 @@ impl Tensor {
                 .chunks_exact(4)
                 .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
                 .collect(),
-            Dtype::I64 => self
-                .bytes
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
+            Dtype::I64 => {
+                self.bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+            }
             other => panic!("index tensor has dtype {other:?}"),
         }
     }
@@ -147,10 +132,7 @@ fn torch_legacy_nearest_interpolation_is_identical() {
         assert_eq!(want.shape, [ch, oh, ow]);
         let got = interpolate_nearest(&input.f32(), ch, h, w, oh, ow);
         let want = want.f32();
-        let same = got
-            .iter()
-            .zip(&want)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
+        let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{} ({h}x{w} -> {oh}x{ow}) differs", case["output"]);
     }
 }
@@ -163,15 +145,9 @@ fn torch_legacy_nearest_indices_are_identical() {
     let cases = spec["legacy_index"].as_array().expect("legacy_index cases");
     assert!(!cases.is_empty());
     for case in cases {
-        let (n_in, n_out) = (
-            case["in"].as_u64().unwrap() as usize,
-            case["out"].as_u64().unwrap() as usize,
-        );
+        let (n_in, n_out) = (case["in"].as_u64().unwrap() as usize, case["out"].as_u64().unwrap() as usize);
         let want = Tensor::get(&st, case["tensor"].as_str().unwrap()).i64s();
-        let got: Vec<i64> = torch_nearest_indices(n_in, n_out)
-            .into_iter()
-            .map(|i| i as i64)
-            .collect();
+        let got: Vec<i64> = torch_nearest_indices(n_in, n_out).into_iter().map(|i| i as i64).collect();
         assert_eq!(got, want, "{n_in} -> {n_out}");
     }
 }
@@ -190,16 +166,8 @@ fn palettes_match_hf_build_palette() {
 
 /// Largest absolute difference, checking shapes first.
 fn max_abs_diff(got: &ChwImage, want: &Tensor, what: &str) -> f32 {
-    assert_eq!(
-        want.shape,
-        [1, got.channels(), got.height(), got.width()],
-        "{what} shape"
-    );
-    got.as_slice()
-        .iter()
-        .zip(want.f32())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+    assert_eq!(want.shape, [1, got.channels(), got.height(), got.width()], "{what} shape");
+    got.as_slice().iter().zip(want.f32()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -211,16 +179,9 @@ fn hf_processor_outputs_are_reproduced_from_files() {
     let mut checked = 0;
     for case in spec["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().unwrap();
-        let (h, w) = (
-            usize_at(&case["size"], 0) as u32,
-            usize_at(&case["size"], 1) as u32,
-        );
-        let tensors: Vec<&str> = case["tensors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap())
-            .collect();
+        let (h, w) = (usize_at(&case["size"], 0) as u32, usize_at(&case["size"], 1) as u32);
+        let tensors: Vec<&str> =
+            case["tensors"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
 
         if tensors.iter().any(|t| t.ends_with(".png")) {
             // The 448x448 case stores the resized image; its normalisation is the formula.
@@ -240,8 +201,7 @@ fn hf_processor_outputs_are_reproduced_from_files() {
                 let got = prepare_image(&image, h, w).unwrap();
                 let px = 1234;
                 let v = want.as_raw()[px * 3 + 2];
-                let expected =
-                    ((f64::from(v) * (1.0 / 255.0)) as f32 - IMAGENET_MEAN[2]) / IMAGENET_STD[2];
+                let expected = ((f64::from(v) * (1.0 / 255.0)) as f32 - IMAGENET_MEAN[2]) / IMAGENET_STD[2];
                 assert_eq!(got.plane(2)[px], expected, "{name}: normalisation");
                 checked += 1;
             }
@@ -252,10 +212,7 @@ fn hf_processor_outputs_are_reproduced_from_files() {
         let image = open_rgb(case["image"].as_str().unwrap());
         outputs.push(("pixel_values", prepare_image(&image, h, w).unwrap()));
         if let Some(file) = case["prompt_image"].as_str() {
-            outputs.push((
-                "prompt_pixel_values",
-                prepare_image(&open_rgb(file), h, w).unwrap(),
-            ));
+            outputs.push(("prompt_pixel_values", prepare_image(&open_rgb(file), h, w).unwrap()));
         }
         if let Some(file) = case["prompt_mask"].as_str() {
             let mask = match case["mask_kind"].as_str().unwrap() {
@@ -289,11 +246,7 @@ fn rgb_decoding_of_fixture_files_matches_pil_modes() {
     for (file, info) in spec["files"].as_object().expect("files") {
         let img: RgbImage = decode_rgb(&read(fixtures("preprocess").join(file)), file).unwrap();
         let (h, w) = (usize_at(&info["size_hw"], 0), usize_at(&info["size_hw"], 1));
-        assert_eq!(
-            (img.height() as usize, img.width() as usize),
-            (h, w),
-            "{file}"
-        );
+        assert_eq!((img.height() as usize, img.width() as usize), (h, w), "{file}");
     }
 }
 
@@ -310,10 +263,8 @@ fn segment_fixtures_pre_and_post_processing_match_hf() {
     // and mask / classes / mean PNGs from the recorded pred_masks (MODEL-SPEC 3.2, 6.3).
     let dir = fixtures("segment");
     let spec = json(dir.join("cases.json"));
-    let (h, w) = (
-        usize_at(&spec["processor_size_hw"], 0) as u32,
-        usize_at(&spec["processor_size_hw"], 1) as u32,
-    );
+    let (h, w) =
+        (usize_at(&spec["processor_size_hw"], 0) as u32, usize_at(&spec["processor_size_hw"], 1) as u32);
     let open_rgb = |file: &str| decode_rgb(&read(dir.join(file)), file).unwrap();
     let mut checked = 0;
     for case in spec["cases"].as_array().expect("cases") {
@@ -346,36 +297,20 @@ fn segment_fixtures_pre_and_post_processing_match_hf() {
                 }
             }
 
-            let (th, tw) = (
-                usize_at(&target["size_hw"], 0) as u32,
-                usize_at(&target["size_hw"], 1) as u32,
-            );
-            let values =
-                upsample(&denormalize(&query_half(&sample(&pred_masks, 0))), th, tw).unwrap();
+            let (th, tw) = (usize_at(&target["size_hw"], 0) as u32, usize_at(&target["size_hw"], 1) as u32);
+            let values = upsample(&denormalize(&query_half(&sample(&pred_masks, 0))), th, tw).unwrap();
             let want_mask = open_rgb(target["mask"].as_str().unwrap());
             let got_mask = to_rgb_u8(&values);
             let diff = first_difference(got_mask.as_raw(), want_mask.as_raw(), tw as usize, 3);
-            assert!(
-                diff.is_none(),
-                "{what}: mask.png: {}",
-                diff.unwrap_or_default()
-            );
+            assert!(diff.is_none(), "{what}: mask.png: {}", diff.unwrap_or_default());
 
             let classes_file = target["classes"].as_str().unwrap();
             let want = decode_class_map(&read(dir.join(classes_file)), classes_file).unwrap();
             let palette = build_palette(num_labels.expect("segment cases give num_labels"));
-            assert_eq!(
-                class_map(&values, &palette).unwrap().as_raw(),
-                want.as_raw(),
-                "{what}: classes.png"
-            );
+            assert_eq!(class_map(&values, &palette).unwrap().as_raw(), want.as_raw(), "{what}: classes.png");
             let mean_file = target["mean"].as_str().unwrap();
             let want = decode_class_map(&read(dir.join(mean_file)), mean_file).unwrap();
-            assert_eq!(
-                mean_intensity(&values).as_raw(),
-                want.as_raw(),
-                "{what}: mean.png"
-            );
+            assert_eq!(mean_intensity(&values).as_raw(), want.as_raw(), "{what}: mean.png");
             checked += 1;
         }
     }

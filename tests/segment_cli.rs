@@ -63,15 +63,21 @@ fn segment_matches_the_reference_pipeline() {
             assert_eq!((ours.height() as u64, ours.width() as u64), (h, w), "{label}: mask size");
             // Truncation to u8 may flip by one level where the float lies within ~1e-4 of an
             // integer (the fixture records margins that small); nothing may differ by more.
-            let diffs: Vec<i32> =
-                ours.as_raw().iter().zip(theirs.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).collect();
+            let diffs: Vec<i32> = ours
+                .as_raw()
+                .iter()
+                .zip(theirs.as_raw())
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .collect();
             let max = diffs.iter().max().copied().unwrap_or(0);
             let off = diffs.iter().filter(|d| **d > 0).count();
             assert!(max <= 1, "{label}: mask differs by {max} levels");
             assert!(off * 100 <= diffs.len(), "{label}: {off} of {} values differ", diffs.len());
 
-            let ours = decode_class_map(&read(&out_dir.path().join(format!("{stem}.classes.png"))), "ours").unwrap();
-            let theirs = decode_class_map(&read(&root.join(target["classes"].as_str().unwrap())), "ref").unwrap();
+            let ours =
+                decode_class_map(&read(&out_dir.path().join(format!("{stem}.classes.png"))), "ours").unwrap();
+            let theirs =
+                decode_class_map(&read(&root.join(target["classes"].as_str().unwrap())), "ref").unwrap();
             assert_eq!(ours.as_raw(), theirs.as_raw(), "{label}: class map");
             compared += 1;
         }
@@ -129,7 +135,10 @@ fn convert_round_trips_official_pth_to_f16_safetensors() {
     for name in theirs.names() {
         assert_eq!(ours.read_f32(&name).unwrap(), theirs.read_f32(&name).unwrap(), "{name}");
     }
-    assert!(std::fs::metadata(&converted).unwrap().len() < std::fs::metadata(dir.join("model.safetensors")).unwrap().len());
+    assert!(
+        std::fs::metadata(&converted).unwrap().len()
+            < std::fs::metadata(dir.join("model.safetensors")).unwrap().len()
+    );
 }
 
 #[test]

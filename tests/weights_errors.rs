@@ -16,8 +16,11 @@ fn edited_model(edit: impl FnOnce(&mut HostTensors)) -> tempfile::TempDir {
     edit(&mut tensors);
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
-    std::fs::write(dir.path().join("model.safetensors"), write_safetensors(&tensors, StoreDType::F32).unwrap())
-        .unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        write_safetensors(&tensors, StoreDType::F32).unwrap(),
+    )
+    .unwrap();
     dir
 }
 
@@ -119,8 +122,11 @@ fn integer_tensor_is_refused_with_its_dtype() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
-    std::fs::write(dir.path().join("model.safetensors"), safetensors::tensor::serialize(views, None).unwrap())
-        .unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        safetensors::tensor::serialize(views, None).unwrap(),
+    )
+    .unwrap();
     let err = load(dir.path()).err().expect("an error");
     assert!(matches!(&err, LoadError::DType { name, .. } if name == "model.encoder.layernorm.bias"), "{err}");
 }

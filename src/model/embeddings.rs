@@ -8,13 +8,31 @@ use crate::model::nn::{Linear, transpose};
 use crate::weights::{LoadError, Loader};
 
 /// Which type token is added to every token (MODEL-SPEC 8.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
+/// browser protocol carries it (`serde`, as `"instance"`, `"semantic"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
 pub enum EmbeddingType {
     /// `type_token_instance`: colours identify instances (the default of both implementations).
     #[default]
     Instance,
     /// `type_token_semantic`: colours identify classes.
     Semantic,
+}
+
+impl EmbeddingType {
+    /// Every variant, in the order a user interface lists them.
+    pub const ALL: [EmbeddingType; 2] = [EmbeddingType::Instance, EmbeddingType::Semantic];
+
+    /// The name used on the command line and in the browser protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmbeddingType::Instance => "instance",
+            EmbeddingType::Semantic => "semantic",
+        }
+    }
 }
 
 pub struct Embeddings {
@@ -107,10 +125,8 @@ impl Embeddings {
         let [b, c, h, w] = pixels.dims();
         let p = self.patch_size;
         let (gh, gw) = (h / p, w / p);
-        let patches = pixels
-            .reshape([b, c, gh, p, gw, p])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([b, gh, gw, c * p * p]);
+        let patches =
+            pixels.reshape([b, c, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b, gh, gw, c * p * p]);
         self.patch_embeddings.forward(patches)
     }
 }

@@ -9,7 +9,12 @@ use crate::model::nn::LayerNorm;
 use crate::weights::{LoadError, Loader};
 
 /// How the K prompts of one query are combined (MODEL-SPEC 4.4, 8.1-8.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
+/// browser protocol carries it (`serde`, as `"official"`, `"hf"`, `"none"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
 pub enum Ensemble {
     /// The official Painter schedule: for K > 1, blocks `<= merge_index` average per stream and
     /// later blocks over all prompts; nothing for K = 1.
@@ -22,6 +27,20 @@ pub enum Ensemble {
 }
 
 impl Ensemble {
+    /// Every variant, in the order a user interface lists them.
+    pub const ALL: [Ensemble; 3] = [Ensemble::Official, Ensemble::Hf, Ensemble::None];
+
+    /// The name used on the command line and in the browser protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ensemble::Official => "official",
+            Ensemble::Hf => "hf",
+            Ensemble::None => "none",
+        }
+    }
+}
+
+impl Ensemble {
     /// The averaging applied after block `index` attention, for `k` prompts.
     pub fn merge_at(self, index: usize, merge_index: usize, k: usize) -> Merge {
         match self {
@@ -31,9 +50,21 @@ impl Ensemble {
             Ensemble::Official => Merge::All,
             // transformers: `ensemble_cond = 2 if merge_index > i else 1`, applied iff
             // `batch // 2 >= ensemble_cond`; batch is 2K up to merge_index, K after.
-            Ensemble::Hf if index < merge_index => if k >= 2 { Merge::PerStream } else { Merge::None },
+            Ensemble::Hf if index < merge_index => {
+                if k >= 2 {
+                    Merge::PerStream
+                } else {
+                    Merge::None
+                }
+            }
             Ensemble::Hf if index == merge_index => Merge::All,
-            Ensemble::Hf => if k >= 2 { Merge::All } else { Merge::None },
+            Ensemble::Hf => {
+                if k >= 2 {
+                    Merge::All
+                } else {
+                    Merge::None
+                }
+            }
         }
     }
 }

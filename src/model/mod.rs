@@ -46,10 +46,10 @@ pub fn largest_buffer_bytes(config: &SegGptConfig, k: usize) -> u64 {
     let (h, w) = config.image_size.hw();
     [
         (config.decoder_hidden_size * h * w * 4) as u64, // one sample's full-resolution decoder map
-        2 * k * n * d * 4,            // the hidden states of both streams
-        k * n * features * d * 4,     // the concatenated features the decoder reads
-        per_sample_block.max(chunked), // one block piece (at least one sample)
-        chunked,                      // attention score groups and decoder_embed pieces
+        2 * k * n * d * 4,                               // the hidden states of both streams
+        k * n * features * d * 4,                        // the concatenated features the decoder reads
+        per_sample_block.max(chunked),                   // one block piece (at least one sample)
+        chunked,                                         // attention score groups and decoder_embed pieces
     ]
     .into_iter()
     .max()
@@ -116,7 +116,8 @@ impl SegGpt {
             }
         }
         let ensemble = options.ensemble.unwrap_or(Ensemble::Official);
-        let h = self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
+        let h =
+            self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
         let chunk = options.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES);
         let features = self.encoder.forward(h, ensemble, chunk, progress);
         Ok(self.decoder.forward(features))

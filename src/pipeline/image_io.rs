@@ -24,11 +24,7 @@ impl RgbImage {
     /// Wraps an HWC byte buffer of `width * height * 3` bytes (sizes at least 1).
     pub fn new(width: u32, height: u32, data: Vec<u8>) -> Result<Self, InputError> {
         check_buffer("RGB image", width as usize, height as usize, 3, data.len())?;
-        Ok(Self {
-            width,
-            height,
-            data,
-        })
+        Ok(Self { width, height, data })
     }
 
     /// Width in pixels.
@@ -53,10 +49,7 @@ impl RgbImage {
 
     /// The pixel at column `x`, row `y`. Panics when out of bounds, like slice indexing.
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        assert!(
-            x < self.width && y < self.height,
-            "pixel ({x}, {y}) out of bounds"
-        );
+        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) out of bounds");
         let i = (y as usize * self.width as usize + x as usize) * 3;
         [self.data[i], self.data[i + 1], self.data[i + 2]]
     }
@@ -75,11 +68,7 @@ impl ClassMap {
     /// Wraps a row-major buffer of `width * height` values (sizes at least 1).
     pub fn new(width: u32, height: u32, data: Vec<u8>) -> Result<Self, InputError> {
         check_buffer("class map", width as usize, height as usize, 1, data.len())?;
-        Ok(Self {
-            width,
-            height,
-            data,
-        })
+        Ok(Self { width, height, data })
     }
 
     /// Width in pixels.
@@ -104,10 +93,7 @@ impl ClassMap {
 
     /// The value at column `x`, row `y`. Panics when out of bounds, like slice indexing.
     pub fn get(&self, x: u32, y: u32) -> u8 {
-        assert!(
-            x < self.width && y < self.height,
-            "pixel ({x}, {y}) out of bounds"
-        );
+        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) out of bounds");
         self.data[y as usize * self.width as usize + x as usize]
     }
 }
@@ -127,10 +113,7 @@ impl ClassMap {
 ///
 /// `name` labels the input in error messages (a file name or e.g. "prompt image").
 pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage, InputError> {
-    let not_an_image = |reason: String| InputError::NotAnImage {
-        name: name.to_owned(),
-        reason,
-    };
+    let not_an_image = |reason: String| InputError::NotAnImage { name: name.to_owned(), reason };
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| not_an_image(e.to_string()))?;
@@ -154,20 +137,16 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage, InputError> {
     let mut header_limits = Limits::default();
     header_limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(header_limits);
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| image_error(name, None, e))?;
+    let mut decoder = reader.into_decoder().map_err(|e| image_error(name, None, e))?;
     let (width, height) = decoder.dimensions();
     check_dimensions(name, width, height)?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DIMENSION);
     limits.max_image_height = Some(MAX_DIMENSION);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
-    decoder
-        .set_limits(limits)
-        .map_err(|e| image_error(name, Some((width, height)), e))?;
-    let dynamic = DynamicImage::from_decoder(decoder)
-        .map_err(|e| image_error(name, Some((width, height)), e))?;
+    decoder.set_limits(limits).map_err(|e| image_error(name, Some((width, height)), e))?;
+    let dynamic =
+        DynamicImage::from_decoder(decoder).map_err(|e| image_error(name, Some((width, height)), e))?;
 
     let data = match dynamic {
         DynamicImage::ImageRgb8(buf) => buf.into_raw(),
@@ -209,38 +188,29 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage, InputError> {
 /// RGB(A) and gray+alpha PNGs (pass those as colour masks), and 2/4/16-bit grayscale (PIL would
 /// rescale or widen the values; save the mask as 8-bit).
 pub fn decode_class_map(bytes: &[u8], name: &str) -> Result<ClassMap, InputError> {
-    let unsupported = |detail: &str| InputError::UnsupportedMask {
-        name: name.to_owned(),
-        detail: detail.to_owned(),
-    };
-    let not_an_image = |reason: String| InputError::NotAnImage {
-        name: name.to_owned(),
-        reason,
-    };
+    let unsupported =
+        |detail: &str| InputError::UnsupportedMask { name: name.to_owned(), detail: detail.to_owned() };
+    let not_an_image = |reason: String| InputError::NotAnImage { name: name.to_owned(), reason };
     if !bytes.starts_with(PNG_SIGNATURE) {
         return Err(match image::guess_format(bytes) {
             Ok(ImageFormat::Jpeg) => unsupported(
                 "it is a JPEG; JPEG compression changes pixel values, so class indices do not \
                  survive. Save the mask as an 8-bit grayscale or palette PNG",
             ),
-            Ok(_) => unsupported(
-                "class-index masks must be PNG files (8-bit grayscale or palette); convert it",
-            ),
+            Ok(_) => {
+                unsupported("class-index masks must be PNG files (8-bit grayscale or palette); convert it")
+            }
             Err(_) => not_an_image("the file format is not recognised".to_owned()),
         });
     }
 
     let mut decoder = png::Decoder::new_with_limits(
         Cursor::new(bytes),
-        png::Limits {
-            bytes: usize::try_from(MAX_DECODE_BYTES).unwrap_or(usize::MAX),
-        },
+        png::Limits { bytes: usize::try_from(MAX_DECODE_BYTES).unwrap_or(usize::MAX) },
     );
     // No expansion: palette images must keep their raw indices.
     decoder.set_transformations(png::Transformations::IDENTITY);
-    let info = decoder
-        .read_header_info()
-        .map_err(|e| not_an_image(e.to_string()))?;
+    let info = decoder.read_header_info().map_err(|e| not_an_image(e.to_string()))?;
     let (width, height) = (info.width, info.height);
     check_dimensions(name, width, height)?;
     let (color_type, bit_depth) = (info.color_type, info.bit_depth);
@@ -274,22 +244,16 @@ pub fn decode_class_map(bytes: &[u8], name: &str) -> Result<ClassMap, InputError
         }
     };
 
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| png_error(name, width, height, e))?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| InputError::TooLarge {
-            name: name.to_owned(),
-            width: u64::from(width),
-            height: u64::from(height),
-            max_side: MAX_DIMENSION,
-            max_pixels: super::MAX_PIXELS,
-        })?;
+    let mut reader = decoder.read_info().map_err(|e| png_error(name, width, height, e))?;
+    let size = reader.output_buffer_size().ok_or_else(|| InputError::TooLarge {
+        name: name.to_owned(),
+        width: u64::from(width),
+        height: u64::from(height),
+        max_side: MAX_DIMENSION,
+        max_pixels: super::MAX_PIXELS,
+    })?;
     let mut buf = vec![0u8; size];
-    let frame = reader
-        .next_frame(&mut buf)
-        .map_err(|e| png_error(name, width, height, e))?;
+    let frame = reader.next_frame(&mut buf).map_err(|e| png_error(name, width, height, e))?;
 
     let (w, h) = (width as usize, height as usize);
     let mut data = Vec::with_capacity(w * h);
@@ -310,22 +274,12 @@ pub fn decode_class_map(bytes: &[u8], name: &str) -> Result<ClassMap, InputError
 
 /// Encodes an RGB image as an 8-bit truecolour PNG (the official output format, MODEL-SPEC 6.1).
 pub fn encode_rgb_png(image: &RgbImage) -> Result<Vec<u8>, InputError> {
-    encode_png(
-        image.as_raw(),
-        image.width(),
-        image.height(),
-        ExtendedColorType::Rgb8,
-    )
+    encode_png(image.as_raw(), image.width(), image.height(), ExtendedColorType::Rgb8)
 }
 
 /// Encodes a class or intensity map as an 8-bit grayscale ('L') PNG (MODEL-SPEC 6.3).
 pub fn encode_gray_png(map: &ClassMap) -> Result<Vec<u8>, InputError> {
-    encode_png(
-        map.as_raw(),
-        map.width(),
-        map.height(),
-        ExtendedColorType::L8,
-    )
+    encode_png(map.as_raw(), map.width(), map.height(), ExtendedColorType::L8)
 }
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -353,20 +307,13 @@ fn png_color_type(bytes: &[u8]) -> Option<u8> {
     png_ihdr(bytes).map(|ihdr| ihdr[9])
 }
 
-fn encode_png(
-    data: &[u8],
-    width: u32,
-    height: u32,
-    color: ExtendedColorType,
-) -> Result<Vec<u8>, InputError> {
+fn encode_png(data: &[u8], width: u32, height: u32, color: ExtendedColorType) -> Result<Vec<u8>, InputError> {
     let mut out = Vec::new();
-    PngEncoder::new(&mut out)
-        .write_image(data, width, height, color)
-        .map_err(|e| InputError::Encode {
-            width,
-            height,
-            reason: e.to_string(),
-        })?;
+    PngEncoder::new(&mut out).write_image(data, width, height, color).map_err(|e| InputError::Encode {
+        width,
+        height,
+        reason: e.to_string(),
+    })?;
     Ok(out)
 }
 
@@ -376,10 +323,7 @@ fn high_byte(v: u16) -> u8 {
 
 /// Keeps the first three of every `stride` samples.
 fn drop_alpha<T: Copy>(samples: &[T], stride: usize, to_u8: impl Fn(T) -> u8) -> Vec<u8> {
-    samples
-        .chunks_exact(stride)
-        .flat_map(|p| [to_u8(p[0]), to_u8(p[1]), to_u8(p[2])])
-        .collect()
+    samples.chunks_exact(stride).flat_map(|p| [to_u8(p[0]), to_u8(p[1]), to_u8(p[2])]).collect()
 }
 
 /// Replicates the first of every `stride` samples into R, G and B.
@@ -418,10 +362,7 @@ fn image_error(name: &str, size: Option<(u32, u32)>, err: ImageError) -> InputEr
             max_side: MAX_DIMENSION,
             max_pixels: super::MAX_PIXELS,
         },
-        (err, _) => InputError::NotAnImage {
-            name: name.to_owned(),
-            reason: err.to_string(),
-        },
+        (err, _) => InputError::NotAnImage { name: name.to_owned(), reason: err.to_string() },
     }
 }
 
@@ -434,10 +375,7 @@ fn png_error(name: &str, width: u32, height: u32, err: png::DecodingError) -> In
             max_side: MAX_DIMENSION,
             max_pixels: super::MAX_PIXELS,
         },
-        err => InputError::NotAnImage {
-            name: name.to_owned(),
-            reason: err.to_string(),
-        },
+        err => InputError::NotAnImage { name: name.to_owned(), reason: err.to_string() },
     }
 }
 
@@ -479,14 +417,7 @@ mod tests {
 
     #[test]
     fn truncated_png_is_not_an_image() {
-        let bytes = png_bytes(
-            2,
-            2,
-            png::ColorType::Rgb,
-            png::BitDepth::Eight,
-            None,
-            &[7; 12],
-        );
+        let bytes = png_bytes(2, 2, png::ColorType::Rgb, png::BitDepth::Eight, None, &[7; 12]);
         let err = decode_rgb(&bytes[..bytes.len() - 20], "cut.png").unwrap_err();
         assert!(matches!(err, InputError::NotAnImage { .. }), "{err}");
     }
@@ -512,11 +443,7 @@ mod tests {
         for &b in data {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
             }
         }
         !crc
@@ -526,17 +453,7 @@ mod tests {
     fn oversized_dimensions_are_refused_before_decoding() {
         let bytes = header_only_png(20_000, 10);
         let err = decode_rgb(&bytes, "huge.png").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                InputError::TooLarge {
-                    width: 20_000,
-                    height: 10,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, InputError::TooLarge { width: 20_000, height: 10, .. }), "{err}");
         let err = decode_class_map(&bytes, "huge.png").unwrap_err();
         assert!(matches!(err, InputError::TooLarge { .. }), "{err}");
         let err = decode_rgb(&header_only_png(10_000, 10_000), "big.png").unwrap_err();
@@ -559,102 +476,38 @@ mod tests {
 
     #[test]
     fn gray_is_replicated_and_low_depths_are_scaled() {
-        let l8 = png_bytes(
-            2,
-            1,
-            png::ColorType::Grayscale,
-            png::BitDepth::Eight,
-            None,
-            &[3, 250],
-        );
-        assert_eq!(
-            decode_rgb(&l8, "l.png").unwrap().as_raw(),
-            &[3, 3, 3, 250, 250, 250]
-        );
-        let la8 = png_bytes(
-            1,
-            1,
-            png::ColorType::GrayscaleAlpha,
-            png::BitDepth::Eight,
-            None,
-            &[77, 0],
-        );
+        let l8 = png_bytes(2, 1, png::ColorType::Grayscale, png::BitDepth::Eight, None, &[3, 250]);
+        assert_eq!(decode_rgb(&l8, "l.png").unwrap().as_raw(), &[3, 3, 3, 250, 250, 250]);
+        let la8 = png_bytes(1, 1, png::ColorType::GrayscaleAlpha, png::BitDepth::Eight, None, &[77, 0]);
         assert_eq!(decode_rgb(&la8, "la.png").unwrap().as_raw(), &[77, 77, 77]);
         // 2-bit gray 0,1,2,3 -> PIL's "L;2" scaling 0,85,170,255.
-        let l2 = png_bytes(
-            4,
-            1,
-            png::ColorType::Grayscale,
-            png::BitDepth::Two,
-            None,
-            &[0b0001_1011],
-        );
+        let l2 = png_bytes(4, 1, png::ColorType::Grayscale, png::BitDepth::Two, None, &[0b0001_1011]);
         let img = decode_rgb(&l2, "l2.png").unwrap();
-        assert_eq!(
-            img.as_raw().iter().step_by(3).copied().collect::<Vec<_>>(),
-            [0, 85, 170, 255]
-        );
+        assert_eq!(img.as_raw().iter().step_by(3).copied().collect::<Vec<_>>(), [0, 85, 170, 255]);
     }
 
     #[test]
     fn palette_is_expanded_to_its_colours() {
         let palette = vec![0, 0, 0, 200, 100, 50];
-        let bytes = png_bytes(
-            2,
-            1,
-            png::ColorType::Indexed,
-            png::BitDepth::Eight,
-            Some(palette),
-            &[1, 0],
-        );
-        assert_eq!(
-            decode_rgb(&bytes, "p.png").unwrap().as_raw(),
-            &[200, 100, 50, 0, 0, 0]
-        );
+        let bytes = png_bytes(2, 1, png::ColorType::Indexed, png::BitDepth::Eight, Some(palette), &[1, 0]);
+        assert_eq!(decode_rgb(&bytes, "p.png").unwrap().as_raw(), &[200, 100, 50, 0, 0, 0]);
     }
 
     #[test]
     fn sixteen_bit_rgb_keeps_the_high_byte() {
         let samples: [u16; 3] = [0x12FF, 0xAB00, 0x00FF];
         let data: Vec<u8> = samples.iter().flat_map(|v| v.to_be_bytes()).collect();
-        let bytes = png_bytes(
-            1,
-            1,
-            png::ColorType::Rgb,
-            png::BitDepth::Sixteen,
-            None,
-            &data,
-        );
-        assert_eq!(
-            decode_rgb(&bytes, "16.png").unwrap().as_raw(),
-            &[0x12, 0xAB, 0x00]
-        );
+        let bytes = png_bytes(1, 1, png::ColorType::Rgb, png::BitDepth::Sixteen, None, &data);
+        assert_eq!(decode_rgb(&bytes, "16.png").unwrap().as_raw(), &[0x12, 0xAB, 0x00]);
     }
 
     #[test]
     fn sixteen_bit_gray_is_clipped_like_pil_or_refused() {
         let small: Vec<u8> = [5u16, 255].iter().flat_map(|v| v.to_be_bytes()).collect();
-        let bytes = png_bytes(
-            2,
-            1,
-            png::ColorType::Grayscale,
-            png::BitDepth::Sixteen,
-            None,
-            &small,
-        );
-        assert_eq!(
-            decode_rgb(&bytes, "g16.png").unwrap().as_raw(),
-            &[5, 5, 5, 255, 255, 255]
-        );
+        let bytes = png_bytes(2, 1, png::ColorType::Grayscale, png::BitDepth::Sixteen, None, &small);
+        assert_eq!(decode_rgb(&bytes, "g16.png").unwrap().as_raw(), &[5, 5, 5, 255, 255, 255]);
         let big: Vec<u8> = [5u16, 256].iter().flat_map(|v| v.to_be_bytes()).collect();
-        let bytes = png_bytes(
-            2,
-            1,
-            png::ColorType::Grayscale,
-            png::BitDepth::Sixteen,
-            None,
-            &big,
-        );
+        let bytes = png_bytes(2, 1, png::ColorType::Grayscale, png::BitDepth::Sixteen, None, &big);
         let err = decode_rgb(&bytes, "g16.png").unwrap_err();
         assert!(matches!(err, InputError::UnsupportedFormat { .. }), "{err}");
     }
@@ -662,18 +515,9 @@ mod tests {
     #[test]
     fn palette_mask_keeps_raw_indices() {
         let palette = vec![0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255];
-        let bytes = png_bytes(
-            3,
-            1,
-            png::ColorType::Indexed,
-            png::BitDepth::Eight,
-            Some(palette.clone()),
-            &[2, 0, 3],
-        );
-        assert_eq!(
-            decode_class_map(&bytes, "p.png").unwrap().as_raw(),
-            &[2, 0, 3]
-        );
+        let bytes =
+            png_bytes(3, 1, png::ColorType::Indexed, png::BitDepth::Eight, Some(palette.clone()), &[2, 0, 3]);
+        assert_eq!(decode_class_map(&bytes, "p.png").unwrap().as_raw(), &[2, 0, 3]);
         // 2-bit palette, 5 pixels: 3,2,1,0 | 1 (padded row).
         let bytes = png_bytes(
             5,
@@ -689,52 +533,21 @@ mod tests {
 
     #[test]
     fn gray_mask_keeps_values_and_one_bit_reads_as_zero_one() {
-        let bytes = png_bytes(
-            2,
-            2,
-            png::ColorType::Grayscale,
-            png::BitDepth::Eight,
-            None,
-            &[0, 1, 7, 255],
-        );
+        let bytes = png_bytes(2, 2, png::ColorType::Grayscale, png::BitDepth::Eight, None, &[0, 1, 7, 255]);
         let map = decode_class_map(&bytes, "l.png").unwrap();
         assert_eq!((map.width(), map.height()), (2, 2));
         assert_eq!(map.as_raw(), &[0, 1, 7, 255]);
-        let bytes = png_bytes(
-            3,
-            1,
-            png::ColorType::Grayscale,
-            png::BitDepth::One,
-            None,
-            &[0b1010_0000],
-        );
-        assert_eq!(
-            decode_class_map(&bytes, "1.png").unwrap().as_raw(),
-            &[1, 0, 1]
-        );
+        let bytes = png_bytes(3, 1, png::ColorType::Grayscale, png::BitDepth::One, None, &[0b1010_0000]);
+        assert_eq!(decode_class_map(&bytes, "1.png").unwrap().as_raw(), &[1, 0, 1]);
     }
 
     #[test]
     fn class_mask_refuses_rgb_sixteen_bit_and_jpeg() {
-        let rgb = png_bytes(
-            1,
-            1,
-            png::ColorType::Rgb,
-            png::BitDepth::Eight,
-            None,
-            &[1, 2, 3],
-        );
+        let rgb = png_bytes(1, 1, png::ColorType::Rgb, png::BitDepth::Eight, None, &[1, 2, 3]);
         let err = decode_class_map(&rgb, "rgb.png").unwrap_err();
         assert!(matches!(err, InputError::UnsupportedMask { .. }), "{err}");
         assert!(err.to_string().contains("colour mask"));
-        let g16 = png_bytes(
-            1,
-            1,
-            png::ColorType::Grayscale,
-            png::BitDepth::Sixteen,
-            None,
-            &[0, 1],
-        );
+        let g16 = png_bytes(1, 1, png::ColorType::Grayscale, png::BitDepth::Sixteen, None, &[0, 1]);
         let err = decode_class_map(&g16, "g16.png").unwrap_err();
         assert!(matches!(err, InputError::UnsupportedMask { .. }), "{err}");
         assert!(err.to_string().contains("8-bit"));

@@ -31,16 +31,10 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod resize;
 
-pub use image_io::{
-    ClassMap, RgbImage, decode_class_map, decode_rgb, encode_gray_png, encode_rgb_png,
-};
+pub use image_io::{ClassMap, RgbImage, decode_class_map, decode_rgb, encode_gray_png, encode_rgb_png};
 pub use palette::{build_palette, mask_to_rgb};
-pub use postprocess::{
-    class_map, denormalize, mean_intensity, overlay, query_half, to_rgb_u8, upsample,
-};
-pub use preprocess::{
-    ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb,
-};
+pub use postprocess::{class_map, denormalize, mean_intensity, overlay, query_half, to_rgb_u8, upsample};
+pub use preprocess::{ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb};
 
 /// ImageNet channel means (R, G, B) applied after scaling to [0, 1] (MODEL-SPEC 2).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -70,13 +64,7 @@ pub enum InputError {
         "{name}: {width}x{height} pixels is too large to decode safely (limits: {max_side} pixels \
          per side, {max_pixels} pixels in total); downscale the image first"
     )]
-    TooLarge {
-        name: String,
-        width: u64,
-        height: u64,
-        max_side: u32,
-        max_pixels: u64,
-    },
+    TooLarge { name: String, width: u64, height: u64, max_side: u32, max_pixels: u64 },
 
     /// The image decodes, but its pixel format cannot be converted to RGB the way PIL would
     /// without destroying it.
@@ -93,12 +81,7 @@ pub enum InputError {
          {num_labels}; pass num_labels >= {value}, or fix the mask (0 is background, classes are \
          1..=num_labels)"
     )]
-    ClassOutOfRange {
-        value: u8,
-        x: u32,
-        y: u32,
-        num_labels: usize,
-    },
+    ClassOutOfRange { value: u8, x: u32, y: u32, num_labels: usize },
 
     /// Class maps are 8-bit, so a palette can have at most 256 entries (background + 255).
     #[error("num_labels = {num_labels} is too many: class maps are 8-bit, so at most 255 labels")]
@@ -109,42 +92,24 @@ pub enum InputError {
         "{what}: sizes differ: expected {expected_width}x{expected_height}, got \
          {width}x{height}; resize one to match the other"
     )]
-    SizeMismatch {
-        what: String,
-        expected_width: u32,
-        expected_height: u32,
-        width: u32,
-        height: u32,
-    },
+    SizeMismatch { what: String, expected_width: u32, expected_height: u32, width: u32, height: u32 },
 
     /// A raw buffer does not hold `width * height * channels` values, or a size is zero.
     #[error(
         "{what}: a {width}x{height} image with {channels} channel(s) needs {expected} values, got \
          {actual} (width and height must be at least 1)"
     )]
-    BadBuffer {
-        what: String,
-        width: usize,
-        height: usize,
-        channels: usize,
-        expected: usize,
-        actual: usize,
-    },
+    BadBuffer { what: String, width: usize, height: usize, channels: usize, expected: usize, actual: usize },
 
     /// PNG encoding failed (only for sizes the PNG format cannot express).
     #[error("could not encode a {width}x{height} PNG: {reason}")]
-    Encode {
-        width: u32,
-        height: u32,
-        reason: String,
-    },
+    Encode { width: u32, height: u32, reason: String },
 }
 
 /// Rejects sizes beyond [`MAX_DIMENSION`] / [`MAX_PIXELS`] before any pixel buffer is allocated.
 pub(crate) fn check_dimensions(name: &str, width: u32, height: u32) -> Result<(), InputError> {
-    let too_large = width > MAX_DIMENSION
-        || height > MAX_DIMENSION
-        || u64::from(width) * u64::from(height) > MAX_PIXELS;
+    let too_large =
+        width > MAX_DIMENSION || height > MAX_DIMENSION || u64::from(width) * u64::from(height) > MAX_PIXELS;
     if too_large {
         return Err(InputError::TooLarge {
             name: name.to_owned(),
@@ -171,9 +136,7 @@ pub(crate) fn check_buffer(
     channels: usize,
     len: usize,
 ) -> Result<(), InputError> {
-    let expected = width
-        .checked_mul(height)
-        .and_then(|n| n.checked_mul(channels));
+    let expected = width.checked_mul(height).and_then(|n| n.checked_mul(channels));
     match expected {
         Some(expected) if expected == len && width > 0 && height > 0 && channels > 0 => Ok(()),
         _ => Err(InputError::BadBuffer {
@@ -212,11 +175,7 @@ mod tests {
         assert!(check_buffer("x", 2, 3, 3, 18).is_ok());
         assert!(matches!(
             check_buffer("x", 2, 3, 3, 17),
-            Err(InputError::BadBuffer {
-                expected: 18,
-                actual: 17,
-                ..
-            })
+            Err(InputError::BadBuffer { expected: 18, actual: 17, .. })
         ));
         assert!(check_buffer("x", 0, 3, 3, 0).is_err());
     }

@@ -89,10 +89,7 @@ mod tests {
     #[test]
     fn palette_worked_values_from_the_spec() {
         assert_eq!(build_palette(1), [[0, 0, 0], [255, 255, 255]]);
-        assert_eq!(
-            build_palette(3),
-            [[0, 0, 0], [255, 255, 255], [255, 255, 127], [255, 127, 255]]
-        );
+        assert_eq!(build_palette(3), [[0, 0, 0], [255, 255, 255], [255, 255, 127], [255, 127, 255]]);
         assert_eq!(build_palette(0), [[0, 0, 0]]);
     }
 
@@ -154,18 +151,7 @@ mod tests {
     fn class_value_above_num_labels_is_out_of_range() {
         let mask = ClassMap::new(2, 2, vec![0, 1, 1, 4]).unwrap();
         let err = mask_to_rgb(&mask, Some(&build_palette(3))).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                InputError::ClassOutOfRange {
-                    value: 4,
-                    x: 1,
-                    y: 1,
-                    num_labels: 3
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, InputError::ClassOutOfRange { value: 4, x: 1, y: 1, num_labels: 3 }), "{err}");
         assert!(err.to_string().contains("num_labels"));
     }
 }

@@ -11,11 +11,7 @@ use super::resize::interpolate_nearest;
 use super::{IMAGENET_MEAN, IMAGENET_STD, InputError};
 
 fn assert_rgb(values: &ChwImage) {
-    assert_eq!(
-        values.channels(),
-        3,
-        "expected a 3-channel (RGB) planar image"
-    );
+    assert_eq!(values.channels(), 3, "expected a 3-channel (RGB) planar image");
 }
 
 /// The query half of a stacked prediction: rows `height / 2..` of a `(3, 896, 448)` output,
@@ -24,9 +20,7 @@ fn assert_rgb(values: &ChwImage) {
 pub fn query_half(pred: &ChwImage) -> ChwImage {
     let (h, w) = (pred.height(), pred.width());
     let top = h / 2;
-    let data = (0..pred.channels())
-        .flat_map(|c| pred.plane(c)[top * w..].iter().copied())
-        .collect();
+    let data = (0..pred.channels()).flat_map(|c| pred.plane(c)[top * w..].iter().copied()).collect();
     ChwImage::new(pred.channels(), h - top, w, data).expect("at least one row remains")
 }
 
@@ -70,12 +64,7 @@ pub fn upsample(values: &ChwImage, height: u32, width: u32) -> Result<ChwImage, 
 pub fn to_rgb_u8(values: &ChwImage) -> RgbImage {
     assert_rgb(values);
     let (r, g, b) = (values.plane(0), values.plane(1), values.plane(2));
-    let data = r
-        .iter()
-        .zip(g)
-        .zip(b)
-        .flat_map(|((&r, &g), &b)| [r as u8, g as u8, b as u8])
-        .collect();
+    let data = r.iter().zip(g).zip(b).flat_map(|((&r, &g), &b)| [r as u8, g as u8, b as u8]).collect();
     RgbImage::new(values.width() as u32, values.height() as u32, data)
         .expect("same shape as a valid ChwImage")
 }
@@ -90,14 +79,10 @@ pub fn to_rgb_u8(values: &ChwImage) -> RgbImage {
 pub fn class_map(values: &ChwImage, palette: &[[u8; 3]]) -> Result<ClassMap, InputError> {
     assert_rgb(values);
     if palette.len() > 256 {
-        return Err(InputError::TooManyLabels {
-            num_labels: palette.len() - 1,
-        });
+        return Err(InputError::TooManyLabels { num_labels: palette.len() - 1 });
     }
-    let colours: Vec<[f32; 3]> = palette
-        .iter()
-        .map(|p| [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])])
-        .collect();
+    let colours: Vec<[f32; 3]> =
+        palette.iter().map(|p| [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])]).collect();
     let (r, g, b) = (values.plane(0), values.plane(1), values.plane(2));
     let data = r
         .iter()
@@ -128,12 +113,7 @@ pub fn class_map(values: &ChwImage, palette: &[[u8; 3]]) -> Result<ClassMap, Inp
 pub fn mean_intensity(values: &ChwImage) -> ClassMap {
     assert_rgb(values);
     let (r, g, b) = (values.plane(0), values.plane(1), values.plane(2));
-    let data = r
-        .iter()
-        .zip(g)
-        .zip(b)
-        .map(|((&r, &g), &b)| (((r + g) + b) / 3.0) as i32 as u8)
-        .collect();
+    let data = r.iter().zip(g).zip(b).map(|((&r, &g), &b)| (((r + g) + b) / 3.0) as i32 as u8).collect();
     ClassMap::new(values.width() as u32, values.height() as u32, data)
         .expect("same shape as a valid ChwImage")
 }
@@ -182,13 +162,7 @@ mod tests {
 
     #[test]
     fn query_half_keeps_the_bottom_rows() {
-        let pred = chw(
-            4,
-            1,
-            &[0.0, 1.0, 2.0, 3.0],
-            &[4.0, 5.0, 6.0, 7.0],
-            &[8.0; 4],
-        );
+        let pred = chw(4, 1, &[0.0, 1.0, 2.0, 3.0], &[4.0, 5.0, 6.0, 7.0], &[8.0; 4]);
         let half = query_half(&pred);
         assert_eq!((half.height(), half.width()), (2, 1));
         assert_eq!(half.as_slice(), &[2.0, 3.0, 6.0, 7.0, 8.0, 8.0]);
@@ -198,22 +172,13 @@ mod tests {
     fn denormalize_inverts_normalisation_and_clips() {
         // Normalised black and white, plus values far outside the range.
         let v = |x: f32, c: usize| (x - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
-        let pred = chw(
-            1,
-            4,
-            &[v(0.0, 0), v(1.0, 0), -100.0, 100.0],
-            &[0.0; 4],
-            &[0.0; 4],
-        );
+        let pred = chw(1, 4, &[v(0.0, 0), v(1.0, 0), -100.0, 100.0], &[0.0; 4], &[0.0; 4]);
         let out = denormalize(&pred);
         let r = out.plane(0);
         assert!(r[0].abs() < 1e-4 && (r[1] - 255.0).abs() < 1e-3);
         assert_eq!((r[2], r[3]), (0.0, 255.0));
         // Exactly the f32 formula for a zero prediction: mean * 255.
-        assert_eq!(
-            out.plane(1)[0],
-            (0.0 * IMAGENET_STD[1] + IMAGENET_MEAN[1]) * 255.0
-        );
+        assert_eq!(out.plane(1)[0], (0.0 * IMAGENET_STD[1] + IMAGENET_MEAN[1]) * 255.0);
     }
 
     #[test]
@@ -273,13 +238,7 @@ mod tests {
 
     #[test]
     fn mean_intensity_truncates_the_channel_mean() {
-        let values = chw(
-            1,
-            3,
-            &[255.0, 1.0, 100.0],
-            &[255.0, 1.0, 100.5],
-            &[254.0, 0.5, 100.0],
-        );
+        let values = chw(1, 3, &[255.0, 1.0, 100.0], &[255.0, 1.0, 100.5], &[254.0, 0.5, 100.0]);
         assert_eq!(mean_intensity(&values).as_raw(), &[254, 0, 100]);
     }
 

@@ -25,19 +25,9 @@ pub struct ChwImage {
 
 impl ChwImage {
     /// Wraps `channels * height * width` values in CHW order (sizes at least 1).
-    pub fn new(
-        channels: usize,
-        height: usize,
-        width: usize,
-        data: Vec<f32>,
-    ) -> Result<Self, InputError> {
+    pub fn new(channels: usize, height: usize, width: usize, data: Vec<f32>) -> Result<Self, InputError> {
         check_buffer("planar image", width, height, channels, data.len())?;
-        Ok(Self {
-            channels,
-            height,
-            width,
-            data,
-        })
+        Ok(Self { channels, height, width, data })
     }
 
     /// The RGB bytes as `f32` values in 0..=255, planar: the form [`overlay`] takes when only an
@@ -52,12 +42,7 @@ impl ChwImage {
                 data[c * plane + i] = f32::from(v);
             }
         }
-        Self {
-            channels: 3,
-            height: image.height() as usize,
-            width: image.width() as usize,
-            data,
-        }
+        Self { channels: 3, height: image.height() as usize, width: image.width() as usize, data }
     }
 
     /// Number of channels (3 for every image the pipeline makes).
@@ -104,12 +89,7 @@ pub fn normalize_image(image: &RgbImage) -> ChwImage {
             data[c * plane + i] = (x - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
         }
     }
-    ChwImage {
-        channels: 3,
-        height: image.height() as usize,
-        width: image.width() as usize,
-        data,
-    }
+    ChwImage { channels: 3, height: image.height() as usize, width: image.width() as usize, data }
 }
 
 /// A query or prompt image to model input: Pillow BICUBIC resize to `height x width` (448 x 448
@@ -181,8 +161,7 @@ mod tests {
         let img = RgbImage::new(2, 1, vec![0, 128, 255, 10, 20, 30]).unwrap();
         let out = normalize_image(&img);
         assert_eq!((out.channels(), out.height(), out.width()), (3, 1, 2));
-        let expect =
-            |v: u8, c: usize| ((f64::from(v) / 255.0) as f32 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        let expect = |v: u8, c: usize| ((f64::from(v) / 255.0) as f32 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
         assert_eq!(out.plane(0), &[expect(0, 0), expect(10, 0)]);
         assert_eq!(out.plane(1), &[expect(128, 1), expect(20, 1)]);
         assert_eq!(out.plane(2), &[expect(255, 2), expect(30, 2)]);
@@ -218,10 +197,7 @@ mod tests {
     fn class_mask_value_out_of_range_is_an_error() {
         let mask = ClassMap::new(2, 1, vec![0, 5]).unwrap();
         let err = prepare_mask_classes(&mask, Some(2), 448, 448).unwrap_err();
-        assert!(
-            matches!(err, InputError::ClassOutOfRange { value: 5, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, InputError::ClassOutOfRange { value: 5, .. }), "{err}");
     }
 
     #[test]

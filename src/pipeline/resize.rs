@@ -66,19 +66,11 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coefficients {
         for (slot, &w) in row.iter_mut().zip(&k).take(xmax) {
             let w = if ww != 0.0 { w / ww } else { w };
             let scaled = w * f64::from(1u32 << PRECISION_BITS);
-            *slot = if w < 0.0 {
-                (-0.5 + scaled) as i32
-            } else {
-                (0.5 + scaled) as i32
-            };
+            *slot = if w < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
         }
         bounds.push((xmin, xmax));
     }
-    Coefficients {
-        ksize,
-        bounds,
-        weights,
-    }
+    Coefficients { ksize, bounds, weights }
 }
 
 /// `clip8(ss)`: the accumulator back to a byte (Pillow's lookup table covers -640..639).
@@ -154,11 +146,7 @@ pub fn resize_bicubic(
     out_width: usize,
     out_height: usize,
 ) -> Vec<u8> {
-    assert_eq!(
-        src.len(),
-        width * height * channels,
-        "buffer does not match its size"
-    );
+    assert_eq!(src.len(), width * height * channels, "buffer does not match its size");
     if out_width == 0 || out_height == 0 || width == 0 || height == 0 || channels == 0 {
         return Vec::new();
     }
@@ -181,21 +169,11 @@ pub fn resize_bicubic(
                 b.0 -= first;
             }
             let horiz = precompute_coeffs(width, out_width);
-            image = std::borrow::Cow::Owned(horizontal_pass(
-                src,
-                width,
-                channels,
-                first,
-                last - first,
-                &horiz,
-            ));
+            image =
+                std::borrow::Cow::Owned(horizontal_pass(src, width, channels, first, last - first, &horiz));
             cur_width = out_width;
         }
-        if need_vertical {
-            vertical_pass(&image, cur_width * channels, &vert)
-        } else {
-            image.into_owned()
-        }
+        if need_vertical { vertical_pass(&image, cur_width * channels, &vert) } else { image.into_owned() }
     } else {
         // Vertical first: here the height always changes.
         let vert = precompute_coeffs(height, out_height);
@@ -246,11 +224,7 @@ pub fn resize_nearest(
     out_width: usize,
     out_height: usize,
 ) -> Vec<u8> {
-    assert_eq!(
-        src.len(),
-        width * height * channels,
-        "buffer does not match its size"
-    );
+    assert_eq!(src.len(), width * height * channels, "buffer does not match its size");
     let xs = pillow_nearest_indices(width, out_width);
     let ys = pillow_nearest_indices(height, out_height);
     let mut out = vec![0u8; out_width * out_height * channels];
@@ -260,8 +234,7 @@ pub fn resize_nearest(
         let out_row = &mut out[yy * out_width * channels..][..out_width * channels];
         for (xx, x) in xs.iter().enumerate() {
             if let Some(x) = *x {
-                out_row[xx * channels..][..channels]
-                    .copy_from_slice(&in_row[x * channels..][..channels]);
+                out_row[xx * channels..][..channels].copy_from_slice(&in_row[x * channels..][..channels]);
             }
         }
     }
@@ -281,9 +254,7 @@ pub fn torch_nearest_indices(in_size: usize, out_size: usize) -> Vec<usize> {
         return (0..out_size).map(|i| i >> 1).collect();
     }
     let scale = in_size as f32 / out_size as f32;
-    (0..out_size)
-        .map(|dst| ((dst as f32 * scale).floor() as usize).min(in_size.saturating_sub(1)))
-        .collect()
+    (0..out_size).map(|dst| ((dst as f32 * scale).floor() as usize).min(in_size.saturating_sub(1))).collect()
 }
 
 /// torch `F.interpolate(x, size=(out_height, out_width), mode="nearest")` of a planar CHW `f32`
@@ -299,11 +270,7 @@ pub fn interpolate_nearest(
     out_height: usize,
     out_width: usize,
 ) -> Vec<f32> {
-    assert_eq!(
-        src.len(),
-        channels * height * width,
-        "buffer does not match its size"
-    );
+    assert_eq!(src.len(), channels * height * width, "buffer does not match its size");
     let xs = torch_nearest_indices(width, out_width);
     let ys = torch_nearest_indices(height, out_height);
     let mut out = Vec::with_capacity(channels * out_height * out_width);
@@ -322,9 +289,7 @@ mod tests {
     use super::*;
 
     fn ramp(width: usize, height: usize, channels: usize) -> Vec<u8> {
-        (0..width * height * channels)
-            .map(|i| (i * 37 % 251) as u8)
-            .collect()
+        (0..width * height * channels).map(|i| (i * 37 % 251) as u8).collect()
     }
 
     #[test]
@@ -342,10 +307,7 @@ mod tests {
                 let src = vec![value; w * h * 3];
                 let out = resize_bicubic(&src, w, h, 3, ow, oh);
                 assert_eq!(out.len(), ow * oh * 3);
-                assert!(
-                    out.iter().all(|&v| v == value),
-                    "{w}x{h} -> {ow}x{oh}, {value}"
-                );
+                assert!(out.iter().all(|&v| v == value), "{w}x{h} -> {ow}x{oh}, {value}");
             }
         }
     }
@@ -359,10 +321,7 @@ mod tests {
         assert_eq!(near, [10, 20, 30].repeat(12));
         let ramp = ramp(9, 6, 3);
         assert_eq!(resize_bicubic(&ramp, 9, 6, 3, 1, 1).len(), 3);
-        assert_eq!(
-            resize_nearest(&ramp, 9, 6, 3, 1, 1),
-            ramp[(3 * 9 + 4) * 3..][..3]
-        );
+        assert_eq!(resize_nearest(&ramp, 9, 6, 3, 1, 1), ramp[(3 * 9 + 4) * 3..][..3]);
     }
 
     #[test]
@@ -410,10 +369,7 @@ mod tests {
         // for 2048 -> 1536 (a = 4/3): the emulation must follow the sum.
         let a = 2048.0f64 / 1536.0;
         let direct: Vec<usize> = (0..1536).map(|i| ((i as f64 + 0.5) * a) as usize).collect();
-        let acc: Vec<usize> = pillow_nearest_indices(2048, 1536)
-            .into_iter()
-            .flatten()
-            .collect();
+        let acc: Vec<usize> = pillow_nearest_indices(2048, 1536).into_iter().flatten().collect();
         assert_eq!(acc.len(), 1536);
         assert_ne!(acc, direct);
     }

@@ -89,7 +89,8 @@ impl Fetch {
 
 async fn response(url: &str) -> Result<Response, Fetch> {
     let network = |e: JsValue| Fetch::Network(js_text(&e));
-    let response: Response = JsFuture::from(super::worker_scope().fetch_with_str(url)).await.map_err(network)?.unchecked_into();
+    let response: Response =
+        JsFuture::from(super::worker_scope().fetch_with_str(url)).await.map_err(network)?.unchecked_into();
     if !response.ok() {
         return Err(Fetch::Status(response.status()));
     }
@@ -140,7 +141,8 @@ pub async fn download(
     let response = response(url).await?;
     let body = response.body().ok_or_else(|| Fetch::Network("the response has no body".into()))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let header_total = response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<f64>().ok());
+    let header_total =
+        response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<f64>().ok());
 
     let mut prefix: Vec<u8> = Vec::new();
     let mut pending: Vec<Uint8Array> = Vec::new();
@@ -151,8 +153,10 @@ pub async fn download(
     let (start, mut last_report) = (now_s(), 0.0f64);
     let result: Result<(), Fetch> = async {
         loop {
-            let chunk: ReadableStreamReadResult =
-                JsFuture::from(reader.read()).await.map_err(|e| Fetch::Network(js_text(&e)))?.unchecked_into();
+            let chunk: ReadableStreamReadResult = JsFuture::from(reader.read())
+                .await
+                .map_err(|e| Fetch::Network(js_text(&e)))?
+                .unchecked_into();
             if chunk.get_done().unwrap_or(false) {
                 break;
             }
@@ -208,9 +212,11 @@ pub async fn download(
             None => {
                 // The whole body was shorter than its header.
                 SafetensorsHeader::prefix_len(&prefix).map_err(Fetch::Invalid)?;
-                return Err(Fetch::Invalid(SafetensorsHeader::parse(&prefix).err().unwrap_or_else(|| {
-                    LoadError::NotSafetensors("the download ended early".into())
-                })));
+                return Err(Fetch::Invalid(
+                    SafetensorsHeader::parse(&prefix)
+                        .err()
+                        .unwrap_or_else(|| LoadError::NotSafetensors("the download ended early".into())),
+                ));
             }
         };
         header.check_len(done as u64).map_err(Fetch::Invalid)?;
@@ -238,13 +244,18 @@ pub async fn download(
         }
         None => unreachable!("a header implies a sink"),
     };
-    let source = BlobSource { blob, reader: FileReaderSync::new().map_err(|e| Fetch::Storage(js_text(&e)))?, header };
+    let source =
+        BlobSource { blob, reader: FileReaderSync::new().map_err(|e| Fetch::Storage(js_text(&e)))?, header };
     Ok(Downloaded { source, stored, note })
 }
 
 /// Appends `chunk` to the sink. When browser storage fails part-way (quota), what it holds becomes the
 /// first part of an in-memory Blob and the download goes on in memory, with a note saying so.
-async fn write_to(sink: &mut Option<Sink>, chunk: &Uint8Array, note: &mut Option<String>) -> Result<(), Fetch> {
+async fn write_to(
+    sink: &mut Option<Sink>,
+    chunk: &Uint8Array,
+    note: &mut Option<String>,
+) -> Result<(), Fetch> {
     match sink {
         Some(Sink::Memory(parts)) => {
             parts.push(chunk);

@@ -8,10 +8,10 @@ use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{Clamped, JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
-    Blob, BlobPropertyBag, CanvasRenderingContext2d, DataTransfer, Document, DragEvent, Element, ErrorEvent, Event,
-    File, FileList, HtmlAnchorElement, HtmlButtonElement, HtmlCanvasElement, HtmlElement, HtmlInputElement,
-    HtmlProgressElement, HtmlSelectElement, HtmlTemplateElement, ImageBitmap, ImageData, MessageEvent, PointerEvent,
-    Url, UrlSearchParams, Worker, WorkerOptions, WorkerType,
+    Blob, BlobPropertyBag, CanvasRenderingContext2d, DataTransfer, Document, DragEvent, Element, ErrorEvent,
+    Event, File, FileList, HtmlAnchorElement, HtmlButtonElement, HtmlCanvasElement, HtmlElement,
+    HtmlInputElement, HtmlProgressElement, HtmlSelectElement, HtmlTemplateElement, ImageBitmap, ImageData,
+    MessageEvent, PointerEvent, Url, UrlSearchParams, Worker, WorkerOptions, WorkerType,
 };
 
 use super::js_text;
@@ -209,7 +209,8 @@ fn send(msg: &ToWorker, files: Option<&Array>) {
         return show_error("The model worker is not running: press Retry.", true);
     };
     let envelope = js_sys::Object::new();
-    let _ = Reflect::set(&envelope, &"msg".into(), &serde_wasm_bindgen::to_value(msg).unwrap_or(JsValue::NULL));
+    let _ =
+        Reflect::set(&envelope, &"msg".into(), &serde_wasm_bindgen::to_value(msg).unwrap_or(JsValue::NULL));
     if let Some(files) = files {
         let _ = Reflect::set(&envelope, &"files".into(), files);
     }
@@ -219,10 +220,11 @@ fn send(msg: &ToWorker, files: Option<&Array>) {
 }
 
 fn send_load() {
-    let (source, files, half, cache) = match with_page(|p| (p.source.clone(), p.model_files.clone(), p.half, p.cache)) {
-        Some(v) => v,
-        None => return,
-    };
+    let (source, files, half, cache) =
+        match with_page(|p| (p.source.clone(), p.model_files.clone(), p.half, p.cache)) {
+            Some(v) => v,
+            None => return,
+        };
     let label = match &source {
         ModelSource::Url { url } => url.clone(),
         ModelSource::Files => "the chosen files".into(),
@@ -281,7 +283,11 @@ fn on_worker_message(event: MessageEvent) {
             });
             hide("model-progress");
             set_text("model-status", &format!("ready on {adapter} ({dtype}, loaded in {seconds:.1} s)"));
-            let limit = if max_prompts < 64 { format!("; up to {max_prompts} prompts on this GPU") } else { String::new() };
+            let limit = if max_prompts < 64 {
+                format!("; up to {max_prompts} prompts on this GPU")
+            } else {
+                String::new()
+            };
             set_text("model-note", &format!("{note}{limit}"));
             hide_error();
             update_segment_button();
@@ -353,7 +359,8 @@ fn target_finished() {
 
 fn update_segment_button() {
     let (ready, idle, any_done) =
-        with_page(|p| (p.ready, p.remaining == 0, p.results.iter().any(|r| r.done))).unwrap_or((false, false, false));
+        with_page(|p| (p.ready, p.remaining == 0, p.results.iter().any(|r| r.done)))
+            .unwrap_or((false, false, false));
     set_disabled("segment", !(ready && idle));
     set_disabled("download-all", !(any_done && idle));
 }
@@ -408,14 +415,19 @@ fn add_prompt() -> Result<(), JsValue> {
         let swatch: HtmlElement = document().create_element("button")?.unchecked_into();
         swatch.set_attribute("type", "button")?;
         swatch.set_attribute("data-testid", "brush-colour")?;
-        swatch.set_attribute("aria-label", &format!("colour rgb({}, {}, {})", colour[0], colour[1], colour[2]))?;
+        swatch.set_attribute(
+            "aria-label",
+            &format!("colour rgb({}, {}, {})", colour[0], colour[1], colour[2]),
+        )?;
         swatch.set_class_name(if i == 0 { "swatch selected" } else { "swatch" });
         swatch.style().set_property("background-color", &css_rgb(*colour))?;
         let root_for = root.clone();
         on(&swatch, "click", move |_| select_brush(&root_for, i))?;
         swatches.append_child(&swatch)?;
     }
-    with_page(|p| p.prompts.push(PromptUi { root: root.clone(), mode: MaskMode::None, painting: None, brush: 0 }));
+    with_page(|p| {
+        p.prompts.push(PromptUi { root: root.clone(), mode: MaskMode::None, painting: None, brush: 0 })
+    });
     renumber_prompts();
 
     let r = root.clone();
@@ -483,7 +495,8 @@ fn add_prompt() -> Result<(), JsValue> {
 }
 
 fn renumber_prompts() {
-    let roots: Vec<Element> = with_page(|p| p.prompts.iter().map(|u| u.root.clone()).collect()).unwrap_or_default();
+    let roots: Vec<Element> =
+        with_page(|p| p.prompts.iter().map(|u| u.root.clone()).collect()).unwrap_or_default();
     for (i, root) in roots.iter().enumerate() {
         if let Ok(Some(number)) = root.query_selector(".prompt-number") {
             number.set_text_content(Some(&(i + 1).to_string()));
@@ -513,8 +526,9 @@ fn select_brush(root: &Element, index: usize) {
 }
 
 fn update_mask_state(root: &Element) {
-    let (mode, size) = with_prompt(root, |p| (p.mode, p.painting.as_ref().map(|g| (g.mask.width(), g.mask.height()))))
-        .unwrap_or((MaskMode::None, None));
+    let (mode, size) =
+        with_prompt(root, |p| (p.mode, p.painting.as_ref().map(|g| (g.mask.width(), g.mask.height()))))
+            .unwrap_or((MaskMode::None, None));
     let text = match (mode, size) {
         (MaskMode::Painted, Some((w, h))) => format!("mask: painted ({w} x {h})"),
         (MaskMode::File, _) => {
@@ -529,7 +543,8 @@ fn update_mask_state(root: &Element) {
 
 /// Shows the prompt image with a paintable mask canvas of the same (natural) size on top.
 async fn start_painting(root: &Element) -> Result<(), JsValue> {
-    let image = prompt_file(root, "prompt-image").ok_or_else(|| JsValue::from_str("choose the prompt image first, then paint its mask"))?;
+    let image = prompt_file(root, "prompt-image")
+        .ok_or_else(|| JsValue::from_str("choose the prompt image first, then paint its mask"))?;
     let bitmap: ImageBitmap = JsFuture::from(image_bitmap(&image)?)
         .await
         .map_err(|_| JsValue::from_str(&format!("{} is not an image this browser can show", image.name())))?
@@ -618,7 +633,8 @@ fn brush(root: &Element) -> (f64, [u8; 3]) {
         .ok()
         .and_then(|e| e.unchecked_into::<HtmlInputElement>().value().parse::<f64>().ok())
         .unwrap_or(12.0);
-    let erasing = child(root, "eraser").map(|e| e.unchecked_into::<HtmlInputElement>().checked()).unwrap_or(false);
+    let erasing =
+        child(root, "eraser").map(|e| e.unchecked_into::<HtmlInputElement>().checked()).unwrap_or(false);
     let index = with_prompt(root, |p| p.brush).unwrap_or(0);
     (size, if erasing { [0, 0, 0] } else { BRUSH_COLOURS[index.min(BRUSH_COLOURS.len() - 1)] })
 }
@@ -643,10 +659,14 @@ fn redraw_painting(root: &Element, rect: Option<Rect>) {
 
 /// Points the prompt's "download this mask" link at a PNG of the painted mask.
 fn arm_painted_download(root: &Element) -> Result<(), JsValue> {
-    let mask = with_prompt(root, |p| p.painting.as_ref().map(|g| (g.mask.rgb().to_vec(), g.mask.width(), g.mask.height())))
-        .flatten();
+    let mask = with_prompt(root, |p| {
+        p.painting.as_ref().map(|g| (g.mask.rgb().to_vec(), g.mask.width(), g.mask.height()))
+    })
+    .flatten();
     let Some((rgb, w, h)) = mask else { return Err("paint a mask first".into()) };
-    let png = RgbImage::new(w, h, rgb).and_then(|m| encode_rgb_png(&m)).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let png = RgbImage::new(w, h, rgb)
+        .and_then(|m| encode_rgb_png(&m))
+        .map_err(|e| JsValue::from_str(&e.to_string()))?;
     let link: HtmlAnchorElement = child(root, "download-prompt-mask")?.unchecked_into();
     link.set_href(&Url::create_object_url_with_blob(&png_blob(&png)?)?);
     Ok(())
@@ -738,7 +758,8 @@ fn start_segment() -> Result<(), String> {
         p.prompts
             .iter()
             .map(|u| {
-                let painted = u.painting.as_ref().map(|g| (g.mask.rgb().to_vec(), g.mask.width(), g.mask.height()));
+                let painted =
+                    u.painting.as_ref().map(|g| (g.mask.rgb().to_vec(), g.mask.width(), g.mask.height()));
                 (u.root.clone(), u.mode, painted)
             })
             .collect()
@@ -746,7 +767,9 @@ fn start_segment() -> Result<(), String> {
     .unwrap_or_default();
     let max_prompts = with_page(|p| p.max_prompts).unwrap_or(usize::MAX);
     if prompts.len() > max_prompts {
-        return Err(format!("this GPU takes at most {max_prompts} prompts (its maxStorageBufferBindingSize is too small for more)"));
+        return Err(format!(
+            "this GPU takes at most {max_prompts} prompts (its maxStorageBufferBindingSize is too small for more)"
+        ));
     }
     let files = Array::new();
     let mut specs = Vec::new();
@@ -806,7 +829,9 @@ fn start_segment() -> Result<(), String> {
     let options = RunOptions {
         embedding: selected("embedding"),
         ensemble: selected("ensemble"),
-        class_masks: by_testid("class-masks").map(|e| e.unchecked_into::<HtmlInputElement>().checked()).unwrap_or(false),
+        class_masks: by_testid("class-masks")
+            .map(|e| e.unchecked_into::<HtmlInputElement>().checked())
+            .unwrap_or(false),
     };
     send(&ToWorker::Segment { prompts: specs, targets: targets.len(), options }, Some(&files));
     if with_page(|p| std::mem::take(&mut p.debug_panic)) == Some(true) {
@@ -933,16 +958,20 @@ fn opacity() -> f64 {
 /// The opacity slider only re-blends; the mask pixels are recomputed when a toggle changes.
 fn draw_result(index: usize) -> Result<(), JsValue> {
     let view = with_page(|p| {
-        p.results.get(index).filter(|r| r.done).map(|r| (r.bitmap.clone(), r.mask_canvas.clone(), r.width, r.height))
+        p.results
+            .get(index)
+            .filter(|r| r.done)
+            .map(|r| (r.bitmap.clone(), r.mask_canvas.clone(), r.width, r.height))
     })
     .flatten();
     let Some((Some(bitmap), cached, w, h)) = view else { return Ok(()) };
     let mask = match cached {
         Some(mask) => mask,
         None => {
-            let rgba = with_page(|p| p.results.get(index).map(|r| visible_mask_rgba(&r.rgb, &r.labels, &r.hidden)))
-                .flatten()
-                .unwrap_or_default();
+            let rgba =
+                with_page(|p| p.results.get(index).map(|r| visible_mask_rgba(&r.rgb, &r.labels, &r.hidden)))
+                    .flatten()
+                    .unwrap_or_default();
             let mask: HtmlCanvasElement = document().create_element("canvas")?.unchecked_into();
             mask.set_width(w);
             mask.set_height(h);
@@ -994,7 +1023,12 @@ async fn download_overlay(index: usize) -> Result<(), JsValue> {
 /// Every finished result's mask and overlay PNGs in one ZIP.
 async fn download_all() -> Result<(), JsValue> {
     let done: Vec<(usize, String, Vec<u8>)> = with_page(|p| {
-        p.results.iter().enumerate().filter(|(_, r)| r.done).map(|(i, r)| (i, r.name.clone(), r.png.clone())).collect()
+        p.results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.done)
+            .map(|(i, r)| (i, r.name.clone(), r.png.clone()))
+            .collect()
     })
     .unwrap_or_default();
     let mut entries = Vec::new();
@@ -1005,7 +1039,10 @@ async fn download_all() -> Result<(), JsValue> {
     let zip = crate::archive::zip_stored(&entries).map_err(|e| JsValue::from_str(&e))?;
     let options = BlobPropertyBag::new();
     options.set_type("application/zip");
-    let blob = Blob::new_with_u8_array_sequence_and_options(&Array::of1(&Uint8Array::from(zip.as_slice())), &options)?;
+    let blob = Blob::new_with_u8_array_sequence_and_options(
+        &Array::of1(&Uint8Array::from(zip.as_slice())),
+        &options,
+    )?;
     save(&blob, "seggpt-results.zip")
 }
 
@@ -1150,7 +1187,11 @@ fn show_error(message: &str, retry: bool) {
     // Retry stays offered while no worker runs, whatever error comes next.
     let stopped = with_page(|p| p.worker.is_none()).unwrap_or(false);
     if let Ok(button) = by_testid("retry") {
-        let _ = if retry || stopped { button.remove_attribute("hidden") } else { button.set_attribute("hidden", "") };
+        let _ = if retry || stopped {
+            button.remove_attribute("hidden")
+        } else {
+            button.set_attribute("hidden", "")
+        };
     }
 }
 

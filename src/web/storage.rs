@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Blob, File, FileReaderSync, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
-    FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemRemoveOptions, FileSystemSyncAccessHandle,
-    StorageEstimate, StorageManager,
+    Blob, File, FileReaderSync, FileSystemDirectoryHandle, FileSystemFileHandle,
+    FileSystemGetDirectoryOptions, FileSystemGetFileOptions, FileSystemReadWriteOptions,
+    FileSystemRemoveOptions, FileSystemSyncAccessHandle, StorageEstimate, StorageManager,
 };
 
 use super::js_text;
@@ -53,11 +53,16 @@ async fn models_dir(create: bool) -> Result<Option<FileSystemDirectoryHandle>, S
 
 /// Stable directory name for a URL (FNV-1a 64).
 pub fn key(url: &str) -> String {
-    let hash = url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash =
+        url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("m-{hash:016x}")
 }
 
-async fn file_handle(dir: &FileSystemDirectoryHandle, name: &str, create: bool) -> Result<FileSystemFileHandle, String> {
+async fn file_handle(
+    dir: &FileSystemDirectoryHandle,
+    name: &str,
+    create: bool,
+) -> Result<FileSystemFileHandle, String> {
     let options = FileSystemGetFileOptions::new();
     options.set_create(create);
     Ok(wait(dir.get_file_handle_with_options(name, &options)).await?.unchecked_into())
@@ -88,10 +93,12 @@ pub async fn lookup(url: &str) -> Result<Option<Cached>, String> {
     let name = key(url);
     let Ok(dir) = JsFuture::from(models.get_directory_handle(&name)).await else { return Ok(None) };
     let dir: FileSystemDirectoryHandle = dir.unchecked_into();
-    let meta: Option<Meta> = read_text(&dir, "meta.json").await.ok().and_then(|t| serde_json::from_str(&t).ok());
+    let meta: Option<Meta> =
+        read_text(&dir, "meta.json").await.ok().and_then(|t| serde_json::from_str(&t).ok());
     let weights = match meta {
         Some(meta) if meta.complete && meta.url == url => {
-            let file: File = wait(file_handle(&dir, "model.safetensors", false).await?.get_file()).await?.unchecked_into();
+            let file: File =
+                wait(file_handle(&dir, "model.safetensors", false).await?.get_file()).await?.unchecked_into();
             (file.size() as u64 == meta.bytes).then_some(file)
         }
         _ => None,
@@ -126,8 +133,12 @@ pub async fn clear() -> Result<(), String> {
     match JsFuture::from(root.remove_entry_with_options(MODELS, &options)).await {
         Ok(_) => Ok(()),
         // NotFoundError: nothing cached.
-        Err(err) if js_sys::Reflect::get(&err, &"name".into()).ok().and_then(|n| n.as_string()).as_deref()
-            == Some("NotFoundError") => Ok(()),
+        Err(err)
+            if js_sys::Reflect::get(&err, &"name".into()).ok().and_then(|n| n.as_string()).as_deref()
+                == Some("NotFoundError") =>
+        {
+            Ok(())
+        }
         Err(err) => Err(js_text(&err)),
     }
 }
@@ -152,7 +163,8 @@ impl Writer {
         let dir: FileSystemDirectoryHandle =
             wait(models.get_directory_handle_with_options(&name, &options)).await?.unchecked_into();
         let weights = file_handle(&dir, "model.safetensors", true).await?;
-        let handle: FileSystemSyncAccessHandle = wait(weights.create_sync_access_handle()).await?.unchecked_into();
+        let handle: FileSystemSyncAccessHandle =
+            wait(weights.create_sync_access_handle()).await?.unchecked_into();
         Ok(Self { models, dir, name, weights, handle, offset: 0.0 })
     }
 
@@ -160,7 +172,8 @@ impl Writer {
     pub fn write(&mut self, chunk: &Uint8Array) -> Result<(), String> {
         let options = FileSystemReadWriteOptions::new();
         options.set_at(self.offset);
-        let written = self.handle.write_with_js_u8_array_and_options(chunk, &options).map_err(|e| js_text(&e))?;
+        let written =
+            self.handle.write_with_js_u8_array_and_options(chunk, &options).map_err(|e| js_text(&e))?;
         if written as u32 != chunk.length() {
             return Err(format!("the browser stored {written} of {} bytes (storage full?)", chunk.length()));
         }
@@ -179,7 +192,8 @@ impl Writer {
                 write_small(&self.dir, "config.json", text.as_bytes()).await?;
             }
             let meta = Meta { url: url.to_string(), bytes: self.offset as u64, complete: true };
-            write_small(&self.dir, "meta.json", serde_json::to_string(&meta).unwrap_or_default().as_bytes()).await?;
+            write_small(&self.dir, "meta.json", serde_json::to_string(&meta).unwrap_or_default().as_bytes())
+                .await?;
             Ok::<File, String>(wait(self.weights.get_file()).await?.unchecked_into())
         }
         .await;

@@ -15,7 +15,9 @@ use super::{js_text, now_s, storage};
 use crate::paint::nearest_colour_labels;
 use crate::pipeline::{ClassMap, RgbImage, decode_class_map, decode_rgb};
 use crate::segment::{Prompt, PromptMask, Segmenter, Target};
-use crate::{EmbeddingType, Ensemble, ForwardOptions, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts};
+use crate::{
+    EmbeddingType, Ensemble, ForwardOptions, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts,
+};
 
 const NO_WEBGPU: &str = "This browser does not offer WebGPU, which SegGPT needs to run on your GPU. \
     Use a browser with WebGPU: Chrome or Edge 113+ on desktop, Safari 26+, or Firefox 141+ on Windows \
@@ -116,7 +118,10 @@ async fn handle(event: MessageEvent) {
         Ok(msg) => msg,
         Err(err) => return error(format!("the worker got a message it does not understand: {err}"), None),
     };
-    let files = Reflect::get(&data, &"files".into()).ok().and_then(|f| f.dyn_into::<Array>().ok()).unwrap_or_default();
+    let files = Reflect::get(&data, &"files".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<Array>().ok())
+        .unwrap_or_default();
     match msg {
         ToWorker::Load { source, half, cache } => {
             // One model on the GPU at a time: the old one goes first.
@@ -228,9 +233,10 @@ async fn load_model(
                         }
                         progress(text, p.done, p.total);
                     };
-                    let downloaded = load::download(&weights_url, &config, config_json.as_deref(), cache, &mut report)
-                        .await
-                        .map_err(|e| e.describe(&weights_url))?;
+                    let downloaded =
+                        load::download(&weights_url, &config, config_json.as_deref(), cache, &mut report)
+                            .await
+                            .map_err(|e| e.describe(&weights_url))?;
                     let note = match (downloaded.stored, downloaded.note) {
                         (true, _) => "downloaded and kept in browser storage for next time".to_string(),
                         (false, Some(why)) => why,
@@ -275,7 +281,9 @@ fn picked_model(files: &Array) -> Result<(Blob, SegGptConfig, String), String> {
                 .map_err(|e| format!("cannot read {name}: {}", js_text(&e)))?;
             config = Some(parse_config(&text, &name)?);
         } else if name.ends_with(".pth") {
-            return Err(format!("{name}: the browser reads .safetensors only; convert it with `seggpt convert`"));
+            return Err(format!(
+                "{name}: the browser reads .safetensors only; convert it with `seggpt convert`"
+            ));
         } else if weights.is_some() {
             return Err("give one weights file (.safetensors) and, optionally, its config.json".into());
         } else {
@@ -310,7 +318,9 @@ async fn probe_webgpu() -> Result<String, String> {
     }
     let request: Function = get(&gpu, "requestAdapter").dyn_into().map_err(|_| NO_WEBGPU.to_string())?;
     let promise: Promise = request.call0(&gpu).map_err(|e| js_text(&e))?.unchecked_into();
-    let adapter = JsFuture::from(promise).await.map_err(|e| format!("WebGPU requestAdapter failed: {}", js_text(&e)))?;
+    let adapter = JsFuture::from(promise)
+        .await
+        .map_err(|e| format!("WebGPU requestAdapter failed: {}", js_text(&e)))?;
     if adapter.is_null() || adapter.is_undefined() {
         return Err(NO_ADAPTER.into());
     }
@@ -361,7 +371,11 @@ fn read_bytes(value: &JsValue) -> Result<(Vec<u8>, String), String> {
 }
 
 /// The prompts from `files` (image, mask, image, mask, ...).
-fn prompts(specs: &[MaskInput], options: &RunOptions, files: &Array) -> Result<(Vec<Prompt>, Option<usize>), String> {
+fn prompts(
+    specs: &[MaskInput],
+    options: &RunOptions,
+    files: &Array,
+) -> Result<(Vec<Prompt>, Option<usize>), String> {
     let mut images = Vec::new();
     let mut masks: Vec<Result<RgbImage, ClassMap>> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -458,7 +472,12 @@ fn forward_options(options: &RunOptions) -> Result<ForwardOptions, String> {
 }
 
 /// Posts one `Result` (or `Error`) per target, in order.
-async fn segment(specs: &[MaskInput], targets: usize, options: &RunOptions, files: &Array) -> Result<(), String> {
+async fn segment(
+    specs: &[MaskInput],
+    targets: usize,
+    options: &RunOptions,
+    files: &Array,
+) -> Result<(), String> {
     let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
     if specs.is_empty() {
         return Err("add a prompt: an example image and its mask".into());
@@ -475,7 +494,8 @@ async fn segment(specs: &[MaskInput], targets: usize, options: &RunOptions, file
     let forward = forward_options(options)?;
     let (prompts, num_labels) = prompts(specs, options, files)?;
     let colours = mask_colours(&prompts);
-    let segmenter = Segmenter::new(&loaded.model, &loaded.gpu.device, &prompts, forward).map_err(|e| e.to_string())?;
+    let segmenter =
+        Segmenter::new(&loaded.model, &loaded.gpu.device, &prompts, forward).map_err(|e| e.to_string())?;
     let first = 2 * specs.len() as u32;
     for index in 0..targets {
         post(&ToPage::Running { index }, &[]);
@@ -485,8 +505,15 @@ async fn segment(specs: &[MaskInput], targets: usize, options: &RunOptions, file
                 let (width, height) = (mask.width(), mask.height());
                 let bytes = Uint8Array::from(png.as_slice()).buffer();
                 let rgb = Uint8Array::from(mask.as_raw()).buffer();
-                let labels = Uint8Array::from(nearest_colour_labels(mask.as_raw(), &colours).as_slice()).buffer();
-                let msg = ToPage::Result { index, seconds: now_s() - start, width, height, colours: colours.clone() };
+                let labels =
+                    Uint8Array::from(nearest_colour_labels(mask.as_raw(), &colours).as_slice()).buffer();
+                let msg = ToPage::Result {
+                    index,
+                    seconds: now_s() - start,
+                    width,
+                    height,
+                    colours: colours.clone(),
+                };
                 post(&msg, &[("bytes", &bytes), ("rgb", &rgb), ("labels", &labels)]);
             }
             Err(Failure::Input(message)) => error(message, Some(index)),
@@ -515,7 +542,9 @@ async fn segment_one(
     let target = Target::decode(&bytes, &name).map_err(|e| Failure::Input(e.to_string()))?;
     let pred = segmenter.predict(&target, &mut |_, _| {}).map_err(|e| Failure::Input(e.to_string()))?;
     let data = pred.into_data_async().await.map_err(|e| Failure::Device(format!("device lost: {e}")))?;
-    let values = data.try_into_vec_as::<f32>().map_err(|e| Failure::Input(format!("unexpected result data: {e:?}")))?;
+    let values = data
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Failure::Input(format!("unexpected result data: {e:?}")))?;
     let result = segmenter.finish(values, &target, num_labels).map_err(|e| Failure::Input(e.to_string()))?;
     let png = result.mask_png().map_err(|e| Failure::Input(e.to_string()))?;
     Ok((png, result.mask))

@@ -76,22 +76,14 @@ impl<'a> Loader<'a> {
     pub fn host(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
         let found = self.source.shape(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
         if found != shape {
-            return Err(LoadError::Shape {
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                found,
-            });
+            return Err(LoadError::Shape { name: name.to_string(), expected: shape.to_vec(), found });
         }
         self.taken.insert(name.to_string());
         self.source.read_f32(name)
     }
 
     /// A device tensor of exactly `shape`.
-    pub fn tensor<const D: usize>(
-        &mut self,
-        name: &str,
-        shape: [usize; D],
-    ) -> Result<Tensor<D>, LoadError> {
+    pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, LoadError> {
         let values = self.host(name, &shape)?;
         Ok(self.upload(values, shape))
     }
@@ -112,14 +104,10 @@ impl<'a> Loader<'a> {
 pub(crate) fn bytes_to_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>, LoadError> {
     match dtype {
         "F32" => Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
-        "F16" => Ok(bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect()),
-        "BF16" => Ok(bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect()),
+        "F16" => Ok(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
+        "BF16" => {
+            Ok(bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
+        }
         other => Err(LoadError::DType { name: name.to_string(), dtype: other.to_string() }),
     }
 }

@@ -44,8 +44,7 @@ pub fn hf_name_for_official(name: &str) -> Option<String> {
     let (index, tail) = rest.split_once('.')?;
     index.parse::<usize>().ok()?;
     IN_BLOCK.iter().find_map(|(off, hf)| {
-        tail.strip_prefix(off)
-            .map(|suffix| format!("model.encoder.layers.{index}.{hf}{suffix}"))
+        tail.strip_prefix(off).map(|suffix| format!("model.encoder.layers.{index}.{hf}{suffix}"))
     })
 }
 
@@ -57,9 +56,9 @@ pub fn official_name_for_hf(name: &str) -> Option<String> {
     let rest = name.strip_prefix("model.encoder.layers.")?;
     let (index, tail) = rest.split_once('.')?;
     index.parse::<usize>().ok()?;
-    IN_BLOCK.iter().find_map(|(off, hf)| {
-        tail.strip_prefix(hf).map(|suffix| format!("blocks.{index}.{off}{suffix}"))
-    })
+    IN_BLOCK
+        .iter()
+        .find_map(|(off, hf)| tail.strip_prefix(hf).map(|suffix| format!("blocks.{index}.{off}{suffix}")))
 }
 
 #[cfg(test)]

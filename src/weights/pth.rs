@@ -15,9 +15,7 @@ pub struct PthSource {
 
 impl PthSource {
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
-        let pth_err = |e: pytorch_reader::PytorchError| {
-            LoadError::Pth(format!("{}: {e}", path.display()))
-        };
+        let pth_err = |e: pytorch_reader::PytorchError| LoadError::Pth(format!("{}: {e}", path.display()));
         // The release nests the state dict under `model`; accept a bare state dict too.
         let reader = match PytorchReader::with_top_level_key(path, "model") {
             Ok(reader) => reader,

@@ -19,7 +19,13 @@ pub fn parameter_shapes(config: &SegGptConfig) -> Vec<(String, Vec<usize>)> {
         (format!("{e}.patch_embeddings.projection.bias"), vec![d]),
         (format!("{e}.position_embeddings"), vec![1, g * g + 1, d]),
     ];
-    for token in ["mask_token", "segment_token_input", "segment_token_prompt", "type_token_semantic", "type_token_instance"] {
+    for token in [
+        "mask_token",
+        "segment_token_input",
+        "segment_token_prompt",
+        "type_token_semantic",
+        "type_token_instance",
+    ] {
         out.push((format!("{e}.{token}"), vec![1, 1, 1, d]));
     }
     for i in 0..config.num_hidden_layers {
@@ -84,7 +90,8 @@ impl TensorSource for RandomSource {
         let shape = self.shapes.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
         let n: usize = shape.iter().product();
         let fan_in: usize = if shape.len() >= 2 { shape[1..].iter().product() } else { 1 };
-        let mut state = self.seed ^ name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let mut state = self.seed
+            ^ name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
         let mut uniform = move || {
             // xorshift64*: plenty for benchmark weights.
             state ^= state >> 12;
@@ -98,6 +105,8 @@ impl TensorSource for RandomSource {
         } else {
             0.1
         };
-        Ok((0..n).map(|_| if is_norm_weight { 1.0 + 0.1 * uniform() } else { amplitude * uniform() }).collect())
+        Ok((0..n)
+            .map(|_| if is_norm_weight { 1.0 + 0.1 * uniform() } else { amplitude * uniform() })
+            .collect())
     }
 }

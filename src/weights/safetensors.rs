@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use safetensors::tensor::{Dtype, Metadata, TensorView};
 
-use super::{HostTensors, LoadError, TensorSource, bytes_to_f32, names::hf_name_for_official, parameter_shapes};
+use super::{
+    HostTensors, LoadError, TensorSource, bytes_to_f32, names::hf_name_for_official, parameter_shapes,
+};
 use crate::SegGptConfig;
 
 /// Where one tensor lies in a safetensors file.
@@ -142,7 +144,7 @@ impl SafetensorsSource {
         Ok(Self { bytes, header })
     }
 
-#[cfg(not(target_arch = "wasm32"))]
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self, LoadError> {
         let bytes = std::fs::read(path)
             .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
