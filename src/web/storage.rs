@@ -53,8 +53,7 @@ async fn models_dir(create: bool) -> Result<Option<FileSystemDirectoryHandle>, S
 
 /// Stable directory name for a URL (FNV-1a 64).
 pub fn key(url: &str) -> String {
-    let hash =
-        url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = crate::fnv::fnv1a64(url.as_bytes());
     format!("m-{hash:016x}")
 }
 

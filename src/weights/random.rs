@@ -90,8 +90,7 @@ impl TensorSource for RandomSource {
         let shape = self.shapes.get(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
         let n: usize = shape.iter().product();
         let fan_in: usize = if shape.len() >= 2 { shape[1..].iter().product() } else { 1 };
-        let mut state = self.seed
-            ^ name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let mut state = self.seed ^ crate::fnv::fnv1a64(name.as_bytes());
         let mut uniform = move || {
             // xorshift64*: plenty for benchmark weights.
             state ^= state >> 12;
