@@ -7,12 +7,20 @@ cd "$(dirname "$0")/.."
 need_apt=()
 dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 dpkg -s libvulkan1 >/dev/null 2>&1 || need_apt+=(libvulkan1)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
-  echo "== installing ${need_apt[*]} (lavapipe: a Vulkan device on the CPU for the wgpu tests)"
+  echo "== installing ${need_apt[*]} (lavapipe: a Vulkan device on the CPU for the wgpu tests; Chromium for the browser tests)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 source scripts/web-tools.sh
+
+echo "== formatting and lints (native, and the wasm32 library the browser runs)"
+cargo fmt --check
+cargo clippy --release --locked --all-targets -- -D warnings
+cargo clippy --release --locked --lib --no-default-features --target wasm32-unknown-unknown -- -D warnings
 
 echo "== native tests (CPU backend; wgpu on lavapipe with fusion, f32 and f16)"
 cargo test --release --locked
@@ -25,10 +33,6 @@ if cargo tree --locked --target wasm32-unknown-unknown -e features --no-default-
 fi
 
 echo "== browser end-to-end (trunk site in headless Chromium, WebGPU on SwiftShader)"
-if ! command -v chromium >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
 [ -d node_modules/playwright-core ] && [ -d node_modules/pngjs ] || npm ci --no-audit --no-fund
 trunk build --release
 node tests/browser/e2e.mjs
