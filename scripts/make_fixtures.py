@@ -16,7 +16,7 @@ Ensemble modes:
     none      HF forward, feature_ensemble=False (K independent one-shot predictions)
     hf        HF forward, feature_ensemble=True (HF schedule, differs from official at
               block merge_index, and also ensembles for K=1 there)
-    official  Painter schedule (MODEL-SPEC 4.4), implemented below in `encoder_forward`
+    official  Painter schedule (docs/MODEL.md §6), implemented below in `encoder_forward`
               by re-using the HF submodules; validated against HF for the two HF schedules.
 """
 
@@ -172,7 +172,7 @@ def build_model(cfg: SegGptConfig, seed: int) -> SegGptForImageSegmentation:
     return model
 
 
-# HF name -> official (Painter) name, MODEL-SPEC 7.3
+# HF name -> official (Painter) name, docs/MODEL.md §9.2
 _HF2OFF_FIXED = {
     "model.embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
     "model.embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
@@ -863,7 +863,7 @@ def cmd_segment(out: Path, seed: int):
             "classes.png: L, post_process_semantic_segmentation(pred[:1], target_sizes=[(h,w)], num_labels)[0].",
             "mean.png: L, same without num_labels (mean of the 3 channels, .int() truncation).",
             "tensors.safetensors: processor outputs (K,3,h,w) f32 and pred_masks (K,3,H,W) f32 for that target.",
-            "mode 'official' = Painter ensemble schedule (MODEL-SPEC 4.4); 'none' = HF feature_ensemble=False.",
+            "mode 'official' = Painter ensemble schedule (docs/MODEL.md §6); 'none' = HF feature_ensemble=False.",
             "margins: mask_trunc / mean_trunc = min distance of a non-saturated pre-truncation value (0..255 scale) "
             "to an integer; classes_argmin = min gap between best and 2nd-best squared palette distance. Small "
             "margins mean an f32-accurate re-implementation may legitimately differ by 1 (or a class) there.",

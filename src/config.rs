@@ -1,6 +1,6 @@
 //! Model hyper-parameters, read from a Hugging Face `config.json` (`SegGptConfig`).
 //!
-//! Every field has the default of the released ViT-L (MODEL-SPEC 1), so an empty `{}` is the
+//! Every field has the default of the released ViT-L (docs/MODEL.md §1), so an empty `{}` is the
 //! released model, and small test configurations run through exactly the same code.
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ impl Size2 {
     }
 }
 
-/// `SegGptConfig` of transformers, field for field (MODEL-SPEC 1). Unknown fields are ignored.
+/// `SegGptConfig` of transformers, field for field (docs/MODEL.md §1). Unknown fields are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SegGptConfig {
@@ -144,7 +144,7 @@ impl SegGptConfig {
                 self.num_hidden_layers
             ));
         }
-        // transformers raises the same error (MODEL-SPEC 1).
+        // transformers raises the same error (docs/MODEL.md §1).
         if indices.iter().any(|&i| i < self.merge_index) {
             return bad(format!(
                 "merge_index {} must not exceed min(intermediate_hidden_state_indices {indices:?})",

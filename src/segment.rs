@@ -1,5 +1,5 @@
 //! Segmentation end to end, shared by the CLI and the browser: decoded prompts and targets ->
-//! model tensors -> one painted mask (and class map) per target (MODEL-SPEC 3, 4.6, 6).
+//! model tensors -> one painted mask (and class map) per target (docs/MODEL.md §1.1, §3, §8).
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -15,7 +15,7 @@ use crate::pipeline::{
 pub enum PromptMask {
     /// Colours mark classes or instances, black is background (the official format).
     Rgb(RgbImage),
-    /// 8-bit class indices, coloured with the palette of `num_labels` classes (MODEL-SPEC 3.3).
+    /// 8-bit class indices, coloured with the palette of `num_labels` classes (docs/MODEL.md §3.7).
     Classes { map: ClassMap, num_labels: usize },
 }
 
@@ -153,8 +153,8 @@ impl<'m> Segmenter<'m> {
             progress,
         )?;
         let bottom = pred.narrow(2, h, h);
-        // Official and HF ensembles: sample 0, as the reference code returns (MODEL-SPEC 4.4,
-        // 6.1). Independent predictions: their mean, so that every prompt counts.
+        // Official and HF ensembles: sample 0, as the reference code returns (docs/MODEL.md §6,
+        // §8.1). Independent predictions: their mean, so that every prompt counts.
         let query_half = match self.options.ensemble.unwrap_or(Ensemble::Official) {
             Ensemble::None if k > 1 => bottom.mean_dim(0),
             _ => bottom.narrow(0, 0, 1),

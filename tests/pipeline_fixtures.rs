@@ -3,9 +3,9 @@
 //! `tests/fixtures/index.json`).
 //!
 //! - `resize/`: Pillow BICUBIC / NEAREST resizes must be byte-equal; torch legacy nearest
-//!   interpolation and its source indices must be identical (MODEL-SPEC 3.6, 6.4).
+//!   interpolation and its source indices must be identical (docs/MODEL.md §3.4, §3.5, §8.2).
 //! - `preprocess/`: processor outputs from PNG files must agree to 1e-5 (they are in fact
-//!   bit-equal), and `build_palette` must reproduce HF's palettes (MODEL-SPEC 3.2, 3.3).
+//!   bit-equal), and `build_palette` must reproduce HF's palettes (docs/MODEL.md §3.3, §3.7).
 
 use std::path::PathBuf;
 
@@ -260,7 +260,7 @@ fn sample(t: &Tensor, k: usize) -> ChwImage {
 #[test]
 fn segment_fixtures_pre_and_post_processing_match_hf() {
     // Everything around the model in the end-to-end fixtures: processor inputs from the PNGs,
-    // and mask / classes / mean PNGs from the recorded pred_masks (MODEL-SPEC 3.2, 6.3).
+    // and mask / classes / mean PNGs from the recorded pred_masks (docs/MODEL.md §3.2, §8.3).
     let dir = fixtures("segment");
     let spec = json(dir.join("cases.json"));
     let (h, w) =

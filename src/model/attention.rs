@@ -1,5 +1,5 @@
 //! Global multi-head self-attention with decomposed relative position terms (MViTv2 / ViTDet
-//! style), as every SegGPT block uses (MODEL-SPEC 1.1, 4.3).
+//! style), as every SegGPT block uses (docs/MODEL.md §5.2, §5.3).
 
 use burn::tensor::{Tensor, activation::softmax};
 
@@ -8,7 +8,7 @@ use crate::model::nn::Linear;
 use crate::weights::{LoadError, Loader};
 
 /// Upper bound on the bytes of one attention-score tensor `(n, N, N)`; heads are processed in
-/// groups below it. The released model's scores are 157 MiB per sequence, over WebGPU's default
+/// groups below it. The released model's scores are 150 MiB per sequence, over WebGPU's default
 /// 128 MiB binding limit.
 pub const MAX_SCORE_BYTES: usize = 64 << 20;
 
@@ -57,7 +57,7 @@ impl Attention {
         let (nh, hd) = (self.num_heads, self.head_dim);
         let n = hp * wp;
         // (B, N, 3, nh, hd) -> (3, B*nh, N, hd): q rows first, then k, then v; head h owns
-        // columns h*hd..(h+1)*hd within each (MODEL-SPEC 12.3).
+        // columns h*hd..(h+1)*hd within each (docs/MODEL.md §5.3).
         let qkv = self
             .qkv
             .forward(x.reshape([b, n, d]))
@@ -89,7 +89,7 @@ impl Attention {
         let [n, tokens, hd] = q.dims();
         let mut scores = q.clone().mul_scalar(self.scale).matmul(k.swap_dims(1, 2));
         if let (Some(rel_h), Some(rel_w)) = (&self.rel_h, &self.rel_w) {
-            // The relative terms use the unscaled q (MODEL-SPEC 12.2).
+            // The relative terms use the unscaled q (docs/MODEL.md §5.3).
             let q = q.reshape([n, hp, wp, hd]);
             // rel_h[s, qh, qw, kh] = sum_c q[s, qh, qw, c] * Rh[qh, kh, c]: one matmul per qh.
             let by_row = q.clone().permute([1, 0, 2, 3]).reshape([hp, n * wp, hd]);
@@ -112,7 +112,7 @@ impl Attention {
 }
 
 /// `get_rel_pos` for equal query and key sizes: `out[i, j] = table[i - j + size - 1]`
-/// (MODEL-SPEC 4.3; the linear resize transformers applies first is the identity here).
+/// (docs/MODEL.md §5.3; the linear resize transformers applies first is the identity here).
 fn gather_relative(table: &[f32], size: usize, dim: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(size * size * dim);
     for i in 0..size {

@@ -1,4 +1,4 @@
-//! The decoder (MODEL-SPEC 4.5): features -> per-patch pixels -> conv3x3 -> LayerNorm2D -> GELU
+//! The decoder (docs/MODEL.md §7): features -> per-patch pixels -> conv3x3 -> LayerNorm2D -> GELU
 //! -> conv1x1 to ImageNet-normalised RGB.
 
 use burn::tensor::{Tensor, activation::gelu, module::conv2d, ops::ConvOptions};
@@ -46,7 +46,7 @@ impl Decoder {
     }
 
     /// `features`: `(K, Hp, Wp, F*D)` -> `(K, 3, H, W)`. Samples are decoded one at a time to
-    /// bound the size of the full-resolution intermediates (102 MiB each for the released model).
+    /// bound the size of the full-resolution intermediates (98 MiB each for the released model).
     pub fn forward(&self, features: Tensor<4>) -> Tensor<4> {
         let k = features.dims()[0];
         let outs: Vec<_> = (0..k).map(|i| self.forward_one(features.clone().narrow(0, i, 1))).collect();

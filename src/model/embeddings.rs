@@ -1,5 +1,5 @@
 //! Patch embedding, the mask / segment / type tokens and the resized absolute position
-//! embedding (MODEL-SPEC 4.1).
+//! embedding (docs/MODEL.md §4).
 
 use burn::tensor::Tensor;
 
@@ -7,7 +7,7 @@ use crate::config::SegGptConfig;
 use crate::model::nn::{Linear, transpose};
 use crate::weights::{LoadError, Loader};
 
-/// Which type token is added to every token (MODEL-SPEC 8.3).
+/// Which type token is added to every token (docs/MODEL.md §4).
 ///
 /// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
 /// browser protocol carries it (`serde`, as `"instance"`, `"semantic"`).
@@ -89,7 +89,7 @@ impl Embeddings {
     }
 
     /// Embeds `K` (prompt, query) pairs into `(2K, Hp, Wp, D)`: the image stream of every sample
-    /// first, then the mask stream, as `cat([x, y], 0)` in MODEL-SPEC 4.1.
+    /// first, then the mask stream, as the references' `cat([x, y], 0)` (docs/MODEL.md §4).
     ///
     /// `prompt_pixel_values`, `pixel_values`, `prompt_masks`: `(K, 3, H/2, W)`.
     pub fn forward(
@@ -104,8 +104,8 @@ impl Embeddings {
         let d = self.position_embeddings.dims()[3];
         let images = Tensor::cat(vec![prompt_pixel_values, pixel_values], 2);
         let x = self.patchify(images);
-        // The query half of the mask stream is masked out entirely (bool_masked_pos, MODEL-SPEC
-        // 3.4), so it is exactly `mask_token`: only the prompt mask half is embedded (12.14).
+        // The query half of the mask stream is masked out entirely (bool_masked_pos,
+        // docs/MODEL.md §4), so it is exactly `mask_token`: only the prompt mask half is embedded.
         let top = self.patchify(prompt_masks);
         let bottom = self.mask_token.clone().expand([k, hp - hp / 2, wp, d]);
         let y = Tensor::cat(vec![top, bottom], 1);
@@ -132,7 +132,7 @@ impl Embeddings {
 }
 
 /// PyTorch `F.interpolate(mode="bicubic", align_corners=False)` of the `g x g` position grid
-/// (class slot already dropped) to `(Hp, Wp)`, channel-last in and out (MODEL-SPEC 4.1.1).
+/// (class slot already dropped) to `(Hp, Wp)`, channel-last in and out (docs/MODEL.md §4.1).
 /// Computed once at load time.
 pub(crate) fn resize_position_embeddings(
     table: &[f32],
@@ -192,7 +192,7 @@ mod tests {
         }
     }
 
-    /// MODEL-SPEC 4.1.1: the H phase cycles (-1, .625), (-1, .875), (0, .125), (0, .375).
+    /// docs/MODEL.md §4.1: the H phase cycles (-1, .625), (-1, .875), (0, .125), (0, .375).
     #[test]
     fn bicubic_phase_matches_the_spec() {
         let taps = bicubic_taps(14, 56);

@@ -1,5 +1,5 @@
 //! The block stack: stream merge after `merge_index`, intermediate features through the shared
-//! final norm (MODEL-SPEC 4.2), and the feature-ensemble schedules (4.4).
+//! final norm (docs/MODEL.md §5.4), and the feature-ensemble schedules (§6).
 
 use burn::tensor::Tensor;
 
@@ -8,7 +8,7 @@ use crate::model::layer::{Layer, Merge};
 use crate::model::nn::LayerNorm;
 use crate::weights::{LoadError, Loader};
 
-/// How the K prompts of one query are combined (MODEL-SPEC 4.4, 8.1-8.2).
+/// How the K prompts of one query are combined (docs/MODEL.md §6).
 ///
 /// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
 /// browser protocol carries it (`serde`, as `"official"`, `"hf"`, `"none"`).

@@ -1,4 +1,4 @@
-//! One pre-norm encoder block (MODEL-SPEC 4.2) with the feature-ensemble hook of 4.4.
+//! One pre-norm encoder block (docs/MODEL.md §5.1) with the feature-ensemble hook of §6.
 
 use burn::tensor::{Tensor, activation::gelu};
 
@@ -7,7 +7,7 @@ use crate::model::attention::Attention;
 use crate::model::nn::{LayerNorm, Linear};
 use crate::weights::{LoadError, Loader};
 
-/// How a block's attention output is averaged over the query half of the grid (MODEL-SPEC 4.4).
+/// How a block's attention output is averaged over the query half of the grid (docs/MODEL.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
     None,

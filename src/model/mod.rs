@@ -1,4 +1,4 @@
-//! SegGPT (MODEL-SPEC 1-4): one file per component, and [`SegGpt`], the façade that loads them
+//! SegGPT (docs/MODEL.md §1.1, §4-§7): one file per component, and [`SegGpt`], the façade that loads them
 //! and runs the forward pass. The model knows nothing of files, pixels or the DOM: it maps
 //! normalised `(K, 3, H/2, W)` tensors to `pred_masks` `(K, 3, H, W)`.
 

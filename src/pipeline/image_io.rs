@@ -1,4 +1,4 @@
-//! Decoding user files into pixels and encoding results as PNG (MODEL-SPEC 3.1, 3.2, 6.1).
+//! Decoding user files into pixels and encoding results as PNG (docs/MODEL.md §3.6, §8.1).
 //!
 //! Functions take bytes, not paths: the browser hands over the file's bytes, the CLI reads the
 //! file first, and both end up here.
@@ -12,7 +12,7 @@ use image::{ImageReader, Limits};
 use super::{InputError, MAX_DECODE_BYTES, MAX_DIMENSION, check_buffer, check_dimensions};
 
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved `R, G, B` (HWC): what PIL's
-/// `convert("RGB")` yields and `np.array` sees (MODEL-SPEC 3.1).
+/// `convert("RGB")` yields and `np.array` sees (docs/MODEL.md §3.6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RgbImage {
     width: u32,
@@ -56,7 +56,7 @@ impl RgbImage {
 }
 
 /// A single-channel 8-bit map, rows top to bottom: class indices (a prompt mask or a predicted
-/// segmentation), or the mean intensity HF returns without `num_labels` (MODEL-SPEC 3.3, 6.3).
+/// segmentation), or the mean intensity HF returns without `num_labels` (docs/MODEL.md §3.7, §8.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassMap {
     width: u32,
@@ -99,7 +99,7 @@ impl ClassMap {
 }
 
 /// Decodes a PNG or JPEG into RGB exactly as PIL's `Image.open(f).convert("RGB")` does, which
-/// is how both the official code and HF read every image and RGB mask (MODEL-SPEC 3.1, 3.2).
+/// is how both the official code and HF read every image and RGB mask (docs/MODEL.md §3.1, §3.2).
 ///
 /// - RGBA / LA: the alpha channel is dropped, not composited (PIL ignores it on conversion).
 /// - L / LA: the gray value is replicated to R, G and B; 1/2/4-bit gray is scaled to 0..=255.
@@ -177,7 +177,7 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage, InputError> {
 }
 
 /// Decodes a class-index mask: a PNG whose pixel values are class indices (0 = background), as
-/// HF's `prompt_masks` with `do_convert_rgb=True` expects (MODEL-SPEC 3.2, 3.3).
+/// HF's `prompt_masks` with `do_convert_rgb=True` expects (docs/MODEL.md §3.7).
 ///
 /// Accepted, matching what `np.array(PIL.Image.open(f))` yields:
 /// - 8-bit grayscale ('L'): the gray values;
@@ -272,12 +272,12 @@ pub fn decode_class_map(bytes: &[u8], name: &str) -> Result<ClassMap, InputError
     ClassMap::new(width, height, data)
 }
 
-/// Encodes an RGB image as an 8-bit truecolour PNG (the official output format, MODEL-SPEC 6.1).
+/// Encodes an RGB image as an 8-bit truecolour PNG (the official output format, docs/MODEL.md §8.1).
 pub fn encode_rgb_png(image: &RgbImage) -> Result<Vec<u8>, InputError> {
     encode_png(image.as_raw(), image.width(), image.height(), ExtendedColorType::Rgb8)
 }
 
-/// Encodes a class or intensity map as an 8-bit grayscale ('L') PNG (MODEL-SPEC 6.3).
+/// Encodes a class or intensity map as an 8-bit grayscale ('L') PNG (docs/MODEL.md §8.3).
 pub fn encode_gray_png(map: &ClassMap) -> Result<Vec<u8>, InputError> {
     encode_png(map.as_raw(), map.width(), map.height(), ExtendedColorType::L8)
 }

@@ -1,6 +1,6 @@
 //! The image pipeline: bytes in, model tensors out, and model output back to pixels.
 //!
-//! Data flows one way (MODEL-SPEC 2, 3, 6):
+//! Data flows one way (docs/MODEL.md §2, §3, §8):
 //!
 //! ```text
 //! bytes ──image_io──▶ RgbImage / ClassMap ──preprocess──▶ ChwImage (3,448,448, ImageNet-normalised)
@@ -14,12 +14,12 @@
 //! them exactly where that is possible:
 //!
 //! - [`resize`]: Pillow's `BICUBIC` and `NEAREST` resizes byte for byte, and torch's legacy
-//!   `F.interpolate(mode="nearest")` index for index (MODEL-SPEC 3.6, 6.4).
-//! - [`preprocess`]: HF's float32 rescale-then-normalise (MODEL-SPEC 3.2).
-//! - [`palette`]: HF's `build_palette` / `mask_to_rgb` (MODEL-SPEC 3.3).
+//!   `F.interpolate(mode="nearest")` index for index (docs/MODEL.md §3.4, §3.5, §8.2).
+//! - [`preprocess`]: HF's float32 rescale-then-normalise (docs/MODEL.md §3.3).
+//! - [`palette`]: HF's `build_palette` / `mask_to_rgb` (docs/MODEL.md §3.7).
 //! - [`postprocess`]: HF's `post_process_semantic_segmentation` and the official overlay
-//!   (MODEL-SPEC 6.1, 6.3).
-//! - [`image_io`]: decoding like PIL's `Image.open(f).convert("RGB")` (MODEL-SPEC 3.1). JPEG
+//!   (docs/MODEL.md §8).
+//! - [`image_io`]: decoding like PIL's `Image.open(f).convert("RGB")` (docs/MODEL.md §3.6). JPEG
 //!   is the one input that is not bit-exact: `zune-jpeg` is not libjpeg-turbo (IDCT and chroma
 //!   upsampling differ; a few levels at some pixels).
 //!
@@ -36,9 +36,9 @@ pub use palette::{build_palette, mask_to_rgb};
 pub use postprocess::{class_map, denormalize, mean_intensity, overlay, query_half, to_rgb_u8, upsample};
 pub use preprocess::{ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb};
 
-/// ImageNet channel means (R, G, B) applied after scaling to [0, 1] (MODEL-SPEC 2).
+/// ImageNet channel means (R, G, B) applied after scaling to [0, 1] (docs/MODEL.md §3).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations (R, G, B) (MODEL-SPEC 2).
+/// ImageNet channel standard deviations (R, G, B) (docs/MODEL.md §3).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Largest width or height accepted from a file, in pixels.

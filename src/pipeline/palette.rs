@@ -1,9 +1,9 @@
-//! The class palette that turns class-index masks into RGB prompts and back (MODEL-SPEC 3.3).
+//! The class palette that turns class-index masks into RGB prompts and back (docs/MODEL.md §3.7).
 
 use super::InputError;
 use super::image_io::{ClassMap, RgbImage};
 
-/// HF's `build_palette(num_labels)` (from Painter's `define_colors_by_mean_sep`), MODEL-SPEC 3.3:
+/// HF's `build_palette(num_labels)` (from Painter's `define_colors_by_mean_sep`), docs/MODEL.md §3.7:
 /// entry 0 is black (background), entry `c = loc + 1` for `loc in 0..num_labels` is
 /// `(255 - r * margin, 255 - g * margin, 255 - b * margin)` with
 /// `r = loc / base^2`, `g = (loc % base^2) / base`, `b = loc % base`, `margin = 256 / base`,
@@ -53,7 +53,7 @@ fn python_int_cube_root(n: usize) -> usize {
     k as usize
 }
 
-/// HF's `mask_to_rgb` (MODEL-SPEC 3.3): every pixel of class `c` becomes `palette[c]`; without a
+/// HF's `mask_to_rgb` (docs/MODEL.md §3.7): every pixel of class `c` becomes `palette[c]`; without a
 /// palette the class value is repeated into R, G and B (so a 0/1 mask becomes nearly black,
 /// which is why `num_labels` should be given).
 ///

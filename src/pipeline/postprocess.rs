@@ -1,8 +1,8 @@
-//! The model's predicted mask back to pixels, classes and overlays (MODEL-SPEC 6).
+//! The model's predicted mask back to pixels, classes and overlays (docs/MODEL.md §8).
 //!
 //! The input is the query half of the prediction: a planar `(3, 448, 448)` [`ChwImage`],
 //! ImageNet-normalised. Arithmetic follows HF's `post_process_semantic_segmentation` in `f32`
-//! (MODEL-SPEC 6.3); the official code denormalises in `f64` (6.1), which can move a value
+//! (docs/MODEL.md §8.1); the official code denormalises in `f64`, which can move a value
 //! that lands within about 1e-5 of an integer across it.
 
 use super::image_io::{ClassMap, RgbImage};
@@ -15,8 +15,8 @@ fn assert_rgb(values: &ChwImage) {
 }
 
 /// The query half of a stacked prediction: rows `height / 2..` of a `(3, 896, 448)` output,
-/// i.e. official `y[0, 448:]` / HF `pred_masks[:, :, 448:]` for one sample (MODEL-SPEC 2, 6.1,
-/// 6.3). An odd height keeps the extra row, as `[H // 2:]` does.
+/// i.e. official `y[0, 448:]` / HF `pred_masks[:, :, 448:]` for one sample (docs/MODEL.md §2,
+/// §8.1). An odd height keeps the extra row, as `[H // 2:]` does.
 pub fn query_half(pred: &ChwImage) -> ChwImage {
     let (h, w) = (pred.height(), pred.width());
     let top = h / 2;
@@ -26,7 +26,7 @@ pub fn query_half(pred: &ChwImage) -> ChwImage {
 
 /// Undoes the ImageNet normalisation and scales to 0..=255:
 /// `clip((v * std + mean) * 255, 0, 255)` per channel, in `f32` and in that order
-/// (MODEL-SPEC 6.1, 6.3). The result stays fractional; see [`to_rgb_u8`].
+/// (docs/MODEL.md §8.1). The result stays fractional; see [`to_rgb_u8`].
 ///
 /// Panics if `pred` does not have 3 channels.
 pub fn denormalize(pred: &ChwImage) -> ChwImage {
@@ -44,7 +44,7 @@ pub fn denormalize(pred: &ChwImage) -> ChwImage {
 
 /// Brings values back to the input image's size with torch's legacy
 /// `F.interpolate(mode="nearest", size=(height, width))`, as both reference post-processors do
-/// (MODEL-SPEC 6.1, 6.3, 6.4). Fails only for a zero size.
+/// (docs/MODEL.md §8.2). Fails only for a zero size.
 pub fn upsample(values: &ChwImage, height: u32, width: u32) -> Result<ChwImage, InputError> {
     let data = interpolate_nearest(
         values.as_slice(),
@@ -58,7 +58,7 @@ pub fn upsample(values: &ChwImage, height: u32, width: u32) -> Result<ChwImage, 
 }
 
 /// Denormalised values (0..=255) to 8-bit RGB by truncation, like torch's `.to(torch.uint8)`
-/// and numpy's `.astype(np.uint8)` (MODEL-SPEC 6.1). Values outside 0..=255 saturate.
+/// and numpy's `.astype(np.uint8)` (docs/MODEL.md §8.1). Values outside 0..=255 saturate.
 ///
 /// Panics if `values` does not have 3 channels.
 pub fn to_rgb_u8(values: &ChwImage) -> RgbImage {
@@ -71,7 +71,7 @@ pub fn to_rgb_u8(values: &ChwImage) -> RgbImage {
 
 /// Maps each pixel of denormalised values (0..=255) to the nearest palette colour: the class
 /// index minimising `((r - pr)^2 + (g - pg)^2) + (b - pb)^2` in `f32`, ties to the lowest index
-/// (HF `post_process_semantic_segmentation` with `num_labels`, MODEL-SPEC 6.3). Pass
+/// (HF `post_process_semantic_segmentation` with `num_labels`, docs/MODEL.md §8.3). Pass
 /// `build_palette(num_labels)`.
 ///
 /// Fails with [`InputError::TooManyLabels`] when the palette has more than 256 entries (class
@@ -106,8 +106,8 @@ pub fn class_map(values: &ChwImage, palette: &[[u8; 3]]) -> Result<ClassMap, Inp
 }
 
 /// The per-pixel channel mean of denormalised values, truncated to an integer: what HF returns
-/// without `num_labels` (`mask.mean(dim=0).int()`, MODEL-SPEC 6.3), computed like torch's CPU
-/// mean as `((r + g) + b) / 3` in `f32`. The official video path thresholds this at 128 (6.2).
+/// without `num_labels` (`mask.mean(dim=0).int()`, docs/MODEL.md §8.3), computed like torch's CPU
+/// mean as `((r + g) + b) / 3` in `f32`. The official video path thresholds this at 128 (§8.5).
 ///
 /// Panics if `values` does not have 3 channels.
 pub fn mean_intensity(values: &ChwImage) -> ClassMap {
@@ -118,7 +118,7 @@ pub fn mean_intensity(values: &ChwImage) -> ClassMap {
         .expect("same shape as a valid ChwImage")
 }
 
-/// The official visualisation (MODEL-SPEC 6.1):
+/// The official visualisation (docs/MODEL.md §8.4):
 /// `uint8(target * (alpha * mask / 255 + (1 - alpha)))` per channel, in `f64`, where `mask` is
 /// the denormalised, upsampled prediction (0..=255, fractional). The official code uses
 /// `alpha = 0.6`. With only an 8-bit mask at hand, pass [`ChwImage::from_rgb`] of it; the

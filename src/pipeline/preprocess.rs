@@ -1,4 +1,4 @@
-//! Images and prompt masks to the model's input tensors (MODEL-SPEC 2, 3.1, 3.2).
+//! Images and prompt masks to the model's input tensors (docs/MODEL.md §2, §3).
 //!
 //! The numbers follow HF's PIL backend (`SegGptImageProcessor`): Pillow resize on `uint8`, then
 //! `rescale` (`(uint8 as f64 * (1/255)) as f32`), then `normalize` (`(x - mean) / std` in `f32`).
@@ -14,7 +14,7 @@ use super::{IMAGENET_MEAN, IMAGENET_STD, InputError, check_buffer};
 const RESCALE_FACTOR: f64 = 1.0 / 255.0;
 
 /// A planar `f32` image, channel-major then row-major (CHW), as the model consumes and
-/// produces it (MODEL-SPEC 2).
+/// produces it (docs/MODEL.md §2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChwImage {
     channels: usize,
@@ -77,7 +77,7 @@ impl ChwImage {
     }
 }
 
-/// Rescales to [0, 1] and ImageNet-normalises an RGB image into CHW `f32` (MODEL-SPEC 2, 3.2),
+/// Rescales to [0, 1] and ImageNet-normalises an RGB image into CHW `f32` (docs/MODEL.md §3.3),
 /// with HF's operation order and precision: `x = (v as f64 * (1/255)) as f32`, then
 /// `(x - mean) / std` in `f32`.
 pub fn normalize_image(image: &RgbImage) -> ChwImage {
@@ -93,7 +93,7 @@ pub fn normalize_image(image: &RgbImage) -> ChwImage {
 }
 
 /// A query or prompt image to model input: Pillow BICUBIC resize to `height x width` (448 x 448
-/// for the released model), then [`normalize_image`] (MODEL-SPEC 3.1, 3.2, 3.6).
+/// for the released model), then [`normalize_image`] (docs/MODEL.md §3.3, §3.4).
 ///
 /// Fails only for a zero target size.
 pub fn prepare_image(image: &RgbImage, height: u32, width: u32) -> Result<ChwImage, InputError> {
@@ -110,7 +110,7 @@ pub fn prepare_image(image: &RgbImage, height: u32, width: u32) -> Result<ChwIma
 
 /// An RGB colour prompt mask (the official format: colour = class or instance, black =
 /// background) to model input: Pillow NEAREST resize, then [`normalize_image`]
-/// (MODEL-SPEC 3.1; HF with `do_convert_rgb=False`, 3.2).
+/// (docs/MODEL.md §3.1; HF with `do_convert_rgb=False`, §3.2).
 ///
 /// Fails only for a zero target size.
 pub fn prepare_mask_rgb(mask: &RgbImage, height: u32, width: u32) -> Result<ChwImage, InputError> {
@@ -126,7 +126,7 @@ pub fn prepare_mask_rgb(mask: &RgbImage, height: u32, width: u32) -> Result<ChwI
 }
 
 /// A class-index prompt mask to model input, as HF does with `do_convert_rgb=True`
-/// (MODEL-SPEC 3.2, 3.3): [`mask_to_rgb`] through `build_palette(num_labels)` (or by repeating
+/// (docs/MODEL.md §3.2, §3.7): [`mask_to_rgb`] through `build_palette(num_labels)` (or by repeating
 /// the value when `num_labels` is `None`), then Pillow NEAREST resize and [`normalize_image`].
 ///
 /// Fails with [`InputError::ClassOutOfRange`] when a value exceeds `num_labels`.

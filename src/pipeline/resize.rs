@@ -1,4 +1,4 @@
-//! Resampling that reproduces the reference libraries exactly (MODEL-SPEC 3.6, 6.4).
+//! Resampling that reproduces the reference libraries exactly (docs/MODEL.md §3.4, §3.5, §8.2).
 //!
 //! - [`resize_bicubic`]: Pillow `Image.resize(size, BICUBIC)` on 8-bit images, byte for byte
 //!   (`ImagingResample`, `src/libImaging/Resample.c`).
@@ -124,7 +124,7 @@ fn vertical_pass(src: &[u8], stride: usize, coeffs: &Coefficients) -> Vec<u8> {
 }
 
 /// Pillow `Image.resize((out_width, out_height), Image.BICUBIC)` of an 8-bit image stored as
-/// interleaved HWC with `channels` bands; byte-equal to Pillow 13 (MODEL-SPEC 3.6).
+/// interleaved HWC with `channels` bands; byte-equal to Pillow 13 (docs/MODEL.md §3.4).
 ///
 /// Pillow's algorithm (`ImagingResampleInner`): fixed-point weights with 22 fractional bits,
 /// accumulators starting at `1 << 21`, one separable pass per axis through an 8-bit temporary
@@ -194,7 +194,7 @@ pub fn resize_bicubic(
 /// **accumulates** the position in `f64`: `xo = a * 0.5`, then `xo += a` per pixel, taking
 /// `(int)xo`. That running sum is not always `floor((i + 0.5) * a)`: the two can differ where
 /// the product is (nearly) an integer, so the accumulation is reproduced step for step.
-/// An unchanged size is the identity (Pillow copies). MODEL-SPEC 3.6.
+/// An unchanged size is the identity (Pillow copies). docs/MODEL.md §3.5.
 pub fn pillow_nearest_indices(in_size: usize, out_size: usize) -> Vec<Option<usize>> {
     if in_size == out_size {
         return (0..out_size).map(Some).collect();
@@ -212,7 +212,7 @@ pub fn pillow_nearest_indices(in_size: usize, out_size: usize) -> Vec<Option<usi
 }
 
 /// Pillow `Image.resize((out_width, out_height), Image.NEAREST)` of an interleaved HWC 8-bit
-/// image; byte-equal to Pillow (MODEL-SPEC 3.2: HF forces NEAREST for prompt masks; 3.1: the
+/// image; byte-equal to Pillow (docs/MODEL.md §3.2: HF forces NEAREST for prompt masks; §3.1: the
 /// official code resizes RGB masks with NEAREST). See [`pillow_nearest_indices`].
 ///
 /// Panics if `src.len() != width * height * channels`.
@@ -242,7 +242,7 @@ pub fn resize_nearest(
 }
 
 /// Source index of every output pixel along one axis of torch's legacy nearest interpolation
-/// with an explicit `size` (MODEL-SPEC 6.4):
+/// with an explicit `size` (docs/MODEL.md §8.2):
 /// `min(floor(dst * scale), in - 1)` with `scale = (float)in / out`, all in `f32`
 /// (`compute_scales_value<float>` and `nearest_neighbor_compute_source_index`; the CPU
 /// `nearest_idx` shortcuts `out == in` and `out == 2 * in` give the same indices).
@@ -259,7 +259,7 @@ pub fn torch_nearest_indices(in_size: usize, out_size: usize) -> Vec<usize> {
 
 /// torch `F.interpolate(x, size=(out_height, out_width), mode="nearest")` of a planar CHW `f32`
 /// buffer: the legacy (not `nearest-exact`) indexing both reference post-processors use to
-/// bring the 448x448 prediction back to the input size (MODEL-SPEC 6.1, 6.3, 6.4).
+/// bring the 448x448 prediction back to the input size (docs/MODEL.md §8.2).
 ///
 /// Panics if `src.len() != channels * height * width`.
 pub fn interpolate_nearest(
@@ -358,7 +358,7 @@ mod tests {
         // Upscale 2 -> 5: positions 0.2, 0.6, 1.0, 1.4, 1.8.
         let idx: Vec<usize> = pillow_nearest_indices(2, 5).into_iter().flatten().collect();
         assert_eq!(idx, [0, 0, 1, 1, 1]);
-        // 300 -> 448 as in MODEL-SPEC 3.1: every index is inside the source.
+        // 300 -> 448 (an official example mask's width): every index is inside the source.
         let idx = pillow_nearest_indices(300, 448);
         assert!(idx.iter().all(|i| i.is_some_and(|i| i < 300)));
     }

@@ -1,5 +1,5 @@
 //! Weights: reading checkpoints (HF safetensors, the official `.pth`), mapping their names to one
-//! scheme (the HF one, MODEL-SPEC 7), and handing typed, shape-checked tensors to the model.
+//! scheme (the HF one, docs/MODEL.md §9), and handing typed, shape-checked tensors to the model.
 //!
 //! Nothing is ever left at an initial value: a missing, unexpected or wrongly shaped tensor is a
 //! [`LoadError`] that names it.

@@ -1,4 +1,4 @@
-//! Official (`seggpt_vit_large.pth`) to HF (`model.safetensors`) tensor names, MODEL-SPEC 7.3.
+//! Official (`seggpt_vit_large.pth`) to HF (`model.safetensors`) tensor names, docs/MODEL.md §9.2.
 //! No tensor is transformed by the renaming: shapes are identical in both checkpoints.
 
 /// Whole-name renames, official -> HF.
@@ -65,7 +65,7 @@ pub fn official_name_for_hf(name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Every row of the spec's weight map renames both ways.
+    /// Every row of the full weight map (`tests/fixtures/weight_map.tsv`) renames both ways.
     #[test]
     fn weight_map_renames_round_trip() {
         let table = include_str!("../../tests/fixtures/weight_map.tsv");

@@ -1,5 +1,5 @@
 //! The official PyTorch checkpoint (`seggpt_vit_large.pth`): a state dict, either at the top
-//! level or under `model` as released (MODEL-SPEC 7.1). Names are renamed to HF ones on read.
+//! level or under `model` as released (docs/MODEL.md §9.1). Names are renamed to HF ones on read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
