@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(budget.split(3, 100).per_piece, 1);
         // A budget over everything is one piece.
         assert_eq!(MemoryBudget::DEFAULT.split(3, 100).pieces(), 1);
-        assert_eq!(budget.split(5, 2).ranges().last(), Some(4..5));
+        assert_eq!(budget.split(5, 2).ranges().last(), Some(3..5));
     }
 
     #[test]
