@@ -1,9 +1,7 @@
 //! Global multi-head self-attention with decomposed relative position terms (MViTv2 / ViTDet
 //! style), as every SegGPT block uses (MODEL-SPEC 1.1, 4.3).
 
-use burn::tensor::{Tensor, activation::softmax};
-
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, activation::softmax};
 
 use crate::config::SegGptConfig;
 use crate::model::budget::MemoryBudget;
@@ -85,11 +83,8 @@ impl Attention {
             let outs = groups
                 .ranges()
                 .map(|r| {
-                    let (start, len) = (r.start, r.len());
-                    let q = q.clone().narrow(0, start, len);
-                    let k = k.clone().narrow(0, start, len);
-                    let v = v.clone().narrow(0, start, len);
-                    self.attend(q, k, v, hp, wp)
+                    let part = |t: &Tensor<3>| t.clone().narrow(0, r.start, r.len());
+                    self.attend(part(&q), part(&k), part(&v), hp, wp)
                 })
                 .collect();
             Tensor::cat(outs, 0)

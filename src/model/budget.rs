@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use crate::config::SegGptConfig;
+use crate::model::decoder::decoder_embed_size;
 use crate::model::{attention, layer, nn};
 
 /// The largest buffer (bytes) the model creates in one piece when it can choose.
@@ -85,13 +86,6 @@ impl SplitPlan {
 fn tokens(config: &SegGptConfig) -> usize {
     let (hp, wp) = config.patch_grid();
     hp * wp
-}
-
-/// `(in, out)` features of `decoder_embed`: the concatenated intermediate features to one
-/// patch of decoder channels.
-pub(crate) fn decoder_embed_size(config: &SegGptConfig) -> (usize, usize) {
-    let features = config.intermediate_hidden_state_indices.len();
-    (config.hidden_size * features, config.patch_size * config.patch_size * config.decoder_hidden_size)
 }
 
 /// The largest single tensor (bytes, f32) a forward pass with `k` prompts allocates under

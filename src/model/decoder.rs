@@ -4,10 +4,17 @@
 use burn::tensor::{Device, Tensor, activation::gelu, module::conv2d, ops::ConvOptions};
 
 use crate::config::SegGptConfig;
-use crate::model::budget::{MemoryBudget, decoder_embed_size};
+use crate::model::budget::MemoryBudget;
 use crate::model::load::{Loader, Store};
 use crate::model::nn::{ColumnChunkedLinear, LayerNorm, Linear, transpose};
 use crate::weights::LoadError;
+
+/// `(in, out)` features of `decoder_embed`: the concatenated intermediate features to one
+/// patch of decoder channels.
+pub fn decoder_embed_size(config: &SegGptConfig) -> (usize, usize) {
+    let features = config.intermediate_hidden_state_indices.len();
+    (config.hidden_size * features, config.patch_size * config.patch_size * config.decoder_hidden_size)
+}
 
 pub struct Decoder<S: Store = Device> {
     decoder_embed: ColumnChunkedLinear<S>,
