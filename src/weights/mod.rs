@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use files::{ModelFiles, open_model};
-pub use names::hf_name_for_official;
 #[cfg(not(target_arch = "wasm32"))]
 pub use pth::PthSource;
 pub use random::RandomSource;
