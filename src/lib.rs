@@ -18,5 +18,6 @@ pub mod weights;
 
 pub use config::SegGptConfig;
 pub use model::{
-    DEFAULT_CHUNK_BYTES, EmbeddingType, Ensemble, ForwardOptions, SegGpt, largest_buffer_bytes, max_prompts,
+    EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes, max_prompts,
+    parameter_shapes,
 };

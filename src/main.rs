@@ -9,7 +9,7 @@ use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use seggpt::weights::{self, HostTensors, SafetensorsSource, StoreDType, TensorSource};
-use seggpt::{EmbeddingType, Ensemble, ForwardOptions, SegGpt, SegGptConfig};
+use seggpt::{EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig};
 
 #[derive(Parser)]
 #[command(name = "seggpt", version, about = "SegGPT: segment anything from in-context examples")]
@@ -107,7 +107,11 @@ enum DTypeArg {
 
 impl ForwardArgs {
     fn options(&self) -> ForwardOptions {
-        ForwardOptions { ensemble: self.ensemble, embedding_type: self.embedding_type, chunk_bytes: None }
+        ForwardOptions {
+            ensemble: self.ensemble,
+            embedding_type: self.embedding_type,
+            budget: MemoryBudget::DEFAULT,
+        }
     }
 }
 
@@ -144,7 +148,8 @@ fn load_model(args: &ModelArgs) -> CliResult<(SegGpt, Device)> {
     eprintln!("loading {} ...", args.model.display());
     let files = weights::open_model(&args.model).map_err(|e| e.to_string())?;
     let device = device(args.backend);
-    let model = SegGpt::load(files.source.as_ref(), files.config, &device).map_err(|e| e.to_string())?;
+    let model = SegGpt::load(files.source.as_ref(), files.config, &device, MemoryBudget::DEFAULT)
+        .map_err(|e| e.to_string())?;
     eprintln!("loaded in {:.1} s", start.elapsed().as_secs_f64());
     Ok((model, device))
 }
@@ -232,7 +237,8 @@ fn segment(
 fn convert(model: &Path, output: &Path, dtype: DTypeArg) -> CliResult<()> {
     let files = weights::open_model(model).map_err(|e| e.to_string())?;
     // Loading checks names and shapes against the config, so only valid checkpoints convert.
-    SegGpt::load(files.source.as_ref(), files.config.clone(), &Device::flex()).map_err(|e| e.to_string())?;
+    SegGpt::load(files.source.as_ref(), files.config.clone(), &Device::flex(), MemoryBudget::DEFAULT)
+        .map_err(|e| e.to_string())?;
     let tensors = weights::read_all(files.source.as_ref()).map_err(|e| e.to_string())?;
     let dtype = match dtype {
         DTypeArg::F32 => StoreDType::F32,
@@ -258,8 +264,9 @@ fn bench(config: Option<&Path>, backend: Backend, prompts: usize, runs: usize) -
     };
     let device = device(backend);
     let start = Instant::now();
-    let model = SegGpt::load(&weights::RandomSource::new(&config, 0), config.clone(), &device)
-        .map_err(|e| e.to_string())?;
+    let random = weights::RandomSource::new(&config, 0).map_err(|e| e.to_string())?;
+    let model =
+        SegGpt::load(&random, config.clone(), &device, MemoryBudget::DEFAULT).map_err(|e| e.to_string())?;
     eprintln!("random weights loaded in {:.1} s", start.elapsed().as_secs_f64());
     let (h, w) = config.half_image_size();
     let input = |seed: f32| {

@@ -8,7 +8,7 @@ mod common;
 use burn::tensor::{Device, DeviceKind, FloatDType, Tensor};
 use common::{model_fixture_dirs, read_tensors, tensor4};
 use seggpt::weights::{TensorSource, open_model};
-use seggpt::{EmbeddingType, Ensemble, ForwardOptions, SegGpt};
+use seggpt::{EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt};
 
 /// f16 has 11 significant bits (relative step 4.9e-4); the outputs are O(1) (normalised pixels)
 /// after 4 blocks and the decoder of roundings, and measured 1.7e-2 at worst on lavapipe (2.6e-2
@@ -24,7 +24,8 @@ fn fixtures_match_transformers_in_half_precision_on_wgpu() {
     let mut checked = 0;
     for dir in model_fixture_dirs() {
         let files = open_model(&dir).unwrap();
-        let model = SegGpt::load(files.source.as_ref(), files.config, &device).unwrap();
+        let model =
+            SegGpt::load(files.source.as_ref(), files.config, &device, MemoryBudget::DEFAULT).unwrap();
         let inputs = read_tensors(&dir.join("inputs.safetensors"));
         let expected = read_tensors(&dir.join("expected.safetensors"));
         for (mode, ensemble) in [("official", Ensemble::Official), ("none", Ensemble::None)] {
@@ -38,7 +39,7 @@ fn fixtures_match_transformers_in_half_precision_on_wgpu() {
                     ForwardOptions {
                         ensemble: Some(ensemble),
                         embedding_type: EmbeddingType::Instance,
-                        chunk_bytes: None,
+                        budget: MemoryBudget::DEFAULT,
                     },
                     &mut |_, _| {},
                 )

@@ -15,8 +15,7 @@ use serde_json::Value;
 use seggpt::pipeline::resize::{interpolate_nearest, resize_bicubic, resize_nearest, torch_nearest_indices};
 use seggpt::pipeline::{
     ChwImage, IMAGENET_MEAN, IMAGENET_STD, RgbImage, build_palette, class_map, decode_class_map, decode_rgb,
-    denormalize, mean_intensity, prepare_image, prepare_mask_classes, prepare_mask_rgb, query_half,
-    to_rgb_u8, upsample,
+    denormalize, mean_intensity, prepare_image, prepare_mask_classes, prepare_mask_rgb, to_rgb_u8, upsample,
 };
 
 fn fixtures(sub: &str) -> PathBuf {
@@ -257,6 +256,15 @@ fn sample(t: &Tensor, k: usize) -> ChwImage {
     ChwImage::new(c, h, w, t.f32()[k * n..(k + 1) * n].to_vec()).expect("sample shape")
 }
 
+/// The query (bottom) half of sample `k` of a `(K, 3, H, W)` prediction, as the segmenter
+/// narrows it on the device before reading it back.
+fn query_half(t: &Tensor, k: usize) -> ChwImage {
+    let full = sample(t, k);
+    let (c, h, w) = (full.channels(), full.height(), full.width());
+    let data = (0..c).flat_map(|ch| full.plane(ch)[h / 2 * w..].to_vec()).collect();
+    ChwImage::new(c, h - h / 2, w, data).expect("query half shape")
+}
+
 #[test]
 fn segment_fixtures_pre_and_post_processing_match_hf() {
     // Everything around the model in the end-to-end fixtures: processor inputs from the PNGs,
@@ -298,7 +306,7 @@ fn segment_fixtures_pre_and_post_processing_match_hf() {
             }
 
             let (th, tw) = (usize_at(&target["size_hw"], 0) as u32, usize_at(&target["size_hw"], 1) as u32);
-            let values = upsample(&denormalize(&query_half(&sample(&pred_masks, 0))), th, tw).unwrap();
+            let values = upsample(&denormalize(&query_half(&pred_masks, 0)), th, tw).unwrap();
             let want_mask = open_rgb(target["mask"].as_str().unwrap());
             let got_mask = to_rgb_u8(&values);
             let diff = first_difference(got_mask.as_raw(), want_mask.as_raw(), tw as usize, 3);

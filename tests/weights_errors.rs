@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use seggpt::SegGpt;
 use seggpt::weights::{HostTensors, LoadError, StoreDType, open_model, read_all, write_safetensors};
+use seggpt::{MemoryBudget, SegGpt};
 
 /// A copy of the first fixture model in a temp dir, with its tensors edited by `edit`.
 fn edited_model(edit: impl FnOnce(&mut HostTensors)) -> tempfile::TempDir {
@@ -26,7 +26,7 @@ fn edited_model(edit: impl FnOnce(&mut HostTensors)) -> tempfile::TempDir {
 
 fn load(path: &Path) -> Result<SegGpt, LoadError> {
     let files = open_model(path)?;
-    SegGpt::load(files.source.as_ref(), files.config, &cpu())
+    SegGpt::load(files.source.as_ref(), files.config, &cpu(), MemoryBudget::DEFAULT)
 }
 
 #[test]

@@ -1,40 +1,45 @@
 //! Global multi-head self-attention with decomposed relative position terms (MViTv2 / ViTDet
 //! style), as every SegGPT block uses (docs/MODEL.md §5.2, §5.3).
 
-use burn::tensor::{Tensor, activation::softmax};
+use burn::tensor::{Device, Tensor, activation::softmax};
 
 use crate::config::SegGptConfig;
+use crate::model::budget::MemoryBudget;
+use crate::model::load::{Loader, Store};
 use crate::model::nn::Linear;
-use crate::weights::{LoadError, Loader};
+use crate::weights::LoadError;
 
-/// Upper bound on the bytes of one attention-score tensor `(n, N, N)`; heads are processed in
-/// groups below it. The released model's scores are 150 MiB per sequence, over WebGPU's default
-/// 128 MiB binding limit.
-pub const MAX_SCORE_BYTES: usize = 64 << 20;
-
-pub struct Attention {
-    qkv: Linear,
-    proj: Linear,
+pub struct Attention<S: Store = Device> {
+    qkv: Linear<S>,
+    proj: Linear<S>,
     /// `rel_pos_h` gathered to `(Hp, Hp, head_dim)`: entry `[qh, kh]` = `rel_pos_h[qh - kh + Hp - 1]`.
-    rel_h: Option<Tensor<3>>,
+    rel_h: Option<S::Tensor<3>>,
     /// `rel_pos_w` gathered to `(Wp, Wp, head_dim)`.
-    rel_w: Option<Tensor<3>>,
+    rel_w: Option<S::Tensor<3>>,
     num_heads: usize,
     head_dim: usize,
     scale: f64,
 }
 
-impl Attention {
-    pub fn load(loader: &mut Loader, prefix: &str, config: &SegGptConfig) -> Result<Self, LoadError> {
+/// Bytes of the f32 attention scores `(N, N)` of one `(sample, head)` sequence of `tokens`; the
+/// released model's 1568 tokens make 9.4 MiB per sequence, 157 MiB for all 16 heads of a sample.
+pub fn score_bytes(tokens: usize) -> usize {
+    4 * tokens * tokens
+}
+
+impl<S: Store> Attention<S> {
+    pub fn load(loader: &mut Loader<S>, prefix: &str, config: &SegGptConfig) -> Result<Self, LoadError> {
         let d = config.hidden_size;
         let head_dim = config.head_dim();
         let qkv = Linear::load(loader, &format!("{prefix}.qkv"), d, 3 * d, config.qkv_bias)?;
         let proj = Linear::load(loader, &format!("{prefix}.proj"), d, d, true)?;
         let (hp, wp) = config.patch_grid();
         let (rel_h, rel_w) = if config.use_relative_position_embeddings {
-            let mut gathered = |axis: &str, size: usize| -> Result<Tensor<3>, LoadError> {
-                let table = loader.host(&format!("{prefix}.rel_pos_{axis}"), &[2 * size - 1, head_dim])?;
-                Ok(loader.upload(gather_relative(&table, size, head_dim), [size, size, head_dim]))
+            let mut gathered = |axis: &str, size: usize| {
+                let name = format!("{prefix}.rel_pos_{axis}");
+                loader.tensor_as(&name, &[2 * size - 1, head_dim], [size, size, head_dim], |table| {
+                    gather_relative(&table, size, head_dim)
+                })
             };
             (Some(gathered("h", hp)?), Some(gathered("w", wp)?))
         } else {
@@ -50,9 +55,12 @@ impl Attention {
             scale: (head_dim as f64).powf(-0.5),
         })
     }
+}
 
-    /// `x`: `(B, Hp, Wp, D)` -> `(B, Hp, Wp, D)`, after the output projection.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+impl Attention {
+    /// `x`: `(B, Hp, Wp, D)` -> `(B, Hp, Wp, D)`, after the output projection. The `B * heads`
+    /// sequences are attended in groups whose scores stay within `budget`.
+    pub fn forward(&self, x: Tensor<4>, budget: MemoryBudget) -> Tensor<4> {
         let [b, hp, wp, d] = x.dims();
         let (nh, hd) = (self.num_heads, self.head_dim);
         let n = hp * wp;
@@ -68,18 +76,19 @@ impl Attention {
         let k = qkv.clone().narrow(0, 1, 1).reshape([b * nh, n, hd]);
         let v = qkv.narrow(0, 2, 1).reshape([b * nh, n, hd]);
 
-        let group = (MAX_SCORE_BYTES / (4 * n * n)).clamp(1, b * nh);
-        let mut outs = Vec::new();
-        let mut start = 0;
-        while start < b * nh {
-            let len = group.min(b * nh - start);
-            let q = q.clone().narrow(0, start, len);
-            let k = k.clone().narrow(0, start, len);
-            let v = v.clone().narrow(0, start, len);
-            outs.push(self.attend(q, k, v, hp, wp));
-            start += len;
-        }
-        let out = if outs.len() == 1 { outs.pop().unwrap() } else { Tensor::cat(outs, 0) };
+        let groups = budget.split(b * nh, score_bytes(n));
+        let out = if groups.pieces() == 1 {
+            self.attend(q, k, v, hp, wp)
+        } else {
+            let outs = groups
+                .ranges()
+                .map(|r| {
+                    let part = |t: &Tensor<3>| t.clone().narrow(0, r.start, r.len());
+                    self.attend(part(&q), part(&k), part(&v), hp, wp)
+                })
+                .collect();
+            Tensor::cat(outs, 0)
+        };
         let out = out.reshape([b, nh, hp, wp, hd]).permute([0, 2, 3, 1, 4]).reshape([b, hp, wp, d]);
         self.proj.forward(out)
     }

@@ -1,38 +1,48 @@
 //! The decoder (docs/MODEL.md §7): features -> per-patch pixels -> conv3x3 -> LayerNorm2D -> GELU
 //! -> conv1x1 to ImageNet-normalised RGB.
 
-use burn::tensor::{Tensor, activation::gelu, module::conv2d, ops::ConvOptions};
+use burn::tensor::{Device, Tensor, activation::gelu, module::conv2d, ops::ConvOptions};
 
 use crate::config::SegGptConfig;
+use crate::model::budget::MemoryBudget;
+use crate::model::load::{Loader, Store};
 use crate::model::nn::{ColumnChunkedLinear, LayerNorm, Linear, transpose};
-use crate::weights::{LoadError, Loader};
+use crate::weights::LoadError;
 
-/// Largest weight piece of `decoder_embed` on the device (see [`ColumnChunkedLinear`]).
-const MAX_WEIGHT_BYTES: usize = 64 << 20;
+/// `(in, out)` features of `decoder_embed`: the concatenated intermediate features to one
+/// patch of decoder channels.
+pub fn decoder_embed_size(config: &SegGptConfig) -> (usize, usize) {
+    let features = config.intermediate_hidden_state_indices.len();
+    (config.hidden_size * features, config.patch_size * config.patch_size * config.decoder_hidden_size)
+}
 
-pub struct Decoder {
-    decoder_embed: ColumnChunkedLinear,
-    conv_weight: Tensor<4>,
-    conv_bias: Tensor<1>,
-    layernorm: LayerNorm,
+pub struct Decoder<S: Store = Device> {
+    decoder_embed: ColumnChunkedLinear<S>,
+    conv_weight: S::Tensor<4>,
+    conv_bias: S::Tensor<1>,
+    layernorm: LayerNorm<S>,
     /// The 1x1 head conv as a linear layer over channels.
-    head: Linear,
+    head: Linear<S>,
     patch_size: usize,
     channels: usize,
 }
 
-impl Decoder {
-    pub fn load(loader: &mut Loader, config: &SegGptConfig) -> Result<Self, LoadError> {
+impl<S: Store> Decoder<S> {
+    /// `budget` sizes the pieces `decoder_embed`'s weight is uploaded in.
+    pub fn load(
+        loader: &mut Loader<S>,
+        config: &SegGptConfig,
+        budget: MemoryBudget,
+    ) -> Result<Self, LoadError> {
         let p = config.patch_size;
         let c = config.decoder_hidden_size;
-        let d_in = config.hidden_size * config.intermediate_hidden_state_indices.len();
-        let decoder_embed =
-            ColumnChunkedLinear::load(loader, "decoder.decoder_embed", d_in, p * p * c, MAX_WEIGHT_BYTES)?;
+        let (d_in, d_out) = decoder_embed_size(config);
+        let decoder_embed = ColumnChunkedLinear::load(loader, "decoder.decoder_embed", d_in, d_out, budget)?;
         let conv_weight = loader.tensor("decoder.decoder_pred.conv.weight", [c, c, 3, 3])?;
         let conv_bias = loader.tensor("decoder.decoder_pred.conv.bias", [c])?;
         let layernorm = LayerNorm::load(loader, "decoder.decoder_pred.layernorm", c, config.layer_norm_eps)?;
-        let head_w = loader.host("decoder.decoder_pred.head.weight", &[3, c, 1, 1])?;
-        let head_w = loader.upload(transpose(&head_w, 3, c), [c, 3]);
+        let head_w = loader
+            .tensor_as("decoder.decoder_pred.head.weight", &[3, c, 1, 1], [c, 3], |w| transpose(&w, 3, c))?;
         let head_b = loader.tensor("decoder.decoder_pred.head.bias", [3])?;
         Ok(Self {
             decoder_embed,
@@ -44,7 +54,9 @@ impl Decoder {
             channels: c,
         })
     }
+}
 
+impl Decoder {
     /// `features`: `(K, Hp, Wp, F*D)` -> `(K, 3, H, W)`. Samples are decoded one at a time to
     /// bound the size of the full-resolution intermediates (98 MiB each for the released model).
     pub fn forward(&self, features: Tensor<4>) -> Tensor<4> {

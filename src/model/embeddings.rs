@@ -1,11 +1,12 @@
 //! Patch embedding, the mask / segment / type tokens and the resized absolute position
 //! embedding (docs/MODEL.md §4).
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
+use crate::model::load::{Loader, Store};
 use crate::model::nn::{Linear, transpose};
-use crate::weights::{LoadError, Loader};
+use crate::weights::LoadError;
 
 /// Which type token is added to every token (docs/MODEL.md §4).
 ///
@@ -35,30 +36,30 @@ impl EmbeddingType {
     }
 }
 
-pub struct Embeddings {
+pub struct Embeddings<S: Store = Device> {
     /// Conv2d(k = s = patch) as a matmul over flattened `(c, py, px)` patches.
-    patch_embeddings: Linear,
-    mask_token: Tensor<4>,
-    segment_token_input: Tensor<4>,
-    segment_token_prompt: Tensor<4>,
-    type_token_semantic: Tensor<4>,
-    type_token_instance: Tensor<4>,
+    patch_embeddings: Linear<S>,
+    mask_token: S::Tensor<4>,
+    segment_token_input: S::Tensor<4>,
+    segment_token_prompt: S::Tensor<4>,
+    type_token_semantic: S::Tensor<4>,
+    type_token_instance: S::Tensor<4>,
     /// The position embedding already resized to the patch grid, `(1, Hp, Wp, D)`.
-    position_embeddings: Tensor<4>,
+    position_embeddings: S::Tensor<4>,
     patch_size: usize,
     grid: (usize, usize),
 }
 
-impl Embeddings {
-    pub fn load(loader: &mut Loader, config: &SegGptConfig) -> Result<Self, LoadError> {
+impl<S: Store> Embeddings<S> {
+    pub fn load(loader: &mut Loader<S>, config: &SegGptConfig) -> Result<Self, LoadError> {
         let d = config.hidden_size;
         let c = config.num_channels;
         let p = config.patch_size;
         let prefix = "model.embeddings";
         // The conv weight (D, C, p, p) is the linear weight (D, C*p*p) of a flattened patch.
         let name = format!("{prefix}.patch_embeddings.projection.weight");
-        let conv = loader.host(&name, &[d, c, p, p])?;
-        let weight = loader.upload(transpose(&conv, d, c * p * p), [c * p * p, d]);
+        let weight =
+            loader.tensor_as(&name, &[d, c, p, p], [c * p * p, d], |w| transpose(&w, d, c * p * p))?;
         let bias = loader.tensor(&format!("{prefix}.patch_embeddings.projection.bias"), [d])?;
         let patch_embeddings = Linear::from_parts(weight, Some(bias));
 
@@ -70,10 +71,13 @@ impl Embeddings {
         let type_token_instance = token("type_token_instance")?;
 
         let g = config.pretrain_grid();
-        let table = loader.host(&format!("{prefix}.position_embeddings"), &[1, g * g + 1, d])?;
         let grid = config.patch_grid();
-        let resized = resize_position_embeddings(&table[d..], g, grid, d);
-        let position_embeddings = loader.upload(resized, [1, grid.0, grid.1, d]);
+        // The table's first row is the class-token slot, which SegGPT has no token for.
+        let name = format!("{prefix}.position_embeddings");
+        let position_embeddings =
+            loader.tensor_as(&name, &[1, g * g + 1, d], [1, grid.0, grid.1, d], |t| {
+                resize_position_embeddings(&t[d..], g, grid, d)
+            })?;
 
         Ok(Self {
             patch_embeddings,
@@ -87,7 +91,9 @@ impl Embeddings {
             grid,
         })
     }
+}
 
+impl Embeddings {
     /// Embeds `K` (prompt, query) pairs into `(2K, Hp, Wp, D)`: the image stream of every sample
     /// first, then the mask stream, as the references' `cat([x, y], 0)` (docs/MODEL.md §4).
     ///

@@ -1,12 +1,14 @@
 //! The block stack: stream merge after `merge_index`, intermediate features through the shared
 //! final norm (docs/MODEL.md §5.4), and the feature-ensemble schedules (§6).
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
+use crate::model::budget::MemoryBudget;
 use crate::model::layer::{Layer, Merge};
+use crate::model::load::{Loader, Store};
 use crate::model::nn::LayerNorm;
-use crate::weights::{LoadError, Loader};
+use crate::weights::LoadError;
 
 /// How the K prompts of one query are combined (docs/MODEL.md §6).
 ///
@@ -69,15 +71,15 @@ impl Ensemble {
     }
 }
 
-pub struct Encoder {
-    layers: Vec<Layer>,
-    layernorm: LayerNorm,
+pub struct Encoder<S: Store = Device> {
+    layers: Vec<Layer<S>>,
+    layernorm: LayerNorm<S>,
     merge_index: usize,
     feature_indices: Vec<usize>,
 }
 
-impl Encoder {
-    pub fn load(loader: &mut Loader, config: &SegGptConfig) -> Result<Self, LoadError> {
+impl<S: Store> Encoder<S> {
+    pub fn load(loader: &mut Loader<S>, config: &SegGptConfig) -> Result<Self, LoadError> {
         let layers = (0..config.num_hidden_layers)
             .map(|i| Layer::load(loader, i, config))
             .collect::<Result<_, _>>()?;
@@ -90,20 +92,22 @@ impl Encoder {
             feature_indices: config.intermediate_hidden_state_indices.clone(),
         })
     }
+}
 
+impl Encoder {
     /// `h`: `(2K, Hp, Wp, D)` embeddings -> decoder input `(K, Hp, Wp, F*D)`, the normed
     /// intermediate features concatenated on channels in index order.
     pub fn forward(
         &self,
         mut h: Tensor<4>,
         ensemble: Ensemble,
-        chunk_bytes: usize,
+        budget: MemoryBudget,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Tensor<4> {
         let k = h.dims()[0] / 2;
         let mut features = Vec::with_capacity(self.feature_indices.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k), chunk_bytes);
+            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k), budget);
             if i == self.merge_index {
                 let image = h.clone().narrow(0, 0, k);
                 let mask = h.narrow(0, k, k);

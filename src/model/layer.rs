@@ -1,11 +1,13 @@
 //! One pre-norm encoder block (docs/MODEL.md §5.1) with the feature-ensemble hook of §6.
 
-use burn::tensor::{Tensor, activation::gelu};
+use burn::tensor::{Device, Tensor, activation::gelu};
 
 use crate::config::SegGptConfig;
 use crate::model::attention::Attention;
+use crate::model::budget::{MemoryBudget, Split};
+use crate::model::load::{Loader, Store};
 use crate::model::nn::{LayerNorm, Linear};
-use crate::weights::{LoadError, Loader};
+use crate::weights::LoadError;
 
 /// How a block's attention output is averaged over the query half of the grid (docs/MODEL.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,20 +19,26 @@ pub enum Merge {
     All,
 }
 
-pub struct Mlp {
-    lin1: Linear,
-    lin2: Linear,
+pub struct Mlp<S: Store = Device> {
+    lin1: Linear<S>,
+    lin2: Linear<S>,
 }
 
-pub struct Layer {
-    layernorm_before: LayerNorm,
-    attention: Attention,
-    layernorm_after: LayerNorm,
-    mlp: Mlp,
+pub struct Layer<S: Store = Device> {
+    layernorm_before: LayerNorm<S>,
+    attention: Attention<S>,
+    layernorm_after: LayerNorm<S>,
+    mlp: Mlp<S>,
 }
 
-impl Layer {
-    pub fn load(loader: &mut Loader, index: usize, config: &SegGptConfig) -> Result<Self, LoadError> {
+/// Bytes of one sample's widest f32 activation in a block of `tokens`: the fused qkv
+/// projection (`3 * hidden`) or the MLP hidden layer (`mlp`), whichever is wider.
+pub fn sample_bytes(tokens: usize, hidden: usize, mlp: usize) -> usize {
+    4 * tokens * (3 * hidden).max(mlp)
+}
+
+impl<S: Store> Layer<S> {
+    pub fn load(loader: &mut Loader<S>, index: usize, config: &SegGptConfig) -> Result<Self, LoadError> {
         let p = format!("model.encoder.layers.{index}");
         let (d, eps) = (config.hidden_size, config.layer_norm_eps);
         Ok(Self {
@@ -43,34 +51,33 @@ impl Layer {
             },
         })
     }
+}
 
+impl Layer {
     /// `h`: `(B, Hp, Wp, D)`.
     /// The batch is processed in pieces of whole samples so that no activation (qkv, MLP hidden)
-    /// passes `chunk_bytes` (at least one sample per piece); only the ensemble merge sees all.
-    pub fn forward(&self, h: Tensor<4>, merge: Merge, chunk_bytes: usize) -> Tensor<4> {
+    /// passes the budget (at least one sample per piece); only the ensemble merge sees all.
+    pub fn forward(&self, h: Tensor<4>, merge: Merge, budget: MemoryBudget) -> Tensor<4> {
         let [b, hp, wp, d] = h.dims();
-        let widest = (3 * d).max(self.mlp.lin1.out_features());
-        let per_piece = (chunk_bytes / (hp * wp * widest * 4)).clamp(1, b);
-        let a = by_pieces(self.layernorm_before.forward(h.clone()), per_piece, |x| self.attention.forward(x));
+        let pieces = budget.split(b, sample_bytes(hp * wp, d, self.mlp.lin1.out_features()));
+        let a = by_pieces(self.layernorm_before.forward(h.clone()), pieces, |x| {
+            self.attention.forward(x, budget)
+        });
         let h = h + merge_query_half(a, merge);
-        let m = by_pieces(self.layernorm_after.forward(h.clone()), per_piece, |x| {
+        let m = by_pieces(self.layernorm_after.forward(h.clone()), pieces, |x| {
             self.mlp.lin2.forward(gelu(self.mlp.lin1.forward(x)))
         });
         h + m
     }
 }
 
-/// `f` applied to pieces of at most `per_piece` samples of `x`, concatenated back.
-fn by_pieces(x: Tensor<4>, per_piece: usize, f: impl Fn(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
-    let b = x.dims()[0];
-    if per_piece >= b {
+/// `f` applied to each piece of samples of `x`, concatenated back.
+fn by_pieces(x: Tensor<4>, pieces: Split, f: impl Fn(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+    if pieces.pieces() == 1 {
         return f(x);
     }
-    let pieces = (0..b)
-        .step_by(per_piece)
-        .map(|start| f(x.clone().narrow(0, start, per_piece.min(b - start))))
-        .collect();
-    Tensor::cat(pieces, 0)
+    let outs = pieces.ranges().map(|r| f(x.clone().narrow(0, r.start, r.len()))).collect();
+    Tensor::cat(outs, 0)
 }
 
 /// Replaces the query (bottom) half rows of `a` by their mean over prompts.

@@ -3,22 +3,26 @@
 //! normalised `(K, 3, H/2, W)` tensors to `pred_masks` `(K, 3, H, W)`.
 
 mod attention;
+mod budget;
 mod decoder;
 mod embeddings;
 mod encoder;
 mod layer;
+mod load;
 mod nn;
 
 use burn::tensor::{Device, Tensor};
 
+pub use budget::{MemoryBudget, Split, SplitPlan, largest_buffer_bytes, max_prompts};
 pub use embeddings::EmbeddingType;
 pub use encoder::Ensemble;
 
 use crate::config::SegGptConfig;
-use crate::weights::{LoadError, Loader, TensorSource};
+use crate::weights::{LoadError, TensorSource};
 use decoder::Decoder;
 use embeddings::Embeddings;
 use encoder::Encoder;
+use load::{Loader, Store};
 
 /// Options of one forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,39 +30,31 @@ pub struct ForwardOptions {
     /// `None`: the official schedule (which is no ensemble for one prompt).
     pub ensemble: Option<Ensemble>,
     pub embedding_type: EmbeddingType,
-    /// Largest activation (bytes) an encoder block computes in one piece; the batch is split by
-    /// samples to stay below it. `None`: [`DEFAULT_CHUNK_BYTES`].
-    pub chunk_bytes: Option<usize>,
+    /// The largest piece the attention scores and the encoder blocks' activations are split into.
+    pub budget: MemoryBudget,
 }
 
-/// Default for [`ForwardOptions::chunk_bytes`]: half of WebGPU's default 128 MiB binding limit.
-pub const DEFAULT_CHUNK_BYTES: usize = 64 << 20;
-
-/// The largest single tensor (bytes, f32) a forward pass with `k` prompts allocates, with the
-/// default chunking: what the device's `maxStorageBufferBindingSize` must hold.
-pub fn largest_buffer_bytes(config: &SegGptConfig, k: usize) -> u64 {
-    let (hp, wp) = config.patch_grid();
-    let n = (hp * wp) as u64;
-    let (k, d) = (k.max(1) as u64, config.hidden_size as u64);
-    let features = config.intermediate_hidden_state_indices.len() as u64;
-    let per_sample_block = n * (3 * d).max(config.mlp_dim() as u64) * 4;
-    let chunked = DEFAULT_CHUNK_BYTES as u64;
-    let (h, w) = config.image_size.hw();
-    [
-        (config.decoder_hidden_size * h * w * 4) as u64, // one sample's full-resolution decoder map
-        2 * k * n * d * 4,                               // the hidden states of both streams
-        k * n * features * d * 4,                        // the concatenated features the decoder reads
-        per_sample_block.max(chunked),                   // one block piece (at least one sample)
-        chunked,                                         // attention score groups and decoder_embed pieces
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0)
+/// `(name, shape)` of every checkpoint tensor (HF names) that [`SegGpt::load`] reads under
+/// `config`, in the order it reads them. Found by running the loading code itself without a
+/// checkpoint (nothing is read or allocated), so a header checked against this list is exactly
+/// what loading accepts.
+pub fn parameter_shapes(config: &SegGptConfig) -> Result<Vec<(String, Vec<usize>)>, LoadError> {
+    config.validate()?;
+    let mut loader = Loader::dry_run();
+    // The budget only decides how loaded weights are split, not which are read.
+    load_components(&mut loader, config, MemoryBudget::DEFAULT)?;
+    loader.finish()
 }
 
-/// How many prompts fit a device whose largest storage binding is `limit` bytes.
-pub fn max_prompts(config: &SegGptConfig, limit: u64) -> usize {
-    (1..=64).take_while(|&k| largest_buffer_bytes(config, k) <= limit).last().unwrap_or(0)
+fn load_components<S: Store>(
+    loader: &mut Loader<S>,
+    config: &SegGptConfig,
+    budget: MemoryBudget,
+) -> Result<(Embeddings<S>, Encoder<S>, Decoder<S>), LoadError> {
+    let embeddings = Embeddings::load(loader, config)?;
+    let encoder = Encoder::load(loader, config)?;
+    let decoder = Decoder::load(loader, config, budget)?;
+    Ok((embeddings, encoder, decoder))
 }
 
 /// Inputs whose shapes do not fit the model.
@@ -75,13 +71,17 @@ pub struct SegGpt {
 
 impl SegGpt {
     /// Loads every tensor the config needs from `source` onto `device`; fails on a missing,
-    /// unexpected or wrongly shaped tensor.
-    pub fn load(source: &dyn TensorSource, config: SegGptConfig, device: &Device) -> Result<Self, LoadError> {
+    /// unexpected or wrongly shaped tensor. `budget` sizes the pieces of the weights too large
+    /// for one device buffer (`decoder_embed`); use the budget the forward passes will use.
+    pub fn load(
+        source: &dyn TensorSource,
+        config: SegGptConfig,
+        device: &Device,
+        budget: MemoryBudget,
+    ) -> Result<Self, LoadError> {
         config.validate()?;
         let mut loader = Loader::new(source, device);
-        let embeddings = Embeddings::load(&mut loader, &config)?;
-        let encoder = Encoder::load(&mut loader, &config)?;
-        let decoder = Decoder::load(&mut loader, &config)?;
+        let (embeddings, encoder, decoder) = load_components(&mut loader, &config, budget)?;
         loader.finish()?;
         Ok(Self { config, embeddings, encoder, decoder })
     }
@@ -118,31 +118,7 @@ impl SegGpt {
         let ensemble = options.ensemble.unwrap_or(Ensemble::Official);
         let h =
             self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
-        let chunk = options.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES);
-        let features = self.encoder.forward(h, ensemble, chunk, progress);
+        let features = self.encoder.forward(h, ensemble, options.budget, progress);
         Ok(self.decoder.forward(features))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIB: u64 = 1 << 20;
-
-    #[test]
-    fn released_model_buffers_per_prompt_count() {
-        let config = SegGptConfig::default();
-        // 1568 tokens: features (K, N, 4 * 1024) f32 = 24.5 MiB per prompt, hidden states of both
-        // streams 12.25 MiB per prompt; one block piece (N x 4096 f32) = 24.5 MiB < 64 MiB.
-        // One decoder map (64 x 896 x 448 f32) is 98 MiB.
-        assert_eq!(largest_buffer_bytes(&config, 1), 64 * 896 * 448 * 4);
-        assert_eq!(largest_buffer_bytes(&config, 5), 5 * 1568 * 4096 * 4);
-        // WebGPU's default 128 MiB binding: 5 prompts; a 1 GiB binding: 41 (the K-dependent
-        // terms grow by 24.5 MiB each).
-        assert_eq!(max_prompts(&config, 128 * MIB), 5);
-        assert_eq!(max_prompts(&config, 1024 * MIB), 41);
-        // Below the decoder map nothing fits.
-        assert_eq!(max_prompts(&config, 97 * MIB), 0);
     }
 }

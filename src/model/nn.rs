@@ -1,34 +1,39 @@
 //! The two parameterised primitives every component uses, loaded from PyTorch layouts.
 
-use burn::tensor::{DType, FloatDType, Tensor, module};
+use burn::tensor::{DType, Device, FloatDType, Tensor, module};
 
-use crate::weights::{LoadError, Loader};
+use crate::model::budget::MemoryBudget;
+use crate::model::load::{Loader, Store};
+use crate::weights::LoadError;
 
 /// `y = x W^T + b` with PyTorch's `(out, in)` weight, stored transposed as `(in, out)` for burn.
-pub struct Linear {
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
+pub struct Linear<S: Store = Device> {
+    weight: S::Tensor<2>,
+    bias: Option<S::Tensor<1>>,
 }
 
-impl Linear {
+impl<S: Store> Linear<S> {
     pub fn load(
-        loader: &mut Loader,
+        loader: &mut Loader<S>,
         prefix: &str,
         d_in: usize,
         d_out: usize,
         bias: bool,
     ) -> Result<Self, LoadError> {
-        let weight = transpose(&loader.host(&format!("{prefix}.weight"), &[d_out, d_in])?, d_out, d_in);
-        let weight = loader.upload(weight, [d_in, d_out]);
+        let weight = loader.tensor_as(&format!("{prefix}.weight"), &[d_out, d_in], [d_in, d_out], |w| {
+            transpose(&w, d_out, d_in)
+        })?;
         let bias = if bias { Some(loader.tensor(&format!("{prefix}.bias"), [d_out])?) } else { None };
         Ok(Self { weight, bias })
     }
 
     /// From burn-layout parts: `weight` is `(in, out)`.
-    pub fn from_parts(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+    pub fn from_parts(weight: S::Tensor<2>, bias: Option<S::Tensor<1>>) -> Self {
         Self { weight, bias }
     }
+}
 
+impl Linear {
     pub fn out_features(&self) -> usize {
         self.weight.dims()[1]
     }
@@ -38,62 +43,70 @@ impl Linear {
     }
 }
 
-/// A linear layer whose weight is split by output columns into pieces of at most `max_bytes`,
+/// A linear layer whose weight is split by output columns into pieces within a memory budget,
 /// so that no single GPU buffer exceeds a small device's binding limit (`decoder_embed` is
-/// 256 MiB in f32; WebGPU's default `maxStorageBufferBindingSize` is 128 MiB).
-pub struct ColumnChunkedLinear {
-    pieces: Vec<Linear>,
+/// 256 MiB in f32; WebGPU's default `maxStorageBufferBindingSize` is 128 MiB). The split is made
+/// when the weight is uploaded, since the whole weight must never be one buffer.
+pub struct ColumnChunkedLinear<S: Store = Device> {
+    pieces: Vec<Linear<S>>,
 }
 
-impl ColumnChunkedLinear {
+impl<S: Store> ColumnChunkedLinear<S> {
     pub fn load(
-        loader: &mut Loader,
+        loader: &mut Loader<S>,
         prefix: &str,
         d_in: usize,
         d_out: usize,
-        max_bytes: usize,
+        budget: MemoryBudget,
     ) -> Result<Self, LoadError> {
-        let weight = loader.host(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let bias = loader.host(&format!("{prefix}.bias"), &[d_out])?;
-        let cols_per_piece = (max_bytes / (4 * d_in)).clamp(1, d_out);
-        let mut pieces = Vec::new();
-        let mut start = 0;
-        while start < d_out {
-            let end = (start + cols_per_piece).min(d_out);
-            let rows = &weight[start * d_in..end * d_in];
-            let w = loader.upload(transpose(rows, end - start, d_in), [d_in, end - start]);
-            let b = loader.upload(bias[start..end].to_vec(), [end - start]);
-            pieces.push(Linear { weight: w, bias: Some(b) });
-            start = end;
-        }
+        let split = budget.split(d_out, column_bytes(d_in));
+        let ranges: Vec<_> = split.ranges().collect();
+        let weight_shapes: Vec<[usize; 2]> = ranges.iter().map(|r| [d_in, r.len()]).collect();
+        let weights = loader.pieces(&format!("{prefix}.weight"), &[d_out, d_in], &weight_shapes, |w| {
+            ranges.iter().map(|r| transpose(&w[r.start * d_in..r.end * d_in], r.len(), d_in)).collect()
+        })?;
+        let bias_shapes: Vec<[usize; 1]> = ranges.iter().map(|r| [r.len()]).collect();
+        let biases = loader.pieces(&format!("{prefix}.bias"), &[d_out], &bias_shapes, |b| {
+            ranges.iter().map(|r| b[r.clone()].to_vec()).collect()
+        })?;
+        let pieces = weights.into_iter().zip(biases).map(|(w, b)| Linear::from_parts(w, Some(b))).collect();
         Ok(Self { pieces })
     }
+}
 
+impl ColumnChunkedLinear {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if self.pieces.len() == 1 {
-            return self.pieces[0].forward(x);
+        if let [one] = self.pieces.as_slice() {
+            return one.forward(x);
         }
         let outs = self.pieces.iter().map(|p| p.forward(x.clone())).collect();
         Tensor::cat(outs, D - 1)
     }
 }
 
+/// Bytes of one output column of a linear layer's f32 weight with `d_in` inputs.
+pub fn column_bytes(d_in: usize) -> usize {
+    4 * d_in
+}
+
 /// LayerNorm over the last axis (biased variance), PyTorch `nn.LayerNorm`.
-pub struct LayerNorm {
-    weight: Tensor<1>,
-    bias: Tensor<1>,
+pub struct LayerNorm<S: Store = Device> {
+    weight: S::Tensor<1>,
+    bias: S::Tensor<1>,
     eps: f64,
 }
 
-impl LayerNorm {
-    pub fn load(loader: &mut Loader, prefix: &str, dim: usize, eps: f64) -> Result<Self, LoadError> {
+impl<S: Store> LayerNorm<S> {
+    pub fn load(loader: &mut Loader<S>, prefix: &str, dim: usize, eps: f64) -> Result<Self, LoadError> {
         Ok(Self {
             weight: loader.tensor(&format!("{prefix}.weight"), [dim])?,
             bias: loader.tensor(&format!("{prefix}.bias"), [dim])?,
             eps,
         })
     }
+}
 
+impl LayerNorm {
     /// In half precision the statistics are taken in f32: the variance of ViT activations in the
     /// hundreds overflows f16 (max 65504).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

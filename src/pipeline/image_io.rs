@@ -41,18 +41,6 @@ impl RgbImage {
     pub fn as_raw(&self) -> &[u8] {
         &self.data
     }
-
-    /// The HWC bytes, by value.
-    pub fn into_raw(self) -> Vec<u8> {
-        self.data
-    }
-
-    /// The pixel at column `x`, row `y`. Panics when out of bounds, like slice indexing.
-    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) out of bounds");
-        let i = (y as usize * self.width as usize + x as usize) * 3;
-        [self.data[i], self.data[i + 1], self.data[i + 2]]
-    }
 }
 
 /// A single-channel 8-bit map, rows top to bottom: class indices (a prompt mask or a predicted
@@ -84,17 +72,6 @@ impl ClassMap {
     /// The row-major values.
     pub fn as_raw(&self) -> &[u8] {
         &self.data
-    }
-
-    /// The row-major values, by value.
-    pub fn into_raw(self) -> Vec<u8> {
-        self.data
-    }
-
-    /// The value at column `x`, row `y`. Panics when out of bounds, like slice indexing.
-    pub fn get(&self, x: u32, y: u32) -> u8 {
-        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) out of bounds");
-        self.data[y as usize * self.width as usize + x as usize]
     }
 }
 

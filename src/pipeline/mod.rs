@@ -17,8 +17,8 @@
 //!   `F.interpolate(mode="nearest")` index for index (docs/MODEL.md §3.4, §3.5, §8.2).
 //! - [`preprocess`]: HF's float32 rescale-then-normalise (docs/MODEL.md §3.3).
 //! - [`palette`]: HF's `build_palette` / `mask_to_rgb` (docs/MODEL.md §3.7).
-//! - [`postprocess`]: HF's `post_process_semantic_segmentation` and the official overlay
-//!   (docs/MODEL.md §8).
+//! - [`postprocess`]: HF's `post_process_semantic_segmentation`
+//!   (docs/MODEL.md §8.1, §8.3).
 //! - [`image_io`]: decoding like PIL's `Image.open(f).convert("RGB")` (docs/MODEL.md §3.6). JPEG
 //!   is the one input that is not bit-exact: `zune-jpeg` is not libjpeg-turbo (IDCT and chroma
 //!   upsampling differ; a few levels at some pixels).
@@ -33,7 +33,7 @@ pub mod resize;
 
 pub use image_io::{ClassMap, RgbImage, decode_class_map, decode_rgb, encode_gray_png, encode_rgb_png};
 pub use palette::{build_palette, mask_to_rgb};
-pub use postprocess::{class_map, denormalize, mean_intensity, overlay, query_half, to_rgb_u8, upsample};
+pub use postprocess::{class_map, denormalize, mean_intensity, to_rgb_u8, upsample};
 pub use preprocess::{ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb};
 
 /// ImageNet channel means (R, G, B) applied after scaling to [0, 1] (docs/MODEL.md §3).
@@ -86,13 +86,6 @@ pub enum InputError {
     /// Class maps are 8-bit, so a palette can have at most 256 entries (background + 255).
     #[error("num_labels = {num_labels} is too many: class maps are 8-bit, so at most 255 labels")]
     TooManyLabels { num_labels: usize },
-
-    /// Two images that must have the same size do not.
-    #[error(
-        "{what}: sizes differ: expected {expected_width}x{expected_height}, got \
-         {width}x{height}; resize one to match the other"
-    )]
-    SizeMismatch { what: String, expected_width: u32, expected_height: u32, width: u32, height: u32 },
 
     /// A raw buffer does not hold `width * height * channels` values, or a size is zero.
     #[error(

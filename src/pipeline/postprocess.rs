@@ -1,4 +1,4 @@
-//! The model's predicted mask back to pixels, classes and overlays (docs/MODEL.md §8).
+//! The model's predicted mask back to pixels and classes (docs/MODEL.md §8).
 //!
 //! The input is the query half of the prediction: a planar `(3, 448, 448)` [`ChwImage`],
 //! ImageNet-normalised. Arithmetic follows HF's `post_process_semantic_segmentation` in `f32`
@@ -12,16 +12,6 @@ use super::{IMAGENET_MEAN, IMAGENET_STD, InputError};
 
 fn assert_rgb(values: &ChwImage) {
     assert_eq!(values.channels(), 3, "expected a 3-channel (RGB) planar image");
-}
-
-/// The query half of a stacked prediction: rows `height / 2..` of a `(3, 896, 448)` output,
-/// i.e. official `y[0, 448:]` / HF `pred_masks[:, :, 448:]` for one sample (docs/MODEL.md §2,
-/// §8.1). An odd height keeps the extra row, as `[H // 2:]` does.
-pub fn query_half(pred: &ChwImage) -> ChwImage {
-    let (h, w) = (pred.height(), pred.width());
-    let top = h / 2;
-    let data = (0..pred.channels()).flat_map(|c| pred.plane(c)[top * w..].iter().copied()).collect();
-    ChwImage::new(pred.channels(), h - top, w, data).expect("at least one row remains")
 }
 
 /// Undoes the ImageNet normalisation and scales to 0..=255:
@@ -118,39 +108,6 @@ pub fn mean_intensity(values: &ChwImage) -> ClassMap {
         .expect("same shape as a valid ChwImage")
 }
 
-/// The official visualisation (docs/MODEL.md §8.4):
-/// `uint8(target * (alpha * mask / 255 + (1 - alpha)))` per channel, in `f64`, where `mask` is
-/// the denormalised, upsampled prediction (0..=255, fractional). The official code uses
-/// `alpha = 0.6`. With only an 8-bit mask at hand, pass [`ChwImage::from_rgb`] of it; the
-/// result then differs from the official one by at most one level.
-///
-/// Fails with [`InputError::SizeMismatch`] when the sizes differ. Panics if `mask` does not
-/// have 3 channels.
-pub fn overlay(target: &RgbImage, mask: &ChwImage, alpha: f64) -> Result<RgbImage, InputError> {
-    assert_rgb(mask);
-    if (mask.width(), mask.height()) != (target.width() as usize, target.height() as usize) {
-        return Err(InputError::SizeMismatch {
-            what: "overlay of the predicted mask on the query image".to_owned(),
-            expected_width: target.width(),
-            expected_height: target.height(),
-            width: mask.width() as u32,
-            height: mask.height() as u32,
-        });
-    }
-    let plane = mask.width() * mask.height();
-    let values = mask.as_slice();
-    let data = target
-        .as_raw()
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| {
-            let m = f64::from(values[(i % 3) * plane + i / 3]);
-            (f64::from(t) * (alpha * m / 255.0 + (1.0 - alpha))) as u8
-        })
-        .collect();
-    RgbImage::new(target.width(), target.height(), data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::palette::build_palette;
@@ -158,14 +115,6 @@ mod tests {
 
     fn chw(h: usize, w: usize, r: &[f32], g: &[f32], b: &[f32]) -> ChwImage {
         ChwImage::new(3, h, w, [r, g, b].concat()).unwrap()
-    }
-
-    #[test]
-    fn query_half_keeps_the_bottom_rows() {
-        let pred = chw(4, 1, &[0.0, 1.0, 2.0, 3.0], &[4.0, 5.0, 6.0, 7.0], &[8.0; 4]);
-        let half = query_half(&pred);
-        assert_eq!((half.height(), half.width()), (2, 1));
-        assert_eq!(half.as_slice(), &[2.0, 3.0, 6.0, 7.0, 8.0, 8.0]);
     }
 
     #[test]
@@ -240,17 +189,5 @@ mod tests {
     fn mean_intensity_truncates_the_channel_mean() {
         let values = chw(1, 3, &[255.0, 1.0, 100.0], &[255.0, 1.0, 100.5], &[254.0, 0.5, 100.0]);
         assert_eq!(mean_intensity(&values).as_raw(), &[254, 0, 100]);
-    }
-
-    #[test]
-    fn overlay_matches_the_official_formula_and_checks_sizes() {
-        let target = RgbImage::new(2, 1, vec![200, 100, 50, 255, 255, 255]).unwrap();
-        let mask = chw(1, 2, &[255.0, 0.0], &[0.0, 0.0], &[127.5, 0.0]);
-        let out = overlay(&target, &mask, 0.6).unwrap();
-        // 200 * 1.0, 100 * 0.4, 50 * 0.7, 255 * 0.4 (= 102.00000000000001 in f64).
-        assert_eq!(out.as_raw(), &[200, 40, 35, 102, 102, 102]);
-        let small = chw(1, 1, &[0.0], &[0.0], &[0.0]);
-        let err = overlay(&target, &small, 0.6).unwrap_err();
-        assert!(matches!(err, InputError::SizeMismatch { .. }), "{err}");
     }
 }

@@ -30,21 +30,6 @@ impl ChwImage {
         Ok(Self { channels, height, width, data })
     }
 
-    /// The RGB bytes as `f32` values in 0..=255, planar: the form [`overlay`] takes when only an
-    /// 8-bit mask is at hand.
-    ///
-    /// [`overlay`]: super::postprocess::overlay
-    pub fn from_rgb(image: &RgbImage) -> Self {
-        let plane = image.width() as usize * image.height() as usize;
-        let mut data = vec![0f32; plane * 3];
-        for (i, px) in image.as_raw().chunks_exact(3).enumerate() {
-            for (c, &v) in px.iter().enumerate() {
-                data[c * plane + i] = f32::from(v);
-            }
-        }
-        Self { channels: 3, height: image.height() as usize, width: image.width() as usize, data }
-    }
-
     /// Number of channels (3 for every image the pipeline makes).
     pub fn channels(&self) -> usize {
         self.channels
@@ -63,11 +48,6 @@ impl ChwImage {
     /// All values, CHW.
     pub fn as_slice(&self) -> &[f32] {
         &self.data
-    }
-
-    /// All values, CHW, by value.
-    pub fn into_vec(self) -> Vec<f32> {
-        self.data
     }
 
     /// One channel's `height * width` values, row-major.

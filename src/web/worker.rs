@@ -16,7 +16,8 @@ use crate::paint::nearest_colour_labels;
 use crate::pipeline::{ClassMap, RgbImage, decode_class_map, decode_rgb};
 use crate::segment::{Prompt, PromptMask, Segmenter, Target};
 use crate::{
-    EmbeddingType, Ensemble, ForwardOptions, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts,
+    EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes,
+    max_prompts,
 };
 
 const NO_WEBGPU: &str = "This browser does not offer WebGPU, which SegGPT needs to run on your GPU. \
@@ -131,7 +132,8 @@ async fn handle(event: MessageEvent) {
                 Ok((loaded, note)) => {
                     let adapter = loaded.gpu.adapter.clone();
                     let dtype = loaded.gpu.dtype.to_string();
-                    let max_prompts = max_prompts(loaded.model.config(), loaded.gpu.max_binding);
+                    let max_prompts =
+                        max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
                     MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
                     let seconds = now_s() - start;
                     post(&ToPage::Ready { adapter, dtype, seconds, note, max_prompts }, &[]);
@@ -254,7 +256,8 @@ async fn load_model(
         }
     };
     progress("loading the weights onto the GPU ...", 0.0, 0.0);
-    let model = SegGpt::load(&weights, config, &gpu.device).map_err(|e| format!("{what}: {e}"))?;
+    let model = SegGpt::load(&weights, config, &gpu.device, MemoryBudget::DEFAULT)
+        .map_err(|e| format!("{what}: {e}"))?;
     Ok((Loaded { model, gpu }, note))
 }
 
@@ -297,12 +300,12 @@ fn picked_model(files: &Array) -> Result<(Blob, SegGptConfig, String), String> {
 
 /// Errors (naming the limit) when the adapter's buffers are too small for even one prompt.
 fn check_fits(config: &SegGptConfig, gpu: &Gpu) -> Result<(), String> {
-    if max_prompts(config, gpu.max_binding) == 0 {
+    if max_prompts(config, gpu.max_binding, MemoryBudget::DEFAULT) == 0 {
         return Err(format!(
             "This GPU's maxStorageBufferBindingSize is {} MiB; this model needs buffers of {} MiB. \
              Use a GPU (or browser) with a larger limit.",
             gpu.max_binding >> 20,
-            largest_buffer_bytes(config, 1).div_ceil(1 << 20)
+            largest_buffer_bytes(config, 1, MemoryBudget::DEFAULT).div_ceil(1 << 20)
         ));
     }
     Ok(())
@@ -468,7 +471,7 @@ fn forward_options(options: &RunOptions) -> Result<ForwardOptions, String> {
         "semantic" => EmbeddingType::Semantic,
         other => return Err(format!("unknown embedding `{other}`")),
     };
-    Ok(ForwardOptions { ensemble: Some(ensemble), embedding_type, chunk_bytes: None })
+    Ok(ForwardOptions { ensemble: Some(ensemble), embedding_type, budget: MemoryBudget::DEFAULT })
 }
 
 /// Posts one `Result` (or `Error`) per target, in order.
@@ -482,7 +485,7 @@ async fn segment(
     if specs.is_empty() {
         return Err("add a prompt: an example image and its mask".into());
     }
-    let limit = max_prompts(loaded.model.config(), loaded.gpu.max_binding);
+    let limit = max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
     if specs.len() > limit {
         return Err(format!(
             "{} prompts need more than this GPU's maxStorageBufferBindingSize ({} MiB) allows: at most {limit} \

@@ -12,16 +12,13 @@ mod pth;
 mod random;
 mod safetensors;
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::BTreeMap;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use files::{ModelFiles, open_model};
-pub use names::{hf_name_for_official, official_name_for_hf};
 #[cfg(not(target_arch = "wasm32"))]
 pub use pth::PthSource;
-pub use random::{RandomSource, parameter_shapes};
+pub use random::RandomSource;
 pub use safetensors::{SafetensorsHeader, SafetensorsSource, StoreDType, TensorEntry, write_safetensors};
 
 /// Why weights could not be loaded. Each variant names the file or tensor at fault.
@@ -53,51 +50,6 @@ pub trait TensorSource {
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// The tensor's values as f32, row-major (f16/bf16 are widened).
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError>;
-}
-
-/// Builds device tensors from a [`TensorSource`], checking names and shapes, and remembers what
-/// was taken so that [`Loader::finish`] can refuse leftovers.
-pub struct Loader<'a> {
-    source: &'a dyn TensorSource,
-    device: Device,
-    taken: BTreeSet<String>,
-}
-
-impl<'a> Loader<'a> {
-    pub fn new(source: &'a dyn TensorSource, device: &Device) -> Self {
-        Self { source, device: device.clone(), taken: BTreeSet::new() }
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// Reads `name` on the host after checking its shape is `shape`.
-    pub fn host(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
-        let found = self.source.shape(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
-        if found != shape {
-            return Err(LoadError::Shape { name: name.to_string(), expected: shape.to_vec(), found });
-        }
-        self.taken.insert(name.to_string());
-        self.source.read_f32(name)
-    }
-
-    /// A device tensor of exactly `shape`.
-    pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, LoadError> {
-        let values = self.host(name, &shape)?;
-        Ok(self.upload(values, shape))
-    }
-
-    pub fn upload<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
-        Tensor::from_data(TensorData::new(values, shape), &self.device)
-    }
-
-    /// Errors if the checkpoint holds tensors that were never taken.
-    pub fn finish(self) -> Result<(), LoadError> {
-        let extra: Vec<String> =
-            self.source.names().into_iter().filter(|n| !self.taken.contains(n)).collect();
-        if extra.is_empty() { Ok(()) } else { Err(LoadError::Unexpected(extra)) }
-    }
 }
 
 /// Widens raw little-endian bytes of a float dtype to f32.

@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 
 use safetensors::tensor::{Dtype, Metadata, TensorView};
 
-use super::{
-    HostTensors, LoadError, TensorSource, bytes_to_f32, names::hf_name_for_official, parameter_shapes,
-};
+use super::{HostTensors, LoadError, TensorSource, bytes_to_f32, names::hf_name_for_official};
 use crate::SegGptConfig;
+use crate::model::parameter_shapes;
 
 /// Where one tensor lies in a safetensors file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +109,7 @@ impl SafetensorsHeader {
 
     /// Checks names, shapes and dtypes against what `config` needs, before any data is read.
     pub fn check_against(&self, config: &SegGptConfig) -> Result<(), LoadError> {
-        let expected = parameter_shapes(config);
+        let expected = parameter_shapes(config)?;
         for (name, shape) in &expected {
             let entry = self.entries.get(name).ok_or_else(|| LoadError::Missing(name.clone()))?;
             if &entry.shape != shape {
@@ -212,7 +211,7 @@ mod tests {
     fn tiny() -> (SegGptConfig, Vec<u8>) {
         let config =
             SegGptConfig::from_json(include_str!("../../tests/fixtures/segment/model/config.json")).unwrap();
-        let tensors = read_all(&RandomSource::new(&config, 7)).unwrap();
+        let tensors = read_all(&RandomSource::new(&config, 7).unwrap()).unwrap();
         (config, write_safetensors(&tensors, StoreDType::F16).unwrap())
     }
 
