@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 // The page's meta CSP, also sent as a header: a dedicated worker takes its policy from its script's
-// response, not from the page's meta tag, so only the header binds the worker (WEB-DESIGN 5).
+// response, not from the page's meta tag, so only the header binds the worker.
 export const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
   + "connect-src 'self' https://huggingface.co https://*.huggingface.co https://*.hf.co; "
   + "img-src 'self' blob: data:; style-src 'self'; base-uri 'none'; form-action 'none'";
