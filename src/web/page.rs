@@ -15,9 +15,13 @@ use web_sys::{
 };
 
 use super::js_text;
-use super::protocol::{MaskInput, ModelSource, RunOptions, ToPage, ToWorker};
+use super::protocol::{
+    self, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers, RunOptions, SegmentFiles, ToPage,
+    ToWorker,
+};
 use crate::paint::{BRUSH_COLOURS, PaintMask, Rect, visible_mask_rgba};
 use crate::pipeline::{RgbImage, encode_rgb_png};
+use crate::{EmbeddingType, Ensemble};
 
 /// Where the model comes from without `?model=`: the released ViT-L on the Hugging Face hub.
 const DEFAULT_MODEL: &str = "https://huggingface.co/BAAI/seggpt-vit-large/resolve/main/";
@@ -61,7 +65,7 @@ struct ResultView {
 struct Page {
     worker: Option<Worker>,
     source: ModelSource,
-    model_files: Array,
+    model_files: Vec<File>,
     prompts: Vec<PromptUi>,
     results: Vec<ResultView>,
     ready: bool,
@@ -69,6 +73,7 @@ struct Page {
     remaining: usize,
     max_prompts: usize,
     /// `?debug=panic`: the next run also makes the worker panic (tests the restart path).
+    #[cfg(feature = "test-hooks")]
     debug_panic: bool,
     /// Half precision where the GPU has `shader-f16` (the default; `?dtype=f32` turns it off).
     half: bool,
@@ -93,6 +98,7 @@ pub fn run_page() -> Result<(), JsValue> {
     }));
     let source = ModelSource::Url { url: model_url()? };
     let query = UrlSearchParams::new_with_str(&window().location().search()?)?;
+    #[cfg(feature = "test-hooks")]
     let debug_panic = query.get("debug").as_deref() == Some("panic");
     let half = query.get("dtype").as_deref() != Some("f32");
     let cache = query.get("cache").as_deref() != Some("off");
@@ -100,12 +106,13 @@ pub fn run_page() -> Result<(), JsValue> {
         *p.borrow_mut() = Some(Page {
             worker: None,
             source,
-            model_files: Array::new(),
+            model_files: Vec::new(),
             prompts: Vec::new(),
             results: Vec::new(),
             ready: false,
             remaining: 0,
             max_prompts: usize::MAX,
+            #[cfg(feature = "test-hooks")]
             debug_panic,
             half,
             cache,
@@ -119,7 +126,7 @@ pub fn run_page() -> Result<(), JsValue> {
         }
     })?;
     on(&by_testid("model-file")?, "change", |_| load_picked_model())?;
-    on(&by_testid("clear-cache")?, "click", |_| send(&ToWorker::ClearCache, None))?;
+    on(&by_testid("clear-cache")?, "click", |_| send(&ToWorker::ClearCache, |_| {}))?;
     on(&by_testid("retry")?, "click", |_| {
         hide_error();
         report(start_worker());
@@ -203,17 +210,16 @@ fn start_worker() -> Result<(), JsValue> {
     Ok(())
 }
 
-fn send(msg: &ToWorker, files: Option<&Array>) {
+fn send(msg: &ToWorker, attach: impl FnOnce(&js_sys::Object)) {
     let worker = with_page(|p| p.worker.clone()).flatten();
     let Some(worker) = worker else {
         return show_error("The model worker is not running: press Retry.", true);
     };
-    let envelope = js_sys::Object::new();
-    let _ =
-        Reflect::set(&envelope, &"msg".into(), &serde_wasm_bindgen::to_value(msg).unwrap_or(JsValue::NULL));
-    if let Some(files) = files {
-        let _ = Reflect::set(&envelope, &"files".into(), files);
-    }
+    let envelope = match protocol::envelope(msg) {
+        Ok(envelope) => envelope,
+        Err(message) => return show_error(&message, false),
+    };
+    attach(&envelope);
     if let Err(err) = worker.post_message(&envelope) {
         show_error(&format!("cannot reach the model worker: {}", js_text(&err)), true);
     }
@@ -233,7 +239,7 @@ fn send_load() {
     set_text("model-note", "");
     with_page(|p| p.ready = false);
     update_segment_button();
-    send(&ToWorker::Load { source, half, cache }, Some(&files));
+    send(&ToWorker::Load { source, half, cache }, |envelope| ModelFiles(files).to_js(envelope));
 }
 
 /// The worker is gone (crash, GPU out of memory, device lost): stop it, keep everything the user
@@ -256,13 +262,14 @@ fn worker_died(message: &str) {
 
 fn on_worker_message(event: MessageEvent) {
     let data = event.data();
-    let msg = Reflect::get(&data, &"msg".into()).unwrap_or(JsValue::UNDEFINED);
-    let msg: ToPage = match serde_wasm_bindgen::from_value(msg) {
+    let msg: ToPage = match protocol::message(&data) {
         Ok(msg) => msg,
-        Err(err) => return show_error(&format!("unreadable message from the worker: {err}"), false),
+        Err(err) => return show_error(&format!("from the worker: {err}"), false),
     };
     match msg {
         ToPage::Started => send_load(),
+        // This page loads at once; it does not ask first.
+        ToPage::Inspected { .. } => {}
         ToPage::Progress { text, done, total } => {
             set_text("model-status", &text);
             if let Ok(bar) = by_testid("model-progress") {
@@ -297,13 +304,11 @@ fn on_worker_message(event: MessageEvent) {
             let total = with_page(|p| p.results.len()).unwrap_or(0);
             set_text("run-status", &format!("segmenting {} of {total} ...", index + 1));
         }
-        ToPage::Result { index, seconds, width, height, colours } => {
-            let bytes = Reflect::get(&data, &"bytes".into()).unwrap_or(JsValue::UNDEFINED);
-            let rgb = Reflect::get(&data, &"rgb".into()).unwrap_or(JsValue::UNDEFINED);
-            let labels = Reflect::get(&data, &"labels".into()).unwrap_or(JsValue::UNDEFINED);
-            let png = Uint8Array::new(&bytes).to_vec();
-            let rgb = Uint8Array::new(&rgb).to_vec();
-            let labels = Uint8Array::new(&labels).to_vec();
+        ToPage::Result { index, seconds, width, height, colours, num_classes: _ } => {
+            let ResultBuffers { mask_png: png, mask_rgb: rgb, labels } = match ResultBuffers::from_js(&data) {
+                Ok(buffers) => buffers,
+                Err(message) => return show_error(&message, false),
+            };
             spawn_local(async move {
                 let shown = show_result(index, png, rgb, labels, width, height, colours, seconds).await;
                 if let Err(err) = shown {
@@ -372,13 +377,9 @@ fn load_picked_model() {
     if files.is_empty() {
         return;
     }
-    let array = Array::new();
-    for file in &files {
-        array.push(file);
-    }
     with_page(|p| {
         p.source = ModelSource::Files;
-        p.model_files = array;
+        p.model_files = files;
         p.remaining = 0;
     });
     // The same files can be picked again (after a failure) and still fire `change`.
@@ -768,37 +769,31 @@ fn start_segment() -> Result<(), String> {
     let max_prompts = with_page(|p| p.max_prompts).unwrap_or(usize::MAX);
     if prompts.len() > max_prompts {
         return Err(format!(
-            "this GPU takes at most {max_prompts} prompts (its maxStorageBufferBindingSize is too small for more)"
+            "your GPU allows at most {max_prompts} prompts at a time: remove {} of them",
+            prompts.len() - max_prompts
         ));
     }
-    let files = Array::new();
-    let mut specs = Vec::new();
-    for (i, (root, mode, painted)) in prompts.iter().enumerate() {
+    let mut prompt_files = Vec::new();
+    for (i, (root, mode, painted)) in prompts.into_iter().enumerate() {
         let n = i + 1;
-        let image = prompt_file(root, "prompt-image").ok_or(format!("prompt {n}: choose its image"))?;
-        files.push(&image);
-        match (mode, painted) {
-            (MaskMode::Painted, Some((rgb, w, h))) => {
+        let image = prompt_file(&root, "prompt-image").ok_or(format!("prompt {n}: choose its image"))?;
+        let mask = match (mode, painted) {
+            (MaskMode::Painted, Some((rgb, width, height))) => {
                 if rgb.iter().all(|&v| v == 0) {
                     return Err(format!("prompt {n}: the painted mask is empty; paint what to find"));
                 }
-                files.push(&Uint8Array::from(rgb.as_slice()));
-                specs.push(MaskInput::Painted { width: *w, height: *h });
+                MaskFile::Painted { rgb, width, height }
             }
-            (MaskMode::File, _) => {
-                let mask = prompt_file(root, "prompt-mask").ok_or(format!("prompt {n}: choose its mask"))?;
-                files.push(&mask);
-                specs.push(MaskInput::File);
-            }
+            (MaskMode::File, _) => MaskFile::File(
+                prompt_file(&root, "prompt-mask").ok_or(format!("prompt {n}: choose its mask"))?,
+            ),
             _ => return Err(format!("prompt {n}: give its mask (a file, or paint it)")),
-        }
+        };
+        prompt_files.push(PromptFiles { image, mask });
     }
     let targets = input_files("target-input").unwrap_or_default();
     if targets.is_empty() {
         return Err("choose at least one target image".into());
-    }
-    for target in &targets {
-        files.push(target);
     }
     let results = by_testid("results").map_err(|e| js_text(&e))?;
     results.set_inner_html("");
@@ -826,16 +821,21 @@ fn start_segment() -> Result<(), String> {
     });
     update_segment_button();
     set_text("run-status", "starting ...");
+    let embedding = selected("embedding");
+    let ensemble = selected("ensemble");
     let options = RunOptions {
-        embedding: selected("embedding"),
-        ensemble: selected("ensemble"),
+        embedding: EmbeddingType::ALL.into_iter().find(|e| e.name() == embedding).unwrap_or_default(),
+        ensemble: Ensemble::ALL.into_iter().find(|e| e.name() == ensemble).unwrap_or(Ensemble::Official),
         class_masks: by_testid("class-masks")
             .map(|e| e.unchecked_into::<HtmlInputElement>().checked())
             .unwrap_or(false),
+        num_classes: None,
     };
-    send(&ToWorker::Segment { prompts: specs, targets: targets.len(), options }, Some(&files));
+    let files = SegmentFiles { prompts: prompt_files, targets: targets.clone() };
+    send(&ToWorker::Segment { options }, |envelope| files.to_js(envelope));
+    #[cfg(feature = "test-hooks")]
     if with_page(|p| std::mem::take(&mut p.debug_panic)) == Some(true) {
-        send(&ToWorker::DebugPanic, None);
+        send(&ToWorker::DebugPanic, |_| {});
     }
     Ok(())
 }
