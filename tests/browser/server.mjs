@@ -1,6 +1,7 @@
 // A tiny static server for the browser tests: `/` -> dist/, `/model/` -> the fixture model.
 // Loopback only, correct MIME types for module scripts and wasm, no caching, the app's CSP as a header,
-// and a log of every path.
+// `ETag` and `Last-Modified` (from the file's size and time, as a real server gives them: the app
+// revalidates its stored model with them), and a log of every request.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,17 +15,21 @@ export const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; wo
 const MIME = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
   '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png',
-  '.css': 'text/css', '.safetensors': 'application/octet-stream',
+  '.css': 'text/css', '.safetensors': 'application/octet-stream', '.jpg': 'image/jpeg',
+  '.webmanifest': 'application/manifest+json', '.svg': 'image/svg+xml',
 };
 
 /** roots: { '/url-prefix/': '/dir/on/disk', ... }; longest prefix wins. Paths under a prefix in
- * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Resolves to { url, log, close }. */
+ * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Resolves to
+ * { url, log, requests, close }: `log` lists the paths asked for, `requests` each { method, path }. */
 export function serve(roots, slow = []) {
   const log = [];
+  const requests = [];
   const prefixes = Object.keys(roots).sort((a, b) => b.length - a.length);
   const server = http.createServer((req, res) => {
     const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     log.push(urlPath);
+    requests.push({ method: req.method, path: urlPath });
     const prefix = prefixes.find((p) => urlPath.startsWith(p));
     let file = prefix && path.join(roots[prefix], urlPath.slice(prefix.length));
     if (file && !file.startsWith(path.resolve(roots[prefix]))) file = null; // no `..` escapes
@@ -35,12 +40,19 @@ export function serve(roots, slow = []) {
       return;
     }
     const bytes = fs.readFileSync(file);
+    const stat = fs.statSync(file);
     res.writeHead(200, {
       'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
       'Content-Length': bytes.length,
       'Cache-Control': 'no-store',
       'Content-Security-Policy': CSP,
+      'ETag': `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
+      'Last-Modified': stat.mtime.toUTCString(),
     });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     if (!slow.includes(prefix)) {
       res.end(bytes);
       return;
@@ -57,7 +69,7 @@ export function serve(roots, slow = []) {
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
-      resolve({ url: `http://127.0.0.1:${port}`, log, close: () => new Promise((r) => server.close(r)) });
+      resolve({ url: `http://127.0.0.1:${port}`, log, requests, close: () => new Promise((r) => server.close(r)) });
     });
   });
 }

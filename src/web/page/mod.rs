@@ -531,15 +531,14 @@ impl App {
         let generation = self.class_count_generation;
         let masks: Vec<File> = self.prompts.iter().filter_map(PromptCard::class_mask_file).collect();
         spawn_local(async move {
-            let mut indices = Vec::new();
+            let mut maps = Vec::new();
             for mask in &masks {
+                // A mask that cannot be read is reported when segmenting.
                 let Ok(bytes) = dom::blob_bytes(mask).await else { continue };
-                if let Ok(map) = crate::pipeline::decode_class_map(&bytes, &mask.name()) {
-                    indices.extend(map.as_raw().iter().copied().max());
-                }
+                maps.extend(crate::pipeline::decode_class_map(&bytes, &mask.name()).ok());
             }
-            let count = indices.into_iter().max().map_or(2, |max| (u32::from(max) + 1).max(2));
-            dispatch(Msg::ClassCountRead { generation, count: Some(count) });
+            let count = u32::try_from(crate::paint::inferred_num_classes(&maps)).ok();
+            dispatch(Msg::ClassCountRead { generation, count });
         });
     }
 

@@ -7,22 +7,7 @@ use web_sys::{HtmlInputElement, HtmlOptionElement, HtmlSelectElement};
 use super::dom::{Listener, element, find, set_disabled};
 use super::{Msg, dispatch};
 use crate::model::{EmbeddingType, Ensemble};
-use crate::web::protocol::RunOptions;
-
-fn embedding_label(embedding: EmbeddingType) -> &'static str {
-    match embedding {
-        EmbeddingType::Instance => "instance (each colour one object)",
-        EmbeddingType::Semantic => "semantic (each colour one class)",
-    }
-}
-
-fn ensemble_label(ensemble: Ensemble) -> &'static str {
-    match ensemble {
-        Ensemble::Official => "official feature ensemble",
-        Ensemble::Hf => "transformers feature ensemble",
-        Ensemble::None => "independent, averaged",
-    }
-}
+use crate::web::protocol::{RunOptions, embedding_label, ensemble_label};
 
 pub struct OptionsPanel {
     embedding: HtmlSelectElement,

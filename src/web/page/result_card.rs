@@ -88,9 +88,10 @@ pub struct ResultCard {
 }
 
 impl ResultCard {
-    /// `<article class=result-card data-testid=result>` for target `index`, appended to `list`.
-    pub fn new(index: usize, target: File, list: &Element) -> Result<Self, JsValue> {
-        let name = target.name();
+    /// `<article class=result-card data-testid=result>` for target `index`, appended to `list`;
+    /// `name`: the target's name, made unique among the run's targets (downloads are named after it).
+    pub fn new(index: usize, target: File, name: &str, list: &Element) -> Result<Self, JsValue> {
+        let name = name.to_string();
         let root: Element = element("article", "result-card")?;
         root.set_attribute("data-testid", "result")?;
         let header: Element = element("header", "")?;

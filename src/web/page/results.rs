@@ -6,6 +6,7 @@ use web_sys::{Element, File, HtmlInputElement};
 use super::dom::{Listener, blob, canvas_png, find, save, set_disabled};
 use super::result_card::{ResultCard, ResultMsg, ResultState, Segmented};
 use super::{Msg, dispatch};
+use crate::archive::unique_names;
 
 /// Overlay opacity when the slider cannot be read.
 const DEFAULT_OPACITY: f64 = 0.6;
@@ -34,10 +35,12 @@ impl ResultsPanel {
     }
 
     /// Drops the old cards (their listeners and URLs with them) and makes one pending card per target.
+    /// Targets that share a name (every pasted image is `image.png`) get distinct download names.
     pub fn start(&mut self, targets: &[File]) -> Result<(), JsValue> {
         self.cards.clear();
-        for (index, target) in targets.iter().enumerate() {
-            self.cards.push(ResultCard::new(index, target.clone(), &self.list)?);
+        let names: Vec<String> = targets.iter().map(File::name).collect();
+        for (index, (target, name)) in targets.iter().zip(unique_names(&names)).enumerate() {
+            self.cards.push(ResultCard::new(index, target.clone(), &name, &self.list)?);
         }
         Ok(())
     }
