@@ -2,7 +2,8 @@
 // states (empty, downloading, model ready, an example's results, an error) checked with axe-core (any
 // serious or critical violation fails), in light and dark, with screenshots at a desktop and a phone
 // viewport; the web manifest and its icons; and the offline path: after one visit the page reloads with
-// no network (service worker + the model in browser storage) and segments again.
+// no network (service worker + the model in browser storage) and segments again. An example is picked and
+// segmented with the keyboard alone, with a visible focus ring.
 //
 // Needs: `trunk build --release` (dist/), `npm ci`. Run from the repository root:
 // `node tests/browser/ux.mjs`. Exit code 0 = pass. Screenshots: tests/browser/artifacts/ux-*.png.
@@ -62,9 +63,32 @@ async function loadModel(page) {
   return waitReady(page);
 }
 
-/** Clicks an example of the gallery and waits until its files fill the prompt and the targets. */
-async function useExample(page, id, targets) {
-  await page.getByTestId(`example-${id}`).click();
+/** Presses Tab until the element with `testid` has the focus; returns its outline as the keyboard user sees it. */
+async function tabTo(page, testid, maxTabs = 80) {
+  for (let i = 0; i < maxTabs; i++) {
+    await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => {
+      const e = document.activeElement;
+      const style = getComputedStyle(e);
+      return { testid: e?.dataset.testid, outline: `${style.outlineStyle} ${style.outlineWidth}`,
+        focusVisible: e?.matches(':focus-visible') };
+    });
+    if (focused.testid === testid) return focused;
+  }
+  throw new Error(`${testid} is not reachable with ${maxTabs} presses of Tab`);
+}
+
+/** Picks an example of the gallery (a click, or Tab + Enter) and waits until its files fill the prompt and
+ * the targets. */
+async function useExample(page, id, targets, { keyboard = false } = {}) {
+  if (keyboard) {
+    const focused = await tabTo(page, `example-${id}`);
+    console.log(`  keyboard focus on example-${id}: outline ${focused.outline}`);
+    assert.ok(focused.focusVisible && !focused.outline.startsWith('none'), 'the focused example shows a focus ring');
+    await page.keyboard.press('Enter');
+  } else {
+    await page.getByTestId(`example-${id}`).click();
+  }
   await page.getByTestId('target-count').filter({ hasText: `${targets} image` }).waitFor({ timeout: 30_000 });
   await page.waitForFunction(() => {
     const thumb = document.querySelector('[data-testid=prompt-thumb]');
@@ -72,12 +96,17 @@ async function useExample(page, id, targets) {
   }, null, { timeout: 30_000 });
 }
 
-/** Clicks Segment and waits until `count` result cards have all finished (done or failed). */
-async function segment(page, count) {
-  const segmentButton = page.getByTestId('segment');
+/** Clicks Segment (or reaches it with Tab and presses Enter) and waits until `count` result cards have all
+ * finished (done or failed); returns their states. */
+async function segment(page, count, { keyboard = false } = {}) {
   await page.waitForFunction(() => !document.querySelector('[data-testid=segment]').disabled, null,
     { timeout: 30_000 });
-  await segmentButton.click();
+  if (keyboard) {
+    await tabTo(page, 'segment');
+    await page.keyboard.press('Enter');
+  } else {
+    await page.getByTestId('segment').click();
+  }
   await page.waitForFunction((n) => {
     const cards = [...document.querySelectorAll('[data-testid=result]')];
     return cards.length === n && cards.every((c) => c.dataset.state === 'done' || c.dataset.state === 'failed');
@@ -160,9 +189,9 @@ async function testStatesOfflineAndInstall(server) {
     assert.equal(weightDownloads().length, 1, 'the click downloaded the weights (seen by the request log)');
     await checkState(page, 'ready');
 
-    // An example, segmented: results shown.
-    await useExample(page, 'galaxies', 2);
-    assert.deepEqual(await segment(page, 2), ['done', 'done']);
+    // An example, picked with the keyboard, segmented (Enter on Segment): results shown.
+    await useExample(page, 'galaxies', 2, { keyboard: true });
+    assert.deepEqual(await segment(page, 2, { keyboard: true }), ['done', 'done']);
     await checkState(page, 'results');
 
     // Offline: the service worker serves the site, browser storage the model; the example segments again.
