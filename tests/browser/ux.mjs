@@ -136,17 +136,27 @@ async function axeCheck(page, state) {
     `serious or critical accessibility violations in state "${state}"`);
 }
 
-/** Screenshots (desktop light and dark, phone light) and axe in light and dark for one state. */
+/** The whole page at `viewport`'s width. The viewport is stretched to the page's height first (rather than
+ * Playwright's fullPage), so that the sticky run bar is drawn where it sits in the flow. */
+async function screenshot(page, name, viewport) {
+  await page.setViewportSize(viewport);
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.setViewportSize({ width: viewport.width, height: Math.max(height, viewport.height) });
+  await page.screenshot({ path: path.join(artifacts, `ux-${name}.png`) });
+  await page.setViewportSize(viewport);
+}
+
+/** Screenshots (desktop light and dark, phone light) and axe in light, dark and phone for one state. */
 async function checkState(page, state) {
   await axeCheck(page, `${state}, light`);
-  await page.screenshot({ path: path.join(artifacts, `ux-${state}-desktop.png`), fullPage: true });
+  await screenshot(page, `${state}-desktop`, DESKTOP);
   await page.emulateMedia({ colorScheme: 'dark' });
   await axeCheck(page, `${state}, dark`);
-  await page.screenshot({ path: path.join(artifacts, `ux-${state}-desktop-dark.png`), fullPage: true });
+  await screenshot(page, `${state}-desktop-dark`, DESKTOP);
   await page.emulateMedia({ colorScheme: 'light' });
   await page.setViewportSize(PHONE);
   await axeCheck(page, `${state}, phone`);
-  await page.screenshot({ path: path.join(artifacts, `ux-${state}-phone.png`), fullPage: true });
+  await screenshot(page, `${state}-phone`, PHONE);
   await page.setViewportSize(DESKTOP);
 }
 
@@ -254,7 +264,7 @@ async function testProgressVisible(server) {
     assert.ok(await progress.isVisible(), 'the progress bar is visible');
     const box = await progress.boundingBox();
     assert.ok(box.y < DESKTOP.height && box.width > 200, `the progress bar is in view and wide (${JSON.stringify(box)})`);
-    await page.screenshot({ path: path.join(artifacts, 'ux-downloading-desktop.png') });
+    await page.screenshot({ path: path.join(artifacts, 'ux-downloading-desktop.png') }); // what is in view
     console.log(`  downloading: "${(await page.getByTestId('model-status').textContent()).trim()}"`);
     await waitReady(page);
   } finally {
