@@ -5,8 +5,8 @@ use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Blob, BlobPropertyBag, CanvasRenderingContext2d, DataTransfer, Document, Element, Event, EventTarget, File,
-    FileList, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, ImageBitmap, Url,
+    Blob, BlobPropertyBag, CanvasRenderingContext2d, DataTransfer, Document, Element, Event, EventTarget,
+    File, FileList, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, ImageBitmap, Url,
 };
 
 /// An event listener that is removed, and its closure freed, when this value is dropped: a component
@@ -31,7 +31,8 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = self.target.remove_event_listener_with_callback(self.kind, self.closure.as_ref().unchecked_ref());
+        let _ =
+            self.target.remove_event_listener_with_callback(self.kind, self.closure.as_ref().unchecked_ref());
     }
 }
 
@@ -98,7 +99,8 @@ pub fn set_hidden(element: &Element, hidden: bool) {
 }
 
 pub fn set_disabled(element: &Element, disabled: bool) {
-    let _ = if disabled { element.set_attribute("disabled", "") } else { element.remove_attribute("disabled") };
+    let _ =
+        if disabled { element.set_attribute("disabled", "") } else { element.remove_attribute("disabled") };
 }
 
 pub fn files(list: Option<FileList>) -> Vec<File> {
@@ -165,8 +167,10 @@ pub fn save(blob: &Blob, name: &str) -> Result<(), JsValue> {
     link.set_download(name);
     link.click();
     let revoke = Closure::once_into_js(move || drop(url));
-    window()
-        .set_timeout_with_callback_and_timeout_and_arguments_0(revoke.unchecked_ref(), DOWNLOAD_URL_LIFETIME_MS)?;
+    window().set_timeout_with_callback_and_timeout_and_arguments_0(
+        revoke.unchecked_ref(),
+        DOWNLOAD_URL_LIFETIME_MS,
+    )?;
     Ok(())
 }
 
@@ -186,7 +190,8 @@ pub fn css_rgb(c: [u8; 3]) -> String {
 /// visitor is offered a 1.5 GB download that could not be used.
 pub async fn webgpu_unavailable() -> Option<String> {
     let gpu = Reflect::get(&window().navigator(), &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
-    let request = Reflect::get(&gpu, &"requestAdapter".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
+    let request =
+        Reflect::get(&gpu, &"requestAdapter".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
     let adapter = match request.map(|request| request.call0(&gpu)) {
         Some(Ok(promise)) => JsFuture::from(Promise::from(promise)).await.unwrap_or(JsValue::NULL),
         _ => JsValue::NULL,

@@ -71,7 +71,8 @@ impl Gallery {
             caption.set_text_content(Some(&example.title));
             button.append_child(&thumb)?;
             button.append_child(&caption)?;
-            self._listeners.push(Listener::new(&button, "click", move |_| dispatch(Msg::ExampleClicked(index)))?);
+            self._listeners
+                .push(Listener::new(&button, "click", move |_| dispatch(Msg::ExampleClicked(index)))?);
             self.gallery.append_child(&button)?;
         }
         set_hidden(&self.panel, examples.is_empty());

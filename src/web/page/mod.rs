@@ -41,10 +41,20 @@ const DEFAULT_MODEL: &str = "https://huggingface.co/BAAI/seggpt-vit-large/resolv
 
 /// Everything that happens on the page.
 pub enum Msg {
-    FromWorker { generation: u32, data: JsValue },
-    WorkerCrashed { generation: u32, message: String },
+    FromWorker {
+        generation: u32,
+        data: JsValue,
+    },
+    WorkerCrashed {
+        generation: u32,
+        message: String,
+    },
     /// The model is not stored; `unavailable`: why this browser could not run it anyway.
-    OfferDownload { bytes: Option<f64>, note: String, unavailable: Option<String> },
+    OfferDownload {
+        bytes: Option<f64>,
+        note: String,
+        unavailable: Option<String>,
+    },
     LoadModel,
     ModelFilesPicked,
     ModelFilesDropped(Vec<File>),
@@ -59,9 +69,17 @@ pub enum Msg {
     RemoveTarget(File),
     ClassMasksChanged,
     NumClassesEdited,
-    ClassCountRead { generation: u32, count: Option<u32> },
+    ClassCountRead {
+        generation: u32,
+        count: Option<u32>,
+    },
     Segment,
-    ResultDecoded { run: u32, index: usize, result: Segmented, target: Result<ImageBitmap, String> },
+    ResultDecoded {
+        run: u32,
+        index: usize,
+        result: Segmented,
+        target: Result<ImageBitmap, String>,
+    },
     Result(usize, ResultMsg),
     Opacity,
     DownloadAll,
@@ -222,7 +240,9 @@ impl App {
 
     fn update(&mut self, msg: Msg) -> Result<(), JsValue> {
         match msg {
-            Msg::FromWorker { generation, data } if generation == self.generation => self.from_worker(&data)?,
+            Msg::FromWorker { generation, data } if generation == self.generation => {
+                self.from_worker(&data)?
+            }
             Msg::WorkerCrashed { generation, message } if generation == self.generation => {
                 self.worker_died(&message)?
             }
@@ -310,7 +330,8 @@ impl App {
             }
             Msg::ExampleClicked(index) => {
                 if let Some(example) = self.gallery.get(index).cloned() {
-                    self.run_status.set_text_content(Some(&format!("loading the example {} ...", example.title)));
+                    self.run_status
+                        .set_text_content(Some(&format!("loading the example {} ...", example.title)));
                     spawn_local(async move {
                         dispatch(Msg::ExampleFetched(examples::fetch_example(example).await));
                     });
@@ -322,7 +343,8 @@ impl App {
             }
             Msg::Pasted(pasted) => {
                 // Onto the prompt that has the focus, else to the targets.
-                let focused = document().active_element().and_then(|e| e.closest(".prompt-card").ok().flatten());
+                let focused =
+                    document().active_element().and_then(|e| e.closest(".prompt-card").ok().flatten());
                 match self.prompts.iter_mut().find(|card| Some(card.root()) == focused.as_ref()) {
                     Some(card) => card.update(PromptMsg::Dropped(pasted))?,
                     None => self.targets.add(pasted)?,
@@ -361,7 +383,8 @@ impl App {
         self.model.set_loading(true);
         self.ready = false;
         let s = &self.settings;
-        let envelope = protocol::envelope(&ToWorker::Load { source: s.source.clone(), half: s.half, cache: s.cache })?;
+        let envelope =
+            protocol::envelope(&ToWorker::Load { source: s.source.clone(), half: s.half, cache: s.cache })?;
         if s.source == ModelSource::Files {
             ModelFiles(s.model_files.clone()).to_js(&envelope);
         }
@@ -500,7 +523,12 @@ impl App {
         if self.prompts.len() > self.max_prompts {
             return Err(format!("your GPU allows at most {} prompts at a time", self.max_prompts).into());
         }
-        let prompts = self.prompts.iter().enumerate().map(|(i, card)| card.files(i + 1)).collect::<Result<Vec<_>, _>>()?;
+        let prompts = self
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, card)| card.files(i + 1))
+            .collect::<Result<Vec<_>, _>>()?;
         let targets = self.targets.files();
         if targets.is_empty() {
             return Err("choose at least one target image".into());

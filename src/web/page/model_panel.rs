@@ -158,7 +158,12 @@ impl ErrorBanner {
     pub fn new(root: &web_sys::Document) -> Result<Self, JsValue> {
         let retry: Element = find(root, "retry")?;
         let listeners = vec![Listener::new(&retry, "click", |_| dispatch(Msg::Retry))?];
-        Ok(ErrorBanner { root: find(root, "error")?, text: find(root, "error-text")?, retry, _listeners: listeners })
+        Ok(ErrorBanner {
+            root: find(root, "error")?,
+            text: find(root, "error-text")?,
+            retry,
+            _listeners: listeners,
+        })
     }
 
     pub fn show(&self, message: &str, retry: bool) {

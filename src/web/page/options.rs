@@ -23,7 +23,11 @@ impl OptionsPanel {
     pub fn new(root: &web_sys::Document) -> Result<Self, JsValue> {
         let embedding: HtmlSelectElement = find(root, "embedding")?;
         let ensemble: HtmlSelectElement = find(root, "ensemble")?;
-        fill(&embedding, EmbeddingType::ALL.map(|e| (e.name(), embedding_label(e))), EmbeddingType::default().name())?;
+        fill(
+            &embedding,
+            EmbeddingType::ALL.map(|e| (e.name(), embedding_label(e))),
+            EmbeddingType::default().name(),
+        )?;
         // Official is what "no choice" means in `ForwardOptions`, and the CLI's default.
         fill(&ensemble, Ensemble::ALL.map(|e| (e.name(), ensemble_label(e))), Ensemble::Official.name())?;
         let class_masks: HtmlInputElement = find(root, "class-masks")?;
@@ -32,7 +36,14 @@ impl OptionsPanel {
             Listener::new(&class_masks, "change", |_| dispatch(Msg::ClassMasksChanged))?,
             Listener::new(&num_classes, "input", |_| dispatch(Msg::NumClassesEdited))?,
         ];
-        Ok(OptionsPanel { embedding, ensemble, class_masks, num_classes, num_classes_edited: false, _listeners: listeners })
+        Ok(OptionsPanel {
+            embedding,
+            ensemble,
+            class_masks,
+            num_classes,
+            num_classes_edited: false,
+            _listeners: listeners,
+        })
     }
 
     pub fn class_masks(&self) -> bool {
@@ -61,8 +72,10 @@ impl OptionsPanel {
             .into_iter()
             .find(|e| e.name() == self.embedding.value())
             .ok_or("choose an embedding type")?;
-        let ensemble =
-            Ensemble::ALL.into_iter().find(|e| e.name() == self.ensemble.value()).ok_or("choose an ensemble")?;
+        let ensemble = Ensemble::ALL
+            .into_iter()
+            .find(|e| e.name() == self.ensemble.value())
+            .ok_or("choose an ensemble")?;
         let class_masks = self.class_masks();
         let num_classes = if class_masks && !self.num_classes.value().trim().is_empty() {
             let n: u32 = self.num_classes.value().trim().parse().map_err(|_| {

@@ -8,7 +8,9 @@ use web_sys::{
     ImageData,
 };
 
-use super::dom::{Listener, ObjectUrl, context, document, files, find, image_bitmap, set_hidden, set_input_files};
+use super::dom::{
+    Listener, ObjectUrl, context, document, files, find, image_bitmap, set_hidden, set_input_files,
+};
 use super::painter::{PaintMsg, Painter};
 use super::{Msg, dispatch};
 use crate::web::protocol::{MaskFile, PromptFiles};
@@ -87,7 +89,9 @@ impl PromptCard {
         ];
         Ok(PromptCard {
             id,
-            number: root.query_selector(".prompt-number")?.ok_or("the prompt template lacks .prompt-number")?,
+            number: root
+                .query_selector(".prompt-number")?
+                .ok_or("the prompt template lacks .prompt-number")?,
             thumb: root.query_selector(".thumb")?.ok_or("the prompt template lacks .thumb")?,
             thumb_image: find(&root, "prompt-thumb")?,
             thumb_mask: find(&root, "prompt-thumb-mask")?,
@@ -246,21 +250,24 @@ impl PromptCard {
     /// The mask line under the card and the mask drawn in the thumbnail.
     fn render_mask(&self) -> Result<(), JsValue> {
         let text = match (&self.mask, self.painter.mask()) {
-            (MaskChoice::Painted, Some(mask)) => format!("mask: painted ({} x {})", mask.width(), mask.height()),
+            (MaskChoice::Painted, Some(mask)) => {
+                format!("mask: painted ({} x {})", mask.width(), mask.height())
+            }
             (MaskChoice::File(file), _) => format!("mask: {}", file.name()),
             _ => "no mask yet".to_string(),
         };
         self.mask_state.set_text_content(Some(&text));
         match (&self.mask, self.painter.mask()) {
             (MaskChoice::Painted, Some(mask)) => {
-                let rgba: Vec<u8> = mask.rgb().chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+                let rgba: Vec<u8> =
+                    mask.rgb().chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
                 self.thumb_mask.set_width(mask.width());
                 self.thumb_mask.set_height(mask.height());
                 let image =
                     ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), mask.width(), mask.height())?;
                 context(&self.thumb_mask)?.put_image_data(&image, 0.0, 0.0)?;
             }
-            (MaskChoice::None, _) => {
+            (MaskChoice::None, _) | (MaskChoice::Painted, None) => {
                 // A zero-size canvas shows nothing.
                 self.thumb_mask.set_width(0);
                 self.thumb_mask.set_height(0);

@@ -3,7 +3,10 @@
 //! and downloads of the mask PNG (the CLI's bytes) and of the overlay.
 
 use wasm_bindgen::{Clamped, JsValue};
-use web_sys::{Element, File, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, ImageBitmap, ImageData};
+use web_sys::{
+    Element, File, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, ImageBitmap,
+    ImageData,
+};
 
 use super::dom::{Listener, ObjectUrl, blob, button, context, css_rgb, element, set_hidden, stem};
 use super::{Msg, dispatch};
@@ -164,7 +167,9 @@ impl ResultCard {
     /// The target decoded and the worker's result: the card is done.
     pub fn finish(&mut self, index: usize, result: Segmented, target: ImageBitmap) -> Result<(), JsValue> {
         let (w, h) = (result.width, result.height);
-        if result.labels.len() as u64 != u64::from(w) * u64::from(h) || result.rgb.len() != result.labels.len() * 3 {
+        if result.labels.len() as u64 != u64::from(w) * u64::from(h)
+            || result.rgb.len() != result.labels.len() * 3
+        {
             return Err("the worker sent a result of inconsistent size".into());
         }
         let url = ObjectUrl::new(&blob(&result.png, "image/png")?)?;
@@ -193,8 +198,14 @@ impl ResultCard {
         }
         let hidden = vec![false; result.colours.len()];
         let mask = mask_canvas(&result, &hidden)?;
-        self.state =
-            ResultState::Done(Box::new(Done { result, hidden, target, mask, _mask_url: url, _toggles: toggles }));
+        self.state = ResultState::Done(Box::new(Done {
+            result,
+            hidden,
+            target,
+            mask,
+            _mask_url: url,
+            _toggles: toggles,
+        }));
         Ok(())
     }
 
@@ -217,7 +228,10 @@ impl ResultCard {
                         super::dom::save(&blob(&png, "image/png")?, &name)
                     };
                     if let Err(err) = saved.await {
-                        dispatch(Msg::Failed(format!("cannot save the overlay: {}", crate::web::js_text(&err))));
+                        dispatch(Msg::Failed(format!(
+                            "cannot save the overlay: {}",
+                            crate::web::js_text(&err)
+                        )));
                     }
                 });
             }
@@ -288,7 +302,13 @@ impl ResultCard {
             View::Overlay => draw_overlay(canvas, done, opacity, 0.0),
             View::BeforeAfter => {
                 let ctx = context(canvas)?;
-                ctx.draw_image_with_image_bitmap_and_dw_and_dh(&done.target, 0.0, 0.0, f64::from(w), f64::from(h))?;
+                ctx.draw_image_with_image_bitmap_and_dw_and_dh(
+                    &done.target,
+                    0.0,
+                    0.0,
+                    f64::from(w),
+                    f64::from(h),
+                )?;
                 draw_overlay(canvas, done, opacity, f64::from(w))
             }
             View::MaskOnly => context(canvas)?.draw_image_with_html_canvas_element(&done.mask, 0.0, 0.0),

@@ -27,7 +27,13 @@ impl ResultsPanel {
             Listener::new(&opacity, "input", |_| dispatch(Msg::Opacity))?,
             Listener::new(&download_all, "click", |_| dispatch(Msg::DownloadAll))?,
         ];
-        Ok(ResultsPanel { list: find(root, "results")?, opacity, download_all, cards: Vec::new(), _listeners: listeners })
+        Ok(ResultsPanel {
+            list: find(root, "results")?,
+            opacity,
+            download_all,
+            cards: Vec::new(),
+            _listeners: listeners,
+        })
     }
 
     fn opacity(&self) -> f64 {
@@ -76,7 +82,12 @@ impl ResultsPanel {
         Ok(())
     }
 
-    pub fn finish(&mut self, index: usize, result: Segmented, target: web_sys::ImageBitmap) -> Result<(), JsValue> {
+    pub fn finish(
+        &mut self,
+        index: usize,
+        result: Segmented,
+        target: web_sys::ImageBitmap,
+    ) -> Result<(), JsValue> {
         let opacity = self.opacity();
         let Some(card) = self.cards.get_mut(index) else { return Ok(()) };
         card.finish(index, result, target)?;

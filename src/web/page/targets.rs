@@ -83,7 +83,8 @@ impl TargetsPanel {
         let files = self.files();
         let mut old: Vec<Option<Thumb>> = std::mem::take(&mut self.thumbs).into_iter().map(Some).collect();
         for file in &files {
-            let kept = old.iter_mut().find(|t| t.as_ref().is_some_and(|t| &t.file == file)).and_then(Option::take);
+            let kept =
+                old.iter_mut().find(|t| t.as_ref().is_some_and(|t| &t.file == file)).and_then(Option::take);
             let thumb = match kept {
                 Some(thumb) => thumb,
                 None => thumbnail(file)?,

@@ -15,13 +15,12 @@ const CRASH_GRACE_MS: i32 = 500;
 
 pub struct WorkerLink {
     worker: Worker,
-    /// Which start this is: messages of a replaced worker are ignored.
-    pub generation: u32,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(Event)>,
 }
 
 impl WorkerLink {
+    /// `generation`: which start this is, carried by its messages so that a replaced worker's are ignored.
     pub fn start(generation: u32) -> Result<Self, JsValue> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
@@ -43,7 +42,7 @@ impl WorkerLink {
                 .set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), CRASH_GRACE_MS);
         });
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Ok(WorkerLink { worker, generation, _on_message: on_message, _on_error: on_error })
+        Ok(WorkerLink { worker, _on_message: on_message, _on_error: on_error })
     }
 
     /// Posts a message with no files.
