@@ -58,15 +58,15 @@ function maxDiff(a, b) {
   return max;
 }
 
-/** Requests since `since` (an index into server.requests) that fetched weights or config: a `HEAD`
- * (the stored copy's revalidation) fetches nothing. */
+/** Requests since `since` (an index into server.log) that fetched weights or config: a `HEAD`
+ * (the stored copy's revalidation, logged as `HEAD /path`) fetches nothing. */
 function modelFetches(server, since) {
-  return server.requests.slice(since).filter((r) => r.method !== 'HEAD' && r.path.startsWith('/model/'));
+  return server.log.slice(since).filter((p) => p.startsWith('/model/'));
 }
 
-/** Whether `file` was downloaded (a GET) since `since` (an index into server.requests). */
+/** Whether `file` was downloaded (a GET, logged as the bare path) since `since` (an index into server.log). */
 function downloaded(server, since, file) {
-  return server.requests.slice(since).some((r) => r.method === 'GET' && r.path === file);
+  return server.log.slice(since).includes(file);
 }
 
 function assertLoopback(urls, base) {
@@ -199,12 +199,12 @@ async function testOnePromptThenCacheReload(server) {
 
     // Reload: the model comes from browser storage at once (no consent asked), with no download
     // (only a HEAD to revalidate it).
-    const before = server.requests.length;
+    const before = server.log.length;
     const t = Date.now();
     await page.reload();
     await waitReady(page);
     const note = await page.getByTestId('model-note').textContent();
-    const after = server.requests.slice(before).map((r) => `${r.method} ${r.path}`);
+    const after = server.log.slice(before);
     console.log(`  reload to ready: ${((Date.now() - t) / 1000).toFixed(1)} s; note: "${note}"; requests: ${after.join(', ')}`);
     assert.match(note, /browser storage/);
     assert.deepEqual(modelFetches(server, before), [], 'no model download after the reload');
@@ -218,7 +218,7 @@ async function testOnePromptThenCacheReload(server) {
     // Clearing the cache: the next reload downloads again.
     await page.getByTestId('clear-cache').click();
     await page.getByTestId('model-note').filter({ hasText: 'cleared' }).waitFor();
-    const beforeClear = server.requests.length;
+    const beforeClear = server.log.length;
     await page.reload();
     await consentIfAsked(page);
     await waitReady(page);
@@ -464,7 +464,7 @@ async function testDownloadProgressAndBadDownload(server) {
     await gotoAndLoad(page, `${server.url}/?model=/model/&cache=off`);
     await waitReady(page);
     assert.match(await page.getByTestId('model-note').textContent(), /not kept in browser storage/);
-    const beforeOff = server.requests.length;
+    const beforeOff = server.log.length;
     await page.reload();
     await consentIfAsked(page);
     await waitReady(page);
@@ -477,7 +477,7 @@ async function testDownloadProgressAndBadDownload(server) {
     assert.ok(maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a) <= 1, 'in-memory weights give the same mask');
 
     // The truncated copy was not cached: loading it again downloads it again.
-    const before = server.requests.length;
+    const before = server.log.length;
     await gotoAndLoad(page, `${server.url}/?model=/bad-model/`);
     await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
     assert.ok(downloaded(server, before, '/bad-model/model.safetensors'), 'not served from a cache');
@@ -596,7 +596,7 @@ async function testCrashAndRetry(server) {
     assert.equal(await page.getByTestId('segment').isDisabled(), true);
 
     // Retry: a new worker reloads the model (from browser storage); the inputs are still there.
-    const before = server.requests.length;
+    const before = server.log.length;
     await retry.click();
     await waitReady(page);
     assert.deepEqual(modelFetches(server, before), [], 'reloaded from storage');

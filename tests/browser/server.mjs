@@ -1,7 +1,7 @@
 // A tiny static server for the browser tests: `/` -> dist/, `/model/` -> the fixture model.
 // Loopback only, correct MIME types for module scripts and wasm, no caching, the app's CSP as a header,
-// `ETag` and `Last-Modified` (from the file's size and time, as a real server gives them: the app
-// revalidates its stored model with them), and a log of every request.
+// an ETag and Last-Modified per file (from its size and modification time, as common static servers
+// do), and a log of every path (`HEAD /path` for a HEAD, the bare path for a GET).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,20 +16,24 @@ const MIME = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
   '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png',
   '.css': 'text/css', '.safetensors': 'application/octet-stream', '.jpg': 'image/jpeg',
-  '.webmanifest': 'application/manifest+json', '.svg': 'image/svg+xml',
+  '.webmanifest': 'application/manifest+json',
 };
 
 /** roots: { '/url-prefix/': '/dir/on/disk', ... }; longest prefix wins. Paths under a prefix in
- * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Resolves to
- * { url, log, requests, close }: `log` lists the paths asked for, `requests` each { method, path }. */
+ * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Requests under a prefix
+ * added to `unreachable` get their connection dropped with no answer, as when offline.
+ * Resolves to { url, log, unreachable, close }. */
 export function serve(roots, slow = []) {
   const log = [];
-  const requests = [];
+  const unreachable = new Set();
   const prefixes = Object.keys(roots).sort((a, b) => b.length - a.length);
   const server = http.createServer((req, res) => {
     const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    log.push(urlPath);
-    requests.push({ method: req.method, path: urlPath });
+    log.push(req.method === 'GET' ? urlPath : `${req.method} ${urlPath}`);
+    if ([...unreachable].some((p) => urlPath.startsWith(p))) {
+      req.socket.destroy();
+      return;
+    }
     const prefix = prefixes.find((p) => urlPath.startsWith(p));
     let file = prefix && path.join(roots[prefix], urlPath.slice(prefix.length));
     if (file && !file.startsWith(path.resolve(roots[prefix]))) file = null; // no `..` escapes
@@ -40,14 +44,14 @@ export function serve(roots, slow = []) {
       return;
     }
     const bytes = fs.readFileSync(file);
-    const stat = fs.statSync(file);
+    const { mtime, mtimeMs } = fs.statSync(file);
     res.writeHead(200, {
       'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
       'Content-Length': bytes.length,
       'Cache-Control': 'no-store',
       'Content-Security-Policy': CSP,
-      'ETag': `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
-      'Last-Modified': stat.mtime.toUTCString(),
+      'ETag': `"${bytes.length.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`,
+      'Last-Modified': mtime.toUTCString(),
     });
     if (req.method === 'HEAD') {
       res.end();
@@ -69,7 +73,7 @@ export function serve(roots, slow = []) {
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
-      resolve({ url: `http://127.0.0.1:${port}`, log, requests, close: () => new Promise((r) => server.close(r)) });
+      resolve({ url: `http://127.0.0.1:${port}`, log, unreachable, close: () => new Promise((r) => server.close(r)) });
     });
   });
 }
