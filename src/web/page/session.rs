@@ -84,7 +84,8 @@ impl App {
             }
             ToPage::Running { index } => {
                 self.results.set_state(index, ResultState::Running)?;
-                self.run_status.set_text_content(Some(&format!("segmenting {} ...", index + 1)));
+                let total = self.results.count();
+                self.run_status.set_text_content(Some(&format!("segmenting {} of {total} ...", index + 1)));
             }
             ToPage::Result { index, seconds, width, height, colours, num_classes } => {
                 let buffers = ResultBuffers::from_js(data)?;
