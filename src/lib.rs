@@ -9,6 +9,7 @@ pub mod archive;
 pub mod config;
 pub mod fnv;
 pub mod model;
+pub mod model_fetch;
 pub mod paint;
 pub mod pipeline;
 pub mod segment;

@@ -1,5 +1,11 @@
-//! Pixel work of the page that needs no browser, so it is tested natively: the painted prompt mask
-//! (brush strokes, eraser, undo, clear) and the per-colour view of a result mask.
+//! Pixel work of the web app that needs no browser, so it is tested natively: the painted prompt mask
+//! (brush strokes, eraser, undo, clear), the colours of the prompt masks and the per-colour view of a
+//! result mask, and the number of classes class-index masks imply.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::pipeline::{ClassMap, build_palette, mask_to_rgb};
+use crate::segment::{Prompt, PromptMask};
 
 /// Brush colours offered for painting (black is the background and the eraser).
 pub const BRUSH_COLOURS: [[u8; 3]; 8] = [
@@ -13,8 +19,11 @@ pub const BRUSH_COLOURS: [[u8; 3]; 8] = [
     [255, 255, 255],
 ];
 
-/// Undo depth: each stroke keeps a copy of the mask.
-const UNDO_STEPS: usize = 20;
+/// Bytes of earlier pixels the undo history keeps. A step keeps only the rectangle it changed (a
+/// brush stroke: kilobytes; a clear: the painted area, 36 MB at most for a 12-megapixel mask), and the
+/// oldest steps go first; the newest step is kept whatever its size, so the last action can always be
+/// undone.
+const UNDO_BYTES: usize = 64 << 20;
 
 /// A pixel rectangle: what a stroke changed, so the page redraws only that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +35,10 @@ pub struct Rect {
 }
 
 impl Rect {
+    fn pixels(self) -> usize {
+        self.width as usize * self.height as usize
+    }
+
     fn union(self, other: Option<Rect>) -> Rect {
         let Some(o) = other else { return self };
         let (x, y) = (self.x.min(o.x), self.y.min(o.y));
@@ -35,6 +48,22 @@ impl Rect {
     }
 }
 
+/// One undo step: the pixels of `rect` as they were before the step.
+#[derive(Debug, Clone)]
+struct UndoStep {
+    rect: Rect,
+    before: Vec<u8>,
+}
+
+/// The stroke being painted: the mask as it was when it began (to keep, when it ends, the part it
+/// changed) and what it changed so far.
+#[derive(Debug, Clone)]
+struct Stroke {
+    last: (f64, f64),
+    before: Vec<u8>,
+    changed: Option<Rect>,
+}
+
 /// A mask painted at the prompt image's own size: RGB, black background, exact colours (no
 /// anti-aliasing, so every painted pixel is one of the brush colours).
 #[derive(Debug, Clone)]
@@ -42,8 +71,9 @@ pub struct PaintMask {
     width: u32,
     height: u32,
     rgb: Vec<u8>,
-    undo: Vec<Vec<u8>>,
-    last: Option<(f64, f64)>,
+    undo: VecDeque<UndoStep>,
+    undo_bytes: usize,
+    stroke: Option<Stroke>,
 }
 
 impl PaintMask {
@@ -52,8 +82,9 @@ impl PaintMask {
             width,
             height,
             rgb: vec![0; width as usize * height as usize * 3],
-            undo: Vec::new(),
-            last: None,
+            undo: VecDeque::new(),
+            undo_bytes: 0,
+            stroke: None,
         }
     }
 
@@ -74,18 +105,20 @@ impl PaintMask {
         self.rgb.iter().all(|&v| v == 0)
     }
 
-    /// Starts a stroke at `(x, y)` (image pixels): saves an undo step and stamps one disc.
-    /// Returns the changed area (`None` when the disc misses the image).
+    /// Starts a stroke at `(x, y)` (image pixels) and stamps one disc. Returns the changed area
+    /// (`None` when the disc misses the image).
     pub fn begin(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) -> Option<Rect> {
-        self.save_undo();
-        self.last = Some((x, y));
-        self.stamp(x, y, radius, colour)
+        self.end();
+        let before = self.rgb.clone();
+        let changed = self.stamp(x, y, radius, colour);
+        self.stroke = Some(Stroke { last: (x, y), before, changed });
+        changed
     }
 
     /// Continues the stroke to `(x, y)`: discs every half radius along the segment, so fast moves
     /// leave no gaps. Without a started stroke it does nothing.
     pub fn extend(&mut self, x: f64, y: f64, radius: f64, colour: [u8; 3]) -> Option<Rect> {
-        let (x0, y0) = self.last?;
+        let (x0, y0) = self.stroke.as_ref()?.last;
         let length = ((x - x0).powi(2) + (y - y0).powi(2)).sqrt();
         let steps = (length / (radius / 2.0).max(0.5)).ceil().max(1.0) as usize;
         let mut changed: Option<Rect> = None;
@@ -95,36 +128,87 @@ impl PaintMask {
                 changed = Some(rect.union(changed));
             }
         }
-        self.last = Some((x, y));
+        if let Some(stroke) = self.stroke.as_mut() {
+            stroke.last = (x, y);
+            if let Some(rect) = changed {
+                stroke.changed = Some(rect.union(stroke.changed));
+            }
+        }
         changed
     }
 
+    /// Ends the stroke: what it changed becomes one undo step.
     pub fn end(&mut self) {
-        self.last = None;
+        if let Some(Stroke { before, changed: Some(rect), .. }) = self.stroke.take() {
+            let before = self.crop(&before, rect);
+            self.push_undo(UndoStep { rect, before });
+        }
     }
 
     /// Back to the mask before the last stroke (or clear); false if there is none.
     pub fn undo(&mut self) -> bool {
-        match self.undo.pop() {
-            Some(previous) => {
-                self.rgb = previous;
-                true
-            }
-            None => false,
+        self.end();
+        let Some(step) = self.undo.pop_back() else { return false };
+        self.undo_bytes -= step.before.len();
+        let row = step.rect.width as usize * 3;
+        for (i, y) in (step.rect.y..step.rect.y + step.rect.height).enumerate() {
+            let start = self.offset(step.rect.x, y);
+            self.rgb[start..start + row].copy_from_slice(&step.before[i * row..(i + 1) * row]);
         }
+        true
     }
 
-    /// Everything back to background (undoable).
+    /// Everything back to background (undoable; clearing a blank mask is not a step).
     pub fn clear(&mut self) {
-        self.save_undo();
-        self.rgb.fill(0);
+        self.end();
+        if let Some(rect) = self.painted_area() {
+            let before = self.crop(&self.rgb, rect);
+            self.push_undo(UndoStep { rect, before });
+            self.rgb.fill(0);
+        }
     }
 
-    fn save_undo(&mut self) {
-        if self.undo.len() == UNDO_STEPS {
-            self.undo.remove(0);
+    /// Bytes the undo history holds now.
+    pub fn undo_bytes(&self) -> usize {
+        self.undo_bytes
+    }
+
+    fn push_undo(&mut self, step: UndoStep) {
+        self.undo_bytes += step.before.len();
+        self.undo.push_back(step);
+        while self.undo_bytes > UNDO_BYTES && self.undo.len() > 1 {
+            if let Some(oldest) = self.undo.pop_front() {
+                self.undo_bytes -= oldest.before.len();
+            }
         }
-        self.undo.push(self.rgb.clone());
+    }
+
+    fn offset(&self, x: u32, y: u32) -> usize {
+        (y as usize * self.width as usize + x as usize) * 3
+    }
+
+    /// The pixels of `rect` in `rgb` (a mask of this size), row after row.
+    fn crop(&self, rgb: &[u8], rect: Rect) -> Vec<u8> {
+        let row = rect.width as usize * 3;
+        let mut out = Vec::with_capacity(rect.pixels() * 3);
+        for y in rect.y..rect.y + rect.height {
+            let start = self.offset(rect.x, y);
+            out.extend_from_slice(&rgb[start..start + row]);
+        }
+        out
+    }
+
+    /// The smallest rectangle holding every painted (non-black) pixel; `None` when blank.
+    fn painted_area(&self) -> Option<Rect> {
+        let mut area: Option<Rect> = None;
+        for (y, row) in self.rgb.chunks_exact(self.width as usize * 3).enumerate() {
+            let painted = |px: &[u8]| px != [0, 0, 0];
+            let Some(first) = row.chunks_exact(3).position(painted) else { continue };
+            let last = row.chunks_exact(3).rposition(painted).unwrap_or(first);
+            let rect = Rect { x: first as u32, y: y as u32, width: (last - first + 1) as u32, height: 1 };
+            area = Some(rect.union(area));
+        }
+        area
     }
 
     /// Pixels whose centre lies within `radius` of `(x, y)`.
@@ -175,6 +259,46 @@ impl PaintMask {
     }
 }
 
+/// The distinct colours of the prompt masks (those covering at least 0.2% of all mask pixels),
+/// black left out, at most 16, most frequent first: the page's per-colour toggles. Class-index
+/// masks count with the colours of their palette.
+pub fn mask_colours(prompts: &[Prompt]) -> Vec<[u8; 3]> {
+    let mut counts = HashMap::<[u8; 3], usize>::new();
+    let mut total = 0;
+    for prompt in prompts {
+        let coloured;
+        let rgb = match &prompt.mask {
+            PromptMask::Rgb(rgb) => rgb.as_raw(),
+            PromptMask::Classes { map, num_labels } => {
+                match mask_to_rgb(map, Some(&build_palette(*num_labels))) {
+                    Ok(rgb) => {
+                        coloured = rgb;
+                        coloured.as_raw()
+                    }
+                    Err(_) => continue,
+                }
+            }
+        };
+        for px in rgb.chunks_exact(3) {
+            *counts.entry([px[0], px[1], px[2]]).or_default() += 1;
+        }
+        total += rgb.len() / 3;
+    }
+    let mut colours: Vec<([u8; 3], usize)> =
+        counts.into_iter().filter(|(c, n)| *c != [0, 0, 0] && *n * 500 >= total).collect();
+    colours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    colours.into_iter().take(16).map(|(c, _)| c).collect()
+}
+
+/// The number of classes class-index masks imply when none is given: the largest index + 1, and 2
+/// at least (background and one class). It sets the palette, as the CLI's `--num-labels` does.
+pub fn inferred_num_classes<'a>(maps: impl IntoIterator<Item = &'a ClassMap>) -> usize {
+    maps.into_iter()
+        .filter_map(|map| map.as_raw().iter().copied().max())
+        .max()
+        .map_or(2, |max| (usize::from(max) + 1).max(2))
+}
+
 /// For each pixel of an RGB mask, `0` if it is nearest to black, else `1 + i` for the nearest of
 /// `colours` (squared RGB distance; ties go to the earlier entry, black first).
 pub fn nearest_colour_labels(rgb: &[u8], colours: &[[u8; 3]]) -> Vec<u8> {
@@ -212,6 +336,7 @@ pub fn visible_mask_rgba(rgb: &[u8], labels: &[u8], hidden: &[bool]) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::RgbImage;
 
     fn count(mask: &PaintMask, colour: [u8; 3]) -> usize {
         mask.rgb().chunks_exact(3).filter(|p| *p == colour).count()
@@ -274,20 +399,56 @@ mod tests {
     }
 
     #[test]
-    fn undo_keeps_a_bounded_history() {
-        let mut mask = PaintMask::new(4, 4);
-        for i in 0..UNDO_STEPS + 5 {
-            if i % 2 == 0 {
-                mask.begin(1.0, 1.0, 1.0, [255, 0, 0]);
-            } else {
-                mask.clear();
-            }
+    fn a_stroke_keeps_only_the_rectangle_it_changed_for_undo() {
+        // 12 megapixels: a full copy per step, as undo used to keep, is 36 MB.
+        let mut mask = PaintMask::new(4000, 3000);
+        for i in 0..100 {
+            let x = 20.0 + 35.0 * i as f64;
+            mask.begin(x, 100.0, 5.0, [255, 0, 0]);
+            mask.extend(x + 10.0, 110.0, 5.0, [255, 0, 0]);
+            mask.end();
         }
-        let mut undone = 0;
+        // Each stroke spans at most 22 x 22 pixels.
+        assert!(mask.undo_bytes() <= 100 * 22 * 22 * 3, "{} bytes", mask.undo_bytes());
+        let painted = count(&mask, [255, 0, 0]);
+        assert!(mask.undo());
+        assert!(count(&mask, [255, 0, 0]) < painted);
+        let mut undone = 1;
         while mask.undo() {
             undone += 1;
         }
-        assert_eq!(undone, UNDO_STEPS);
+        assert_eq!(undone, 100);
+        assert!(mask.is_blank());
+        assert_eq!(mask.undo_bytes(), 0);
+    }
+
+    #[test]
+    fn undo_history_is_bounded_by_bytes_newest_steps_kept() {
+        // 9 MB of pixels; each full repaint or clear is a 9 MB step.
+        let mut mask = PaintMask::new(2000, 1500);
+        for round in 0..20u8 {
+            mask.begin(1000.0, 750.0, 3000.0, [255, round, 0]);
+            mask.end();
+            mask.clear();
+        }
+        assert!(mask.undo_bytes() <= UNDO_BYTES, "{} bytes", mask.undo_bytes());
+        // Newest first: the clear of round 19, then its paint, revealing round 18's colour.
+        assert!(mask.undo());
+        assert_eq!(count(&mask, [255, 19, 0]), 2000 * 1500);
+        assert!(mask.undo());
+        assert!(mask.is_blank());
+        assert!(mask.undo());
+        assert_eq!(count(&mask, [255, 18, 0]), 2000 * 1500);
+        let mut left = 0;
+        while mask.undo() {
+            left += 1;
+        }
+        assert!(left < 37, "{left} more steps: the oldest should have been dropped");
+        assert_eq!(mask.undo_bytes(), 0);
+        // Clearing a blank mask is not a step.
+        mask.rgb.fill(0);
+        mask.clear();
+        assert!(!mask.undo());
     }
 
     #[test]
@@ -302,5 +463,41 @@ mod tests {
         assert_eq!(&shown[0..4], &[0, 0, 0, 255]);
         let blank = PaintMask::new(1, 1);
         assert_eq!(blank.overlay_rgba(blank.full(), 160), vec![0, 0, 0, 0]);
+    }
+
+    fn rgb_prompt(width: u32, rgb: Vec<u8>) -> Prompt {
+        let height = (rgb.len() / 3) as u32 / width;
+        let image = RgbImage::new(width, height, vec![0; rgb.len()]).unwrap();
+        Prompt { image, mask: PromptMask::Rgb(RgbImage::new(width, height, rgb).unwrap()) }
+    }
+
+    #[test]
+    fn mask_colours_are_the_frequent_ones_most_frequent_first() {
+        // 1000 pixels: 600 black, 300 green, 98 red, 2 blue (0.2% of the pixels, kept), and in a
+        // second prompt of 1000 one yellow pixel (0.05%, dropped as noise).
+        let mut first = Vec::new();
+        for (colour, n) in [([0, 0, 0], 600), ([0, 255, 0], 300), ([255, 0, 0], 98), ([0, 0, 255], 2)] {
+            for _ in 0..n {
+                first.extend_from_slice(&colour);
+            }
+        }
+        let mut second = vec![0u8; 3000];
+        second[..3].copy_from_slice(&[255, 255, 0]);
+        let prompts = [rgb_prompt(100, first), rgb_prompt(100, second)];
+        assert_eq!(mask_colours(&prompts), vec![[0, 255, 0], [255, 0, 0], [0, 0, 255]]);
+    }
+
+    #[test]
+    fn class_masks_give_palette_colours_and_imply_max_index_plus_one_classes() {
+        let a = ClassMap::new(4, 1, vec![0, 1, 1, 3]).unwrap();
+        let b = ClassMap::new(2, 1, vec![0, 2]).unwrap();
+        assert_eq!(inferred_num_classes([&a, &b]), 4);
+        let background = ClassMap::new(2, 1, vec![0, 0]).unwrap();
+        assert_eq!(inferred_num_classes([&background]), 2);
+        assert_eq!(inferred_num_classes([]), 2);
+        let palette = build_palette(4);
+        let image = RgbImage::new(4, 1, vec![0; 12]).unwrap();
+        let prompt = Prompt { image, mask: PromptMask::Classes { map: a, num_labels: 4 } };
+        assert_eq!(mask_colours(&[prompt]), vec![palette[1], palette[3]]);
     }
 }

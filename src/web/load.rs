@@ -6,11 +6,14 @@
 use js_sys::{Array, Float32Array, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Blob, FileReaderSync, ReadableStreamDefaultReader, ReadableStreamReadResult, Response};
+use web_sys::{
+    Blob, FileReaderSync, ReadableStreamDefaultReader, ReadableStreamReadResult, RequestInit, Response,
+};
 
 use super::storage::{self, Writer};
 use super::{js_text, now_s};
 use crate::SegGptConfig;
+use crate::model_fetch::{FetchError, Validators};
 use crate::weights::{LoadError, SafetensorsHeader, TensorSource, bytes_to_f32};
 
 /// A safetensors file behind a JS `Blob` (an OPFS file, a picked file or downloaded chunks).
@@ -67,34 +70,42 @@ impl TensorSource for BlobSource {
     }
 }
 
-/// Why a download failed.
-pub enum Fetch {
-    Status(u16),
-    Network(String),
-    /// The bytes are not the model the config describes.
-    Invalid(LoadError),
-    Storage(String),
-}
+type Fetch = FetchError;
 
-impl Fetch {
-    pub fn describe(&self, url: &str) -> String {
-        match self {
-            Fetch::Status(code) => format!("{url}: the server answered HTTP {code}"),
-            Fetch::Network(why) => format!("{url}: download failed ({why})"),
-            Fetch::Invalid(err) => format!("{url}: {err}"),
-            Fetch::Storage(why) => format!("{url}: storing the download failed ({why})"),
-        }
-    }
+async fn request(url: &str, method: &str) -> Result<Response, Fetch> {
+    let network = |e: JsValue| Fetch::Network(js_text(&e));
+    let init = RequestInit::new();
+    init.set_method(method);
+    let response = super::worker_scope().fetch_with_str_and_init(url, &init);
+    Ok(JsFuture::from(response).await.map_err(network)?.unchecked_into())
 }
 
 async fn response(url: &str) -> Result<Response, Fetch> {
-    let network = |e: JsValue| Fetch::Network(js_text(&e));
-    let response: Response =
-        JsFuture::from(super::worker_scope().fetch_with_str(url)).await.map_err(network)?.unchecked_into();
+    let response = request(url, "GET").await?;
     if !response.ok() {
         return Err(Fetch::Status(response.status()));
     }
     Ok(response)
+}
+
+/// The version information of a response (`ETag`, `Last-Modified`, `Content-Length`).
+fn validators(response: &Response) -> Validators {
+    let header = |name: &str| response.headers().get(name).ok().flatten();
+    Validators {
+        etag: header("etag"),
+        last_modified: header("last-modified"),
+        bytes: header("content-length").and_then(|v| v.parse().ok()),
+    }
+}
+
+/// Asks the server (`HEAD`, which needs no CORS preflight) for the current version of `url`:
+/// its status and validators, or why no answer came.
+pub async fn head(url: &str) -> Result<(u16, Validators), String> {
+    match request(url, "HEAD").await {
+        Ok(response) => Ok((response.status(), validators(&response))),
+        Err(Fetch::Network(why)) => Err(why),
+        Err(other) => Err(other.describe(url)),
+    }
 }
 
 /// A small file (config.json) as text.
@@ -139,6 +150,7 @@ pub async fn download(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Downloaded, Fetch> {
     let response = response(url).await?;
+    let version = validators(&response);
     let body = response.body().ok_or_else(|| Fetch::Network("the response has no body".into()))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let header_total =
@@ -234,7 +246,7 @@ pub async fn download(
     };
     let (blob, stored): (Blob, bool) = match sink {
         Some(Sink::Storage(writer)) => {
-            (writer.finish(url, config_json).await.map_err(Fetch::Storage)?.unchecked_into(), true)
+            (writer.finish(url, config_json, version).await.map_err(Fetch::Storage)?.unchecked_into(), true)
         }
         Some(Sink::Memory(parts)) => {
             let blob = Blob::new_with_u8_array_sequence(&parts).map_err(|e| Fetch::Storage(js_text(&e)))?;

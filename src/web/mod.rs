@@ -1,6 +1,7 @@
-//! The browser app (issue 3; plan in `docs/WEB-DESIGN.md`): one wasm with two entry points.
+//! The browser app: one wasm with two entry points.
 //!
-//! - [`run_page`] runs on the page (`www/main.js`): DOM, files, result display. It starts the worker.
+//! - [`run_page`] runs on the page (`www/main.js`): components for the model, prompts, targets,
+//!   options and results ([`page`]). It starts the worker.
 //! - [`run_worker`] runs in a module worker (`www/worker.js`): WebGPU, model load, segmentation and
 //!   PNG encoding, so the page never blocks on the slow parts.
 //!

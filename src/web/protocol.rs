@@ -1,54 +1,72 @@
-//! Messages between the page and the worker: `{ msg, files?, bytes?, rgb? }` where `msg` is one of
-//! these enums (through `serde-wasm-bindgen`), `files` the user's files and painted masks, and
-//! `bytes` / `rgb` result buffers (transferred, not copied).
+//! Messages between the page and the worker.
+//!
+//! Every message is one JS object: `msg` holds a [`ToWorker`] or [`ToPage`] (serde, through
+//! `serde-wasm-bindgen`), and files and byte buffers, which serde cannot carry, travel beside it in
+//! named fields. The typed helpers here are the only code that writes or reads those fields:
+//!
+//! | message                  | field         | content                                                  |
+//! |--------------------------|---------------|----------------------------------------------------------|
+//! | `Load { Files }`         | `model_files` | [`ModelFiles`]: `[File]`, a `.safetensors` and maybe its `config.json` |
+//! | `Segment`                | `prompts`     | [`SegmentFiles`]: `[{ image: File, mask: File }]` or, painted, `mask: { rgb: Uint8Array, width, height }` |
+//! | `Segment`                | `targets`     | [`SegmentFiles`]: `[File]`, in the order results come back |
+//! | `Result`                 | `mask_png`    | [`ResultBuffers`]: the mask PNG, byte for byte what `seggpt segment` writes |
+//! | `Result`                 | `mask_rgb`    | [`ResultBuffers`]: the same mask as raw RGB, `width * height * 3` bytes |
+//! | `Result`                 | `labels`      | [`ResultBuffers`]: per pixel 0 (background) or 1 + the index in `colours` of its nearest colour |
+//!
+//! The worker's buffers are transferred, not copied (they are detached on the worker side).
 
-use serde::{Deserialize, Serialize};
+use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::File;
+
+use crate::{EmbeddingType, Ensemble};
 
 /// Where the model comes from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "from", rename_all = "snake_case")]
 pub enum ModelSource {
     /// A directory URL (`config.json` + `model.safetensors`) or a `.safetensors` URL (with
     /// `config.json` beside it). Absolute.
     Url { url: String },
-    /// Files the user picked or dropped, in `files`: a `.safetensors` and optionally its `config.json`.
+    /// Files the user picked or dropped, in the `model_files` field ([`ModelFiles`]).
     Files,
 }
 
-/// A prompt's mask: a file, or painted in the page (`width * height * 3` RGB bytes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "mask", rename_all = "snake_case")]
-pub enum MaskInput {
-    File,
-    Painted { width: u32, height: u32 },
-}
-
 /// Options of a run, as the page's controls give them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// `instance` or `semantic`.
-    pub embedding: String,
-    /// `official`, `hf` or `none`.
-    pub ensemble: String,
-    /// Masks are class-index PNGs (8-bit grey or palette) rather than colours.
+    pub embedding: EmbeddingType,
+    pub ensemble: Ensemble,
+    /// Mask files are class-index PNGs (8-bit grey or palette) rather than colours.
     pub class_masks: bool,
+    /// With `class_masks`: the number of classes, which sets the palette the masks are coloured
+    /// with (the CLI's `--num-labels`). `None`: the largest index in the prompt masks + 1, which the
+    /// worker reports back in [`ToPage::Result`].
+    pub num_classes: Option<u32>,
 }
 
-/// Page -> worker.
+/// Page -> worker. Handled strictly one after the other, in the order they are posted.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ToWorker {
+    /// Is there a complete copy of this model in browser storage, and how large is it? Answered
+    /// with [`ToPage::Inspected`]; downloads nothing, so the page can ask before the big download.
+    Inspect { source: ModelSource },
+    /// Loads the model (from storage, the network or the picked files).
     /// `half`: compute in f16 where the adapter has `shader-f16` (default; `?dtype=f32` turns it
     /// off; takes effect when the worker first starts its GPU device).
     /// `cache`: look for, and keep, a copy in browser storage (default; `?cache=off` turns it off).
     Load { source: ModelSource, half: bool, cache: bool },
-    /// `files` = for each prompt its image then its mask (a File, or a Uint8Array when painted),
-    /// then the targets.
-    Segment { prompts: Vec<MaskInput>, targets: usize, options: RunOptions },
-    /// Remove every cached model from browser storage.
+    /// Segments every target of the `prompts` / `targets` fields ([`SegmentFiles`]) with every
+    /// prompt: one [`ToPage::Running`] then one [`ToPage::Result`] or [`ToPage::Error`] per target.
+    Segment { options: RunOptions },
+    /// Removes every cached model from browser storage. Posted during a download, it runs once the
+    /// download is over (messages are handled in order), so it never meets an open file.
     ClearCache,
-    /// Panic, as a GPU out-of-memory error does (cubecl panics on uncaptured WebGPU errors): lets
-    /// the tests check the restart path. Sent only with `?debug=panic`, once.
+    /// Panics, as a GPU out-of-memory error does (cubecl panics on uncaptured WebGPU errors): lets
+    /// the tests check the restart path. Only in builds with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     DebugPanic,
 }
 
@@ -58,17 +76,31 @@ pub enum ToWorker {
 pub enum ToPage {
     /// The worker's wasm runs and listens; the page sends nothing before this.
     Started,
+    /// The answer to [`ToWorker::Inspect`]: `stored` when browser storage holds a complete copy;
+    /// `bytes` the size of the weights when known (stored, or the server's `Content-Length`);
+    /// `note` a sentence for the page (or empty).
+    Inspected { stored: bool, bytes: Option<f64>, note: String },
     /// Loading progress: `done` of `total` bytes (`total` 0 when unknown), shown with `text`.
     Progress { text: String, done: f64, total: f64 },
-    /// The model is on the GPU. `note` says how it was stored (or why not).
+    /// The model is on the GPU. `note` says where it came from and how it is stored (or why not),
+    /// e.g. "offline: using the copy in browser storage". `max_prompts`: the most prompts one run
+    /// may have on this GPU.
     Ready { adapter: String, dtype: String, seconds: f64, note: String, max_prompts: usize },
     /// Target `index` is being segmented.
     Running { index: usize },
-    /// Target `index` is done: `bytes` holds its mask PNG (the CLI's bytes), `rgb` the same mask as
-    /// raw RGB, `labels` per pixel 0 (background) or 1 + the index of the nearest of `colours`, the
-    /// prompts' mask colours (for per-colour toggles).
-    Result { index: usize, seconds: f64, width: u32, height: u32, colours: Vec<[u8; 3]> },
-    /// A run's error (bad input, too many prompts...); `index` names the target if it concerns one.
+    /// Target `index` is done; its pixels are in the [`ResultBuffers`] fields. `colours`: the
+    /// prompts' mask colours, most frequent first (for per-colour toggles). `num_classes`: the
+    /// number of classes used for class-index masks (given, or inferred), else `None`.
+    Result {
+        index: usize,
+        seconds: f64,
+        width: u32,
+        height: u32,
+        colours: Vec<[u8; 3]>,
+        num_classes: Option<u32>,
+    },
+    /// A run's error (bad input, too many prompts...); `index` names the target if it concerns one
+    /// (then the run goes on with the next target), else the run is over.
     Error { message: String, index: Option<usize> },
     /// The model could not be loaded (bad URL, network, wrong or corrupt weights, small GPU).
     LoadFailed { message: String },
@@ -76,4 +108,176 @@ pub enum ToPage {
     CacheCleared,
     /// The worker cannot go on (wasm panic, GPU out of memory, device lost): the page restarts it.
     Fatal { message: String },
+}
+
+/// The human label of an ensemble choice, for the page's `<select>`.
+pub fn ensemble_label(ensemble: Ensemble) -> &'static str {
+    match ensemble {
+        Ensemble::Official => "official feature ensemble",
+        Ensemble::Hf => "transformers feature ensemble",
+        Ensemble::None => "independent, averaged",
+    }
+}
+
+/// The human label of an embedding choice, for the page's `<select>`.
+pub fn embedding_label(embedding: EmbeddingType) -> &'static str {
+    match embedding {
+        EmbeddingType::Instance => "instance (each colour one object)",
+        EmbeddingType::Semantic => "semantic (each colour one class)",
+    }
+}
+
+fn get(object: &JsValue, field: &str) -> JsValue {
+    Reflect::get(object, &field.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn set(object: &Object, field: &str, value: &JsValue) {
+    // Setting a property on a plain, non-frozen object cannot fail.
+    let _ = Reflect::set(object, &field.into(), value);
+}
+
+fn files_of(value: JsValue, field: &str) -> Result<Vec<File>, String> {
+    let array: Array = value.dyn_into().map_err(|_| format!("`{field}` is not a list"))?;
+    array
+        .iter()
+        .map(|file| {
+            file.dyn_into::<File>().map_err(|_| format!("`{field}` holds something that is not a file"))
+        })
+        .collect()
+}
+
+/// A message ready to post: `{ msg }`, to which the helpers below add their named fields.
+pub fn envelope<M: Serialize>(msg: &M) -> Result<Object, String> {
+    let value = serde_wasm_bindgen::to_value(msg).map_err(|e| format!("cannot encode a message: {e}"))?;
+    let envelope = Object::new();
+    set(&envelope, "msg", &value);
+    Ok(envelope)
+}
+
+/// The `msg` of a posted message.
+pub fn message<M: DeserializeOwned>(data: &JsValue) -> Result<M, String> {
+    serde_wasm_bindgen::from_value(get(data, "msg"))
+        .map_err(|e| format!("a message that cannot be read: {e}"))
+}
+
+/// The `model_files` field of `Load { source: Files }`.
+pub struct ModelFiles(pub Vec<File>);
+
+impl ModelFiles {
+    pub fn to_js(&self, envelope: &Object) {
+        set(envelope, "model_files", &self.0.iter().collect::<Array>());
+    }
+
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        Ok(Self(files_of(get(data, "model_files"), "model_files")?))
+    }
+}
+
+/// A prompt's mask: a file, or painted in the page.
+pub enum MaskFile {
+    File(File),
+    /// `width * height * 3` RGB bytes, at the prompt image's size.
+    Painted {
+        rgb: Vec<u8>,
+        width: u32,
+        height: u32,
+    },
+}
+
+/// One prompt: an example image and its mask.
+pub struct PromptFiles {
+    pub image: File,
+    pub mask: MaskFile,
+}
+
+/// The `prompts` and `targets` fields of `Segment`.
+pub struct SegmentFiles {
+    pub prompts: Vec<PromptFiles>,
+    pub targets: Vec<File>,
+}
+
+impl SegmentFiles {
+    pub fn to_js(&self, envelope: &Object) {
+        let prompts = Array::new();
+        for prompt in &self.prompts {
+            let entry = Object::new();
+            set(&entry, "image", &prompt.image);
+            let mask: JsValue = match &prompt.mask {
+                MaskFile::File(file) => file.clone().into(),
+                MaskFile::Painted { rgb, width, height } => {
+                    let painted = Object::new();
+                    set(&painted, "rgb", &Uint8Array::from(rgb.as_slice()));
+                    set(&painted, "width", &(*width).into());
+                    set(&painted, "height", &(*height).into());
+                    painted.into()
+                }
+            };
+            set(&entry, "mask", &mask);
+            prompts.push(&entry);
+        }
+        set(envelope, "prompts", &prompts);
+        set(envelope, "targets", &self.targets.iter().collect::<Array>());
+    }
+
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        let list: Array =
+            get(data, "prompts").dyn_into().map_err(|_| "`prompts` is not a list".to_string())?;
+        let mut prompts = Vec::new();
+        for (i, entry) in list.iter().enumerate() {
+            let which = format!("prompt {}", i + 1);
+            let image =
+                get(&entry, "image").dyn_into::<File>().map_err(|_| format!("{which}: no image file"))?;
+            let mask = get(&entry, "mask");
+            let mask = match mask.dyn_into::<File>() {
+                Ok(file) => MaskFile::File(file),
+                Err(painted) => {
+                    let rgb = get(&painted, "rgb")
+                        .dyn_into::<Uint8Array>()
+                        .map_err(|_| format!("{which}: the mask is neither a file nor painted pixels"))?
+                        .to_vec();
+                    let size = |field: &str| {
+                        get(&painted, field)
+                            .as_f64()
+                            .filter(|v| v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(v))
+                            .map(|v| v as u32)
+                            .ok_or_else(|| format!("{which}: the painted mask has no {field}"))
+                    };
+                    MaskFile::Painted { rgb, width: size("width")?, height: size("height")? }
+                }
+            };
+            prompts.push(PromptFiles { image, mask });
+        }
+        Ok(Self { prompts, targets: files_of(get(data, "targets"), "targets")? })
+    }
+}
+
+/// The pixels of one `Result` (see the table at the top).
+pub struct ResultBuffers {
+    pub mask_png: Vec<u8>,
+    pub mask_rgb: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl ResultBuffers {
+    const FIELDS: [&'static str; 3] = ["mask_png", "mask_rgb", "labels"];
+
+    /// Adds the three buffers to `envelope`; returns them as the transfer list for `postMessage`.
+    pub fn to_js(&self, envelope: &Object) -> Array {
+        let transfer = Array::new();
+        for (field, bytes) in Self::FIELDS.into_iter().zip([&self.mask_png, &self.mask_rgb, &self.labels]) {
+            let buffer = Uint8Array::from(bytes.as_slice()).buffer();
+            set(envelope, field, &buffer);
+            transfer.push(&buffer);
+        }
+        transfer
+    }
+
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        let read = |field: &str| -> Result<Vec<u8>, String> {
+            let buffer: ArrayBuffer =
+                get(data, field).dyn_into().map_err(|_| format!("the result has no `{field}` buffer"))?;
+            Ok(Uint8Array::new(&buffer).to_vec())
+        };
+        Ok(Self { mask_png: read("mask_png")?, mask_rgb: read("mask_rgb")?, labels: read("labels")? })
+    }
 }

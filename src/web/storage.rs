@@ -1,7 +1,8 @@
 //! The model cache in the Origin Private File System (worker only: it writes through sync access
 //! handles). One directory per weights URL under `models/`: `config.json`, `model.safetensors`,
-//! and `meta.json`, written last, which marks the copy complete. A directory without it is a
-//! partial download and is removed.
+//! and `meta.json`, written last: its presence marks the copy complete, and it keeps the server's
+//! validators (ETag, Last-Modified) to ask later whether the copy is still current. A directory
+//! without it is a partial download and is removed.
 
 use js_sys::{Promise, Uint8Array};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use web_sys::{
 };
 
 use super::js_text;
+use crate::model_fetch::Validators;
 
 const MODELS: &str = "models";
 
@@ -21,13 +23,16 @@ const MODELS: &str = "models";
 struct Meta {
     url: String,
     bytes: u64,
-    complete: bool,
+    /// What the server said about the version it sent (absent in copies stored before).
+    #[serde(default)]
+    validators: Validators,
 }
 
 /// A complete cached copy.
 pub struct Cached {
     pub config_json: Option<String>,
     pub weights: File,
+    pub validators: Validators,
 }
 
 fn storage() -> StorageManager {
@@ -95,19 +100,29 @@ pub async fn lookup(url: &str) -> Result<Option<Cached>, String> {
     let meta: Option<Meta> =
         read_text(&dir, "meta.json").await.ok().and_then(|t| serde_json::from_str(&t).ok());
     let weights = match meta {
-        Some(meta) if meta.complete && meta.url == url => {
+        Some(meta) if meta.url == url => {
             let file: File =
                 wait(file_handle(&dir, "model.safetensors", false).await?.get_file()).await?.unchecked_into();
-            (file.size() as u64 == meta.bytes).then_some(file)
+            let validators = Validators { bytes: Some(meta.bytes), ..meta.validators };
+            (file.size() as u64 == meta.bytes).then_some((file, validators))
         }
         _ => None,
     };
     match weights {
-        Some(weights) => Ok(Some(Cached { config_json: read_text(&dir, "config.json").await.ok(), weights })),
+        Some((weights, validators)) => {
+            Ok(Some(Cached { config_json: read_text(&dir, "config.json").await.ok(), weights, validators }))
+        }
         None => {
             remove(&models, &name).await;
             Ok(None)
         }
+    }
+}
+
+/// Removes the copy of `url` (a stale or damaged one), if any.
+pub async fn remove_entry(url: &str) {
+    if let Ok(Some(models)) = models_dir(false).await {
+        remove(&models, &key(url)).await;
     }
 }
 
@@ -180,9 +195,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the weights file, writes `config.json` (if any) and the completion mark; returns the
-    /// stored, disk-backed file.
-    pub async fn finish(self, url: &str, config_json: Option<&str>) -> Result<File, String> {
+    /// Closes the weights file, writes `config.json` (if any) and the completion mark with the
+    /// server's `validators`; returns the stored, disk-backed file.
+    pub async fn finish(
+        self,
+        url: &str,
+        config_json: Option<&str>,
+        validators: Validators,
+    ) -> Result<File, String> {
         let flushed = self.handle.flush().map_err(|e| js_text(&e));
         self.handle.close();
         let result = async {
@@ -190,7 +210,7 @@ impl Writer {
             if let Some(text) = config_json {
                 write_small(&self.dir, "config.json", text.as_bytes()).await?;
             }
-            let meta = Meta { url: url.to_string(), bytes: self.offset as u64, complete: true };
+            let meta = Meta { url: url.to_string(), bytes: self.offset as u64, validators };
             write_small(&self.dir, "meta.json", serde_json::to_string(&meta).unwrap_or_default().as_bytes())
                 .await?;
             Ok::<File, String>(wait(self.weights.get_file()).await?.unchecked_into())

@@ -1,6 +1,6 @@
 //! The worker side: WebGPU probe and device, model download / cache / load, segmentation.
 
-use std::{cell::RefCell, rc::Rc};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc};
 
 use burn::tensor::wgpu::wgpu;
 use burn::tensor::{Device, FloatDType};
@@ -9,16 +9,19 @@ use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{Blob, DedicatedWorkerGlobalScope, File, FileReaderSync, MessageEvent, Url};
 
-use super::load::{self, BlobSource, Fetch, Progress};
-use super::protocol::{MaskInput, ModelSource, RunOptions, ToPage, ToWorker};
-use super::{js_text, now_s, storage};
-use crate::paint::nearest_colour_labels;
-use crate::pipeline::{ClassMap, RgbImage, decode_class_map, decode_rgb};
-use crate::segment::{Prompt, PromptMask, Segmenter, Target};
-use crate::{
-    EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes,
-    max_prompts,
+use super::load::{self, BlobSource, Progress};
+use super::protocol::{
+    self, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers, RunOptions, SegmentFiles, ToPage,
+    ToWorker,
 };
+use super::storage::{self, Cached};
+use super::{js_text, now_s};
+use crate::model_fetch::{self, FetchError, Freshness, ModelUrls, OFFLINE_NOTE, model_urls};
+use crate::paint::{inferred_num_classes, mask_colours, nearest_colour_labels};
+use crate::pipeline::{ClassMap, InputError, RgbImage, decode_class_map, decode_rgb};
+use crate::segment::{Prompt, PromptMask, Segmenter, Target};
+use crate::weights::LoadError;
+use crate::{ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts};
 
 const NO_WEBGPU: &str = "This browser does not offer WebGPU, which SegGPT needs to run on your GPU. \
     Use a browser with WebGPU: Chrome or Edge 113+ on desktop, Safari 26+, or Firefox 141+ on Windows \
@@ -61,13 +64,48 @@ pub fn run_worker() {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| info.to_string());
-        post(&ToPage::Fatal { message: fatal_message(&text) }, &[]);
+        post(&ToPage::Fatal { message: fatal_message(&text) });
         console_error_panic_hook::hook(info);
     }));
-    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| spawn_local(handle(event)));
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| enqueue(event.data()));
     scope().set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker.
     onmessage.forget();
-    post(&ToPage::Started, &[]);
+    post(&ToPage::Started);
+}
+
+/// Messages not yet handled, and whether a task is handling them.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<JsValue>,
+    busy: bool,
+}
+
+thread_local! {
+    static QUEUE: RefCell<Queue> = RefCell::default();
+}
+
+/// Queues a message; starts the one task that handles messages, one after the other, unless it
+/// runs already. (A task per message would interleave them at every `await`: a `ClearCache` would
+/// remove the file a `Load` is writing.)
+fn enqueue(data: JsValue) {
+    let start = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        q.waiting.push_back(data);
+        !std::mem::replace(&mut q.busy, true)
+    });
+    if start {
+        spawn_local(async {
+            while let Some(data) = QUEUE.with(|q| {
+                let mut q = q.borrow_mut();
+                let next = q.waiting.pop_front();
+                q.busy = next.is_some();
+                next
+            }) {
+                handle(data).await;
+            }
+        });
+    }
 }
 
 /// The text for a panic: GPU out-of-memory and device loss get a plain explanation.
@@ -89,46 +127,46 @@ fn scope() -> DedicatedWorkerGlobalScope {
     super::worker_scope().unchecked_into()
 }
 
-/// Posts `msg` with extra fields (`bytes`, `rgb`: ArrayBuffers, transferred).
-fn post(msg: &ToPage, buffers: &[(&str, &JsValue)]) {
-    let envelope = Object::new();
-    let value = serde_wasm_bindgen::to_value(msg).unwrap_or(JsValue::NULL);
-    let _ = Reflect::set(&envelope, &"msg".into(), &value);
-    let transfer = Array::new();
-    for (name, buffer) in buffers {
-        let _ = Reflect::set(&envelope, &(*name).into(), buffer);
-        transfer.push(buffer);
-    }
+/// Posts `msg` (no attachments).
+fn post(msg: &ToPage) {
+    post_with(msg, |_| Array::new());
+}
+
+/// Posts `msg` with the fields `attach` adds; `attach` returns the buffers to transfer.
+fn post_with(msg: &ToPage, attach: impl FnOnce(&Object) -> Array) {
+    let envelope = match protocol::envelope(msg) {
+        Ok(envelope) => envelope,
+        Err(why) => return web_sys::console::error_1(&why.into()),
+    };
+    let transfer = attach(&envelope);
     if let Err(err) = scope().post_message_with_transfer(&envelope, &transfer) {
         web_sys::console::error_1(&err);
     }
 }
 
 fn progress(text: impl Into<String>, done: f64, total: f64) {
-    post(&ToPage::Progress { text: text.into(), done, total }, &[]);
+    post(&ToPage::Progress { text: text.into(), done, total });
 }
 
 fn error(message: String, index: Option<usize>) {
-    post(&ToPage::Error { message, index }, &[]);
+    post(&ToPage::Error { message, index });
 }
 
-async fn handle(event: MessageEvent) {
-    let data = event.data();
-    let msg = Reflect::get(&data, &"msg".into()).unwrap_or(JsValue::UNDEFINED);
-    let msg: ToWorker = match serde_wasm_bindgen::from_value(msg) {
+async fn handle(data: JsValue) {
+    let msg: ToWorker = match protocol::message(&data) {
         Ok(msg) => msg,
-        Err(err) => return error(format!("the worker got a message it does not understand: {err}"), None),
+        Err(why) => return error(format!("the worker got a message it does not understand: {why}"), None),
     };
-    let files = Reflect::get(&data, &"files".into())
-        .ok()
-        .and_then(|f| f.dyn_into::<Array>().ok())
-        .unwrap_or_default();
     match msg {
+        ToWorker::Inspect { source } => match inspect(&source).await {
+            Ok((stored, bytes, note)) => post(&ToPage::Inspected { stored, bytes, note }),
+            Err(message) => post(&ToPage::LoadFailed { message }),
+        },
         ToWorker::Load { source, half, cache } => {
             // One model on the GPU at a time: the old one goes first.
             MODEL.with(|m| m.borrow_mut().take());
             let start = now_s();
-            match load_model(source, half, cache, &files).await {
+            match load_model(source, half, cache, &data).await {
                 Ok((loaded, note)) => {
                     let adapter = loaded.gpu.adapter.clone();
                     let dtype = loaded.gpu.dtype.to_string();
@@ -136,49 +174,52 @@ async fn handle(event: MessageEvent) {
                         max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
                     MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
                     let seconds = now_s() - start;
-                    post(&ToPage::Ready { adapter, dtype, seconds, note, max_prompts }, &[]);
+                    post(&ToPage::Ready { adapter, dtype, seconds, note, max_prompts });
                 }
-                Err(message) => post(&ToPage::LoadFailed { message }, &[]),
+                Err(message) => post(&ToPage::LoadFailed { message }),
             }
         }
-        ToWorker::Segment { prompts, targets, options } => {
-            if let Err(message) = segment(&prompts, targets, &options, &files).await {
+        ToWorker::Segment { options } => {
+            let files = match SegmentFiles::from_js(&data) {
+                Ok(files) => files,
+                Err(why) => return error(format!("the page sent unreadable inputs: {why}"), None),
+            };
+            if let Err(message) = segment(&files, &options).await {
                 error(message, None);
             }
         }
+        #[cfg(feature = "test-hooks")]
         ToWorker::DebugPanic => panic!("wgpu error: debug panic requested by the page (?debug=panic)"),
         ToWorker::ClearCache => match storage::clear().await {
-            Ok(()) => post(&ToPage::CacheCleared, &[]),
+            Ok(()) => post(&ToPage::CacheCleared),
             Err(why) => error(format!("clearing the browser storage failed: {why}"), None),
         },
     }
 }
 
-/// `config.json` and weights URLs for a model URL: a `.safetensors` file (config beside it) or a
-/// directory holding `config.json` + `model.safetensors`. Only this site and the Hugging Face hub are
-/// fetched from (the worker is not bound by the page's CSP meta tag).
-fn model_urls(model: &str) -> Result<(String, String, bool), String> {
-    let url = Url::new(model).map_err(|_| format!("`{model}` is not a URL"))?;
-    let host = url.hostname();
-    let same_origin = url.origin() == scope().location().origin();
-    let hub = host == "huggingface.co" || host.ends_with(".huggingface.co") || host.ends_with(".hf.co");
-    if !same_origin && !hub {
-        return Err(format!(
-            "refusing to fetch a model from {}: only this site and huggingface.co are allowed",
-            url.origin()
-        ));
+/// The model files a URL stands for; only this site and the Hugging Face hub are fetched from.
+fn resolve(model: &str) -> Result<ModelUrls, String> {
+    let href = Url::new(model).map_err(|_| format!("`{model}` is not a web address"))?.href();
+    model_urls(&href, &scope().location().origin()).map_err(|e| e.to_string())
+}
+
+/// Whether browser storage holds a complete copy of the model, and its size if known (the stored
+/// size, else the server's `Content-Length`, asked with a `HEAD`), with a note.
+async fn inspect(source: &ModelSource) -> Result<(bool, Option<f64>, String), String> {
+    let ModelSource::Url { url } = source else {
+        return Ok((false, None, String::new()));
+    };
+    let urls = resolve(url)?;
+    if let Some(cached) = storage::lookup(&urls.weights).await.ok().flatten() {
+        return Ok((true, Some(cached.weights.size()), "kept in this browser's storage".into()));
     }
-    let path = url.pathname();
-    if path.ends_with(".safetensors") {
-        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-        let config = format!("{}{dir}config.json", url.origin());
-        Ok((config, url.href(), true))
-    } else if path.ends_with(".pth") {
-        Err(format!("{model}: the browser reads .safetensors only; convert it with `seggpt convert`"))
-    } else {
-        let base = if path.ends_with('/') { url.href() } else { format!("{}{path}/", url.origin()) };
-        Ok((format!("{base}config.json"), format!("{base}model.safetensors"), false))
-    }
+    Ok(match load::head(&urls.weights).await {
+        Ok((status, version)) if (200..300).contains(&status) => {
+            (false, version.bytes.map(|b| b as f64), String::new())
+        }
+        Ok((status, _)) => (false, None, FetchError::Status(status).describe(&urls.weights)),
+        Err(why) => (false, None, FetchError::Network(why).describe(&urls.weights)),
+    })
 }
 
 fn parse_config(text: &str, from: &str) -> Result<SegGptConfig, String> {
@@ -190,75 +231,131 @@ async fn load_model(
     source: ModelSource,
     half: bool,
     cache: bool,
-    files: &Array,
+    data: &JsValue,
 ) -> Result<(Loaded, String), String> {
     progress("checking WebGPU ...", 0.0, 0.0);
     let adapter = probe_webgpu().await?;
     progress(format!("starting WebGPU on {adapter} ..."), 0.0, 0.0);
     let gpu = gpu(adapter, half).await?;
-    let (weights, config, note, what) = match source {
-        ModelSource::Url { url } => {
-            let (config_url, weights_url, config_optional) = model_urls(&url)?;
-            let cached = if cache { storage::lookup(&weights_url).await.ok().flatten() } else { None };
-            match cached {
-                Some(cached) => {
-                    let config = match &cached.config_json {
-                        Some(text) => parse_config(text, &config_url)?,
-                        None => SegGptConfig::default(),
-                    };
-                    check_fits(&config, &gpu)?;
-                    let source = BlobSource::open(cached.weights.into(), &config)
-                        .map_err(|e| format!("the stored copy of {weights_url}: {e} (clear the cache)"))?;
-                    (source, config, "loaded from browser storage, no download".to_string(), weights_url)
-                }
-                None => {
-                    progress(format!("fetching {config_url} ..."), 0.0, 0.0);
-                    let config_json = match load::fetch_text(&config_url).await {
-                        Ok(text) => Some(text),
-                        Err(Fetch::Status(404)) if config_optional => None,
-                        Err(err) => return Err(err.describe(&config_url)),
-                    };
-                    let config = match &config_json {
-                        Some(text) => parse_config(text, &config_url)?,
-                        None => SegGptConfig::default(),
-                    };
-                    check_fits(&config, &gpu)?;
-                    let name = weights_url.rsplit('/').next().unwrap_or("weights").to_string();
-                    let mut report = |p: &Progress| {
-                        let mut text = format!("downloading {name}: {}", size_text(p.done));
-                        if p.total > 0.0 {
-                            text += &format!(" of {}", size_text(p.total));
-                        }
-                        text += &format!(", {}/s", size_text(p.bytes_per_s));
-                        if p.total > 0.0 && p.bytes_per_s > 0.0 {
-                            text += &format!(", {:.0} s left", (p.total - p.done) / p.bytes_per_s);
-                        }
-                        progress(text, p.done, p.total);
-                    };
-                    let downloaded =
-                        load::download(&weights_url, &config, config_json.as_deref(), cache, &mut report)
-                            .await
-                            .map_err(|e| e.describe(&weights_url))?;
-                    let note = match (downloaded.stored, downloaded.note) {
-                        (true, _) => "downloaded and kept in browser storage for next time".to_string(),
-                        (false, Some(why)) => why,
-                        (false, None) => "kept in memory".to_string(),
-                    };
-                    (downloaded.source, config, note, weights_url)
-                }
-            }
-        }
+    match source {
+        ModelSource::Url { url } => load_from_url(&url, cache, gpu).await,
         ModelSource::Files => {
-            let (weights, config, name) = picked_model(files)?;
+            let files = ModelFiles::from_js(data)?;
+            let (weights, config, name) = picked_model(&files.0)?;
             check_fits(&config, &gpu)?;
             let source = BlobSource::open(weights, &config).map_err(|e| format!("{name}: {e}"))?;
-            (source, config, format!("loaded from the file {name}"), name)
+            let model = to_gpu(&source, config, &gpu).map_err(|e| format!("{name}: {e}"))?;
+            Ok((Loaded { model, gpu }, format!("loaded from the file {name}")))
         }
-    };
+    }
+}
+
+fn to_gpu(source: &BlobSource, config: SegGptConfig, gpu: &Gpu) -> Result<SegGpt, LoadError> {
     progress("loading the weights onto the GPU ...", 0.0, 0.0);
-    let model = SegGpt::load(&weights, config, &gpu.device, MemoryBudget::DEFAULT)
-        .map_err(|e| format!("{what}: {e}"))?;
+    SegGpt::load(source, config, &gpu.device, MemoryBudget::DEFAULT)
+}
+
+/// The stored copy when it is current (the server says so, or cannot be asked), else a download.
+/// A stored copy that fails to load is removed and downloaded again.
+async fn load_from_url(url: &str, cache: bool, gpu: Gpu) -> Result<(Loaded, String), String> {
+    let urls = resolve(url)?;
+    let mut why_downloaded = None;
+    let cached = if cache { storage::lookup(&urls.weights).await.ok().flatten() } else { None };
+    if let Some(cached) = cached {
+        progress("asking the server whether the stored copy is current ...", 0.0, 0.0);
+        let freshness = model_fetch::freshness(&cached.validators, load::head(&urls.weights).await);
+        let offline = freshness == Freshness::Offline;
+        let note = match freshness {
+            Freshness::Changed => None,
+            Freshness::Current { note } => {
+                Some(note.unwrap_or_else(|| "loaded from browser storage, no download".into()))
+            }
+            Freshness::Offline => Some(OFFLINE_NOTE.to_string()),
+        };
+        match note {
+            None => why_downloaded = Some("the model changed on the server since it was stored".to_string()),
+            Some(note) => match load_stored(cached, &urls, &gpu)? {
+                Ok(model) => return Ok((Loaded { model, gpu }, note)),
+                Err(damage) => {
+                    storage::remove_entry(&urls.weights).await;
+                    if offline {
+                        return Err(format!(
+                            "The copy of the model in browser storage is damaged ({damage}), and the server \
+                             cannot be reached to download it again: it was removed; reload when online."
+                        ));
+                    }
+                    why_downloaded = Some(format!("the stored copy was damaged ({damage})"));
+                }
+            },
+        }
+    }
+    let (source, config, note) = download(&urls, cache, &gpu).await?;
+    let model = to_gpu(&source, config, &gpu).map_err(|e| format!("{}: {e}", urls.weights))?;
+    let note = match why_downloaded {
+        Some(why) => format!("{why}: downloaded again; {note}"),
+        None => note,
+    };
     Ok((Loaded { model, gpu }, note))
+}
+
+/// The model from a stored copy: `Err` for what the GPU cannot take (not the copy's fault),
+/// `Ok(Err(..))` when the copy itself is damaged.
+fn load_stored(cached: Cached, urls: &ModelUrls, gpu: &Gpu) -> Result<Result<SegGpt, String>, String> {
+    let config = match &cached.config_json {
+        Some(text) => match parse_config(text, &urls.config) {
+            Ok(config) => config,
+            Err(damage) => return Ok(Err(damage)),
+        },
+        None => SegGptConfig::default(),
+    };
+    check_fits(&config, gpu)?;
+    let source = match BlobSource::open(cached.weights.into(), &config) {
+        Ok(source) => source,
+        Err(damage) => return Ok(Err(damage.to_string())),
+    };
+    Ok(to_gpu(&source, config, gpu).map_err(|e| e.to_string()))
+}
+
+/// Downloads `config.json` and the weights (streamed into browser storage when `cache`); returns
+/// the weights, the config and a note on how they are kept.
+async fn download(
+    urls: &ModelUrls,
+    cache: bool,
+    gpu: &Gpu,
+) -> Result<(BlobSource, SegGptConfig, String), String> {
+    progress(format!("fetching {} ...", urls.config), 0.0, 0.0);
+    let config_json = match load::fetch_text(&urls.config).await {
+        Ok(text) => Some(text),
+        Err(FetchError::Status(404)) if urls.config_optional => None,
+        Err(err) => return Err(err.describe(&urls.config)),
+    };
+    let config = match &config_json {
+        Some(text) => parse_config(text, &urls.config)?,
+        None => SegGptConfig::default(),
+    };
+    check_fits(&config, gpu)?;
+    let path = urls.weights.split(['?', '#']).next().unwrap_or(&urls.weights);
+    let name = path.rsplit('/').next().unwrap_or("weights").to_string();
+    let mut report = |p: &Progress| {
+        let mut text = format!("downloading {name}: {}", size_text(p.done));
+        if p.total > 0.0 {
+            text += &format!(" of {}", size_text(p.total));
+        }
+        text += &format!(", {}/s", size_text(p.bytes_per_s));
+        if p.total > 0.0 && p.bytes_per_s > 0.0 {
+            text += &format!(", {:.0} s left", (p.total - p.done) / p.bytes_per_s);
+        }
+        progress(text, p.done, p.total);
+    };
+    let downloaded = load::download(&urls.weights, &config, config_json.as_deref(), cache, &mut report)
+        .await
+        .map_err(|e| e.describe(&urls.weights))?;
+    let note = match (downloaded.stored, downloaded.note) {
+        (true, _) => "downloaded and kept in browser storage for next time".to_string(),
+        (false, Some(why)) => why,
+        (false, None) => "kept in memory".to_string(),
+    };
+    Ok((downloaded.source, config, note))
 }
 
 /// `812 KB`, `37.4 MB`, `1.48 GB`.
@@ -272,15 +369,14 @@ fn size_text(bytes: f64) -> String {
 
 /// The picked files: one `.safetensors` and, optionally, a `config.json` (without one, the
 /// released ViT-L config, as the CLI does).
-fn picked_model(files: &Array) -> Result<(Blob, SegGptConfig, String), String> {
-    let mut weights = None;
+fn picked_model(files: &[File]) -> Result<(Blob, SegGptConfig, String), String> {
+    let mut weights: Option<&File> = None;
     let mut config = None;
-    for file in files.iter() {
-        let file: File = file.dyn_into().map_err(|_| "the page sent something that is not a file")?;
+    for file in files {
         let name = file.name();
         if name.ends_with(".json") {
             let text = FileReaderSync::new()
-                .and_then(|r| r.read_as_text(&file))
+                .and_then(|r| r.read_as_text(file))
                 .map_err(|e| format!("cannot read {name}: {}", js_text(&e)))?;
             config = Some(parse_config(&text, &name)?);
         } else if name.ends_with(".pth") {
@@ -294,18 +390,17 @@ fn picked_model(files: &Array) -> Result<(Blob, SegGptConfig, String), String> {
         }
     }
     let weights = weights.ok_or("no weights file: give a .safetensors file (and its config.json)")?;
-    let name = weights.name();
-    Ok((weights.into(), config.unwrap_or_default(), name))
+    Ok((weights.clone().into(), config.unwrap_or_default(), weights.name()))
 }
 
-/// Errors (naming the limit) when the adapter's buffers are too small for even one prompt.
+/// Errors, in plain words, when the GPU's buffers are too small for even one prompt.
 fn check_fits(config: &SegGptConfig, gpu: &Gpu) -> Result<(), String> {
     if max_prompts(config, gpu.max_binding, MemoryBudget::DEFAULT) == 0 {
         return Err(format!(
-            "This GPU's maxStorageBufferBindingSize is {} MiB; this model needs buffers of {} MiB. \
-             Use a GPU (or browser) with a larger limit.",
-            gpu.max_binding >> 20,
-            largest_buffer_bytes(config, 1, MemoryBudget::DEFAULT).div_ceil(1 << 20)
+            "Your GPU cannot run this model: one prompt needs GPU buffers of {} MiB, and this GPU (in this \
+             browser) allows {} MiB. Try another browser or a GPU with more memory.",
+            largest_buffer_bytes(config, 1, MemoryBudget::DEFAULT).div_ceil(1 << 20),
+            gpu.max_binding >> 20
         ));
     }
     Ok(())
@@ -355,7 +450,10 @@ async fn gpu(adapter: String, half: bool) -> Result<Gpu, String> {
     let max_binding = setup.device.limits().max_storage_buffer_binding_size;
     let has_f16 = setup.adapter.features().contains(wgpu::Features::SHADER_F16);
     let dtype = if half && has_f16 {
-        device.configure(FloatDType::F16).map_err(|e| format!("cannot switch the GPU to f16: {e:?}"))?;
+        device.configure(FloatDType::F16).map_err(|e| {
+            web_sys::console::error_1(&format!("{e:?}").into());
+            "cannot switch the GPU to half precision (f16); reload the page with ?dtype=f32".to_string()
+        })?;
         "f16"
     } else {
         "f32"
@@ -365,29 +463,25 @@ async fn gpu(adapter: String, half: bool) -> Result<Gpu, String> {
     Ok(gpu)
 }
 
-fn read_bytes(value: &JsValue) -> Result<(Vec<u8>, String), String> {
-    let file: &File = value.dyn_ref().ok_or("the page sent something that is not a file")?;
+fn read_bytes(file: &File) -> Result<Vec<u8>, String> {
     let buffer = FileReaderSync::new()
         .and_then(|r| r.read_as_array_buffer(file))
         .map_err(|e| format!("cannot read {}: {}", file.name(), js_text(&e)))?;
-    Ok((Uint8Array::new(&buffer).to_vec(), file.name()))
+    Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// The prompts from `files` (image, mask, image, mask, ...).
-fn prompts(
-    specs: &[MaskInput],
-    options: &RunOptions,
-    files: &Array,
-) -> Result<(Vec<Prompt>, Option<usize>), String> {
+/// The prompts of a run, and the number of classes for class-index masks (given, or the one the
+/// masks imply).
+fn prompts(files: &[PromptFiles], options: &RunOptions) -> Result<(Vec<Prompt>, Option<usize>), String> {
     let mut images = Vec::new();
     let mut masks: Vec<Result<RgbImage, ClassMap>> = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
+    for (i, prompt) in files.iter().enumerate() {
         let which = |what: &str| format!("prompt {}: {what}", i + 1);
-        let (bytes, name) = read_bytes(&files.get(2 * i as u32)).map_err(|e| which(&e))?;
-        let image = decode_rgb(&bytes, &name).map_err(|e| which(&e.to_string()))?;
-        let mask = files.get(2 * i as u32 + 1);
-        let mask = match spec {
-            MaskInput::Painted { width, height } => {
+        let name = prompt.image.name();
+        let image = decode_rgb(&read_bytes(&prompt.image).map_err(|e| which(&e))?, &name)
+            .map_err(|e| which(&e.to_string()))?;
+        let mask = match &prompt.mask {
+            MaskFile::Painted { rgb, width, height } => {
                 if (*width, *height) != (image.width(), image.height()) {
                     return Err(which(&format!(
                         "the painted mask is {width}x{height} but the image decodes to {}x{}; paint it again",
@@ -395,30 +489,36 @@ fn prompts(
                         image.height()
                     )));
                 }
-                let rgb = Uint8Array::new(&mask).to_vec();
-                Ok(RgbImage::new(*width, *height, rgb).map_err(|e| which(&e.to_string()))?)
+                Ok(RgbImage::new(*width, *height, rgb.clone()).map_err(|e| which(&e.to_string()))?)
             }
-            MaskInput::File => {
-                let (bytes, name) = read_bytes(&mask).map_err(|e| which(&e))?;
-                if options.class_masks {
-                    Err(decode_class_map(&bytes, &name).map_err(|e| which(&e.to_string()))?)
+            MaskFile::File(file) => {
+                let (bytes, name) = (read_bytes(file).map_err(|e| which(&e))?, file.name());
+                // As the CLI with `--num-labels`: a grey or palette PNG is read as class indices,
+                // any other mask as colours.
+                let class_map = if options.class_masks {
+                    match decode_class_map(&bytes, &name) {
+                        Ok(map) => Some(map),
+                        Err(InputError::UnsupportedMask { .. }) => None,
+                        Err(other) => return Err(which(&other.to_string())),
+                    }
                 } else {
-                    Ok(decode_rgb(&bytes, &name).map_err(|e| which(&e.to_string()))?)
+                    None
+                };
+                match class_map {
+                    Some(map) => Err(map),
+                    None => Ok(decode_rgb(&bytes, &name).map_err(|e| which(&e.to_string()))?),
                 }
             }
         };
         images.push(image);
         masks.push(mask);
     }
-    // Class-index masks: the palette covers the largest index any prompt uses.
-    let num_labels = options.class_masks.then(|| {
-        masks
-            .iter()
-            .filter_map(|m| m.as_ref().err())
-            .flat_map(|map| map.as_raw().iter().copied())
-            .max()
-            .map_or(2, |max| (usize::from(max) + 1).max(2))
-    });
+    let inferred = inferred_num_classes(masks.iter().filter_map(|m| m.as_ref().err()));
+    let num_classes = match options.num_classes {
+        Some(0) => return Err("the number of classes must be 1 or more".into()),
+        Some(n) => Some(n as usize),
+        None => options.class_masks.then_some(inferred),
+    };
     let prompts = images
         .into_iter()
         .zip(masks)
@@ -426,103 +526,59 @@ fn prompts(
             image,
             mask: match mask {
                 Ok(rgb) => PromptMask::Rgb(rgb),
-                Err(map) => PromptMask::Classes { map, num_labels: num_labels.unwrap_or(2) },
+                Err(map) => PromptMask::Classes { map, num_labels: num_classes.unwrap_or(inferred) },
             },
         })
         .collect();
-    Ok((prompts, num_labels))
-}
-
-/// The distinct colours of the prompt masks (those covering at least 0.2% of a mask), black left
-/// out, at most 16, most frequent first: the page's per-colour toggles.
-fn mask_colours(prompts: &[Prompt]) -> Vec<[u8; 3]> {
-    let mut counts = std::collections::HashMap::<[u8; 3], usize>::new();
-    let mut total = 0;
-    for prompt in prompts {
-        let rgb = match &prompt.mask {
-            PromptMask::Rgb(rgb) => rgb.clone(),
-            PromptMask::Classes { map, num_labels } => {
-                match crate::pipeline::mask_to_rgb(map, Some(&crate::pipeline::build_palette(*num_labels))) {
-                    Ok(rgb) => rgb,
-                    Err(_) => continue,
-                }
-            }
-        };
-        for px in rgb.as_raw().chunks_exact(3) {
-            *counts.entry([px[0], px[1], px[2]]).or_default() += 1;
-        }
-        total += rgb.as_raw().len() / 3;
-    }
-    let mut colours: Vec<([u8; 3], usize)> =
-        counts.into_iter().filter(|(c, n)| *c != [0, 0, 0] && *n * 500 >= total).collect();
-    colours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    colours.into_iter().take(16).map(|(c, _)| c).collect()
-}
-
-fn forward_options(options: &RunOptions) -> Result<ForwardOptions, String> {
-    let ensemble = match options.ensemble.as_str() {
-        "official" => Ensemble::Official,
-        "hf" => Ensemble::Hf,
-        "none" => Ensemble::None,
-        other => return Err(format!("unknown ensemble `{other}`")),
-    };
-    let embedding_type = match options.embedding.as_str() {
-        "instance" => EmbeddingType::Instance,
-        "semantic" => EmbeddingType::Semantic,
-        other => return Err(format!("unknown embedding `{other}`")),
-    };
-    Ok(ForwardOptions { ensemble: Some(ensemble), embedding_type, budget: MemoryBudget::DEFAULT })
+    Ok((prompts, num_classes))
 }
 
 /// Posts one `Result` (or `Error`) per target, in order.
-async fn segment(
-    specs: &[MaskInput],
-    targets: usize,
-    options: &RunOptions,
-    files: &Array,
-) -> Result<(), String> {
+async fn segment(files: &SegmentFiles, options: &RunOptions) -> Result<(), String> {
     let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
-    if specs.is_empty() {
+    if files.prompts.is_empty() {
         return Err("add a prompt: an example image and its mask".into());
     }
     let limit = max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
-    if specs.len() > limit {
+    if files.prompts.len() > limit {
         return Err(format!(
-            "{} prompts need more than this GPU's maxStorageBufferBindingSize ({} MiB) allows: at most {limit} \
-             prompts here",
-            specs.len(),
-            loaded.gpu.max_binding >> 20
+            "your GPU allows at most {limit} prompts at a time; this run has {}: remove some",
+            files.prompts.len()
         ));
     }
-    let forward = forward_options(options)?;
-    let (prompts, num_labels) = prompts(specs, options, files)?;
+    let forward = ForwardOptions {
+        ensemble: Some(options.ensemble),
+        embedding_type: options.embedding,
+        budget: MemoryBudget::DEFAULT,
+    };
+    let (prompts, num_classes) = prompts(&files.prompts, options)?;
     let colours = mask_colours(&prompts);
     let segmenter =
         Segmenter::new(&loaded.model, &loaded.gpu.device, &prompts, forward).map_err(|e| e.to_string())?;
-    let first = 2 * specs.len() as u32;
-    for index in 0..targets {
-        post(&ToPage::Running { index }, &[]);
+    for (index, target) in files.targets.iter().enumerate() {
+        post(&ToPage::Running { index });
         let start = now_s();
-        match segment_one(&segmenter, &files.get(first + index as u32), num_labels).await {
-            Ok((png, mask)) => {
-                let (width, height) = (mask.width(), mask.height());
-                let bytes = Uint8Array::from(png.as_slice()).buffer();
-                let rgb = Uint8Array::from(mask.as_raw()).buffer();
-                let labels =
-                    Uint8Array::from(nearest_colour_labels(mask.as_raw(), &colours).as_slice()).buffer();
+        match segment_one(&segmenter, target, num_classes).await {
+            Ok((mask_png, mask)) => {
+                let buffers = ResultBuffers {
+                    mask_png,
+                    mask_rgb: mask.as_raw().to_vec(),
+                    labels: nearest_colour_labels(mask.as_raw(), &colours),
+                };
                 let msg = ToPage::Result {
                     index,
                     seconds: now_s() - start,
-                    width,
-                    height,
+                    width: mask.width(),
+                    height: mask.height(),
                     colours: colours.clone(),
+                    num_classes: num_classes.map(|n| n as u32),
                 };
-                post(&msg, &[("bytes", &bytes), ("rgb", &rgb), ("labels", &labels)]);
+                post_with(&msg, |envelope| buffers.to_js(envelope));
             }
             Err(Failure::Input(message)) => error(message, Some(index)),
             Err(Failure::Device(message)) => {
                 // The device is gone for this worker: the page restarts it.
-                post(&ToPage::Fatal { message: fatal_message(&message) }, &[]);
+                post(&ToPage::Fatal { message: fatal_message(&message) });
                 return Ok(());
             }
         }
@@ -531,24 +587,28 @@ async fn segment(
 }
 
 enum Failure {
+    /// This target cannot be segmented (not an image, too large...): the run goes on.
     Input(String),
+    /// The GPU is gone: the worker cannot go on.
     Device(String),
 }
 
 /// One target: decode, forward, asynchronous read-back (sync reads panic on wasm), mask PNG.
 async fn segment_one(
     segmenter: &Segmenter<'_>,
-    file: &JsValue,
+    file: &File,
     num_labels: Option<usize>,
 ) -> Result<(Vec<u8>, RgbImage), Failure> {
-    let (bytes, name) = read_bytes(file).map_err(Failure::Input)?;
-    let target = Target::decode(&bytes, &name).map_err(|e| Failure::Input(e.to_string()))?;
-    let pred = segmenter.predict(&target, &mut |_, _| {}).map_err(|e| Failure::Input(e.to_string()))?;
+    let name = file.name();
+    let input = |e: &dyn std::fmt::Display| Failure::Input(format!("{name}: {e}"));
+    let target = Target::decode(&read_bytes(file).map_err(Failure::Input)?, &name)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let pred = segmenter.predict(&target, &mut |_, _| {}).map_err(|e| input(&e))?;
     let data = pred.into_data_async().await.map_err(|e| Failure::Device(format!("device lost: {e}")))?;
     let values = data
         .try_into_vec_as::<f32>()
-        .map_err(|e| Failure::Input(format!("unexpected result data: {e:?}")))?;
-    let result = segmenter.finish(values, &target, num_labels).map_err(|e| Failure::Input(e.to_string()))?;
-    let png = result.mask_png().map_err(|e| Failure::Input(e.to_string()))?;
+        .map_err(|_| input(&"the GPU returned the result in an unexpected number format"))?;
+    let result = segmenter.finish(values, &target, num_labels).map_err(|e| input(&e))?;
+    let png = result.mask_png().map_err(|e| input(&e))?;
     Ok((png, result.mask))
 }

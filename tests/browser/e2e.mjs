@@ -58,9 +58,26 @@ function maxDiff(a, b) {
   return max;
 }
 
+/** Requests since `since` (an index into server.log) that fetched weights or config: a `HEAD`
+ * (the stored copy's revalidation, logged as `HEAD /path`) fetches nothing. */
+function modelFetches(server, since) {
+  return server.log.slice(since).filter((p) => p.startsWith('/model/'));
+}
+
+/** Whether `file` was downloaded (a GET, logged as the bare path) since `since` (an index into server.log). */
+function downloaded(server, since, file) {
+  return server.log.slice(since).includes(file);
+}
+
 function assertLoopback(urls, base) {
   const outside = urls.filter((u) => !(u.startsWith(base + '/') || u.startsWith('blob:') || u.startsWith('data:')));
   assert.deepEqual(outside, [], 'requests that left 127.0.0.1');
+}
+
+/** Where `seggpt segment --out-dir outDir` writes the mask of `target`: the one place that knows
+ * the CLI's output names. */
+function cliMaskPath(outDir, target) {
+  return path.join(outDir, `${path.basename(target, path.extname(target))}.mask.png`);
 }
 
 /** Runs the real CLI; returns { stem: pngjs image } for each target. */
@@ -70,10 +87,7 @@ function cliMasks(prompts, targets, extra = []) {
   for (const [image, mask] of prompts) args.push('--prompt', image, mask);
   for (const target of targets) args.push('--target', target);
   execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
-  return Object.fromEntries(targets.map((t) => {
-    const stem = path.basename(t, '.png');
-    return [stem, readRgb(path.join(out, `${stem}.mask.png`))];
-  }));
+  return Object.fromEntries(targets.map((t) => [path.basename(t, path.extname(t)), readRgb(cliMaskPath(out, t))]));
 }
 
 const fx = (name) => path.join(fixtures, name);
@@ -84,10 +98,25 @@ async function waitReady(page) {
   return status.textContent();
 }
 
+/** When the model is not in browser storage the page asks before downloading it: click
+ * `load-model` then. When it is stored the page loads it at once, and this returns at `ready`. */
+async function consentIfAsked(page) {
+  const load = page.getByTestId('load-model');
+  const ready = page.getByTestId('model-status').filter({ hasText: 'ready' });
+  await load.or(ready).first().waitFor({ timeout: 180_000 });
+  if (await load.isVisible()) await load.click();
+}
+
+/** Goes to `url` and agrees to download the model if asked. */
+async function gotoAndLoad(page, url) {
+  await page.goto(url);
+  await consentIfAsked(page);
+}
+
 /** Opens the app on the fixture model and waits for `ready`. */
 async function openApp(server, ctx, page) {
   const t0 = Date.now();
-  await page.goto(`${server.url}/?model=/model/`);
+  await gotoAndLoad(page, `${server.url}/?model=/model/`);
   const text = await waitReady(page);
   return { text, seconds: (Date.now() - t0) / 1000 };
 }
@@ -113,8 +142,26 @@ async function testOnePromptThenCacheReload(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
   const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
   try {
-    const { text, seconds } = await openApp(server, ctx, page);
-    console.log(`  status: "${text}" (page open to ready: ${seconds.toFixed(1)} s)`);
+    // A first visit: the page says what it would download and downloads nothing until asked.
+    await page.goto(`${server.url}/?model=/model/`);
+    const load = page.getByTestId('load-model');
+    await load.waitFor({ timeout: 60_000 });
+    const consent = await page.getByTestId('consent-text').textContent();
+    console.log(`  consent: "${consent}"`);
+    assert.match(consent, /SegGPT ViT-L, \d+ KB\) is downloaded once and kept in this browser/);
+    assert.match(consent, /never uploaded/);
+    assert.equal(downloaded(server, 0, '/model/model.safetensors'), false, 'nothing downloaded before the click');
+    await page.screenshot({ path: path.join(artifacts, 'consent.png'), fullPage: true });
+    // The button works from the keyboard.
+    const t0 = Date.now();
+    await load.focus();
+    await page.keyboard.press('Enter');
+    const text = await waitReady(page);
+    console.log(`  status: "${text}" (consent to ready: ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    const persisted = page.getByTestId('persist-state');
+    await persisted.waitFor();
+    console.log(`  storage: "${await persisted.textContent()}"`);
+    assert.match(await persisted.textContent(), /^Persistent storage (granted|not granted)/);
     assert.match(text, /SwiftShader|swiftshader|software|google/i, 'status names the adapter');
     assert.match(await page.getByTestId('model-note').textContent(), /downloaded and kept in browser storage/);
 
@@ -150,16 +197,17 @@ async function testOnePromptThenCacheReload(server) {
     console.log(`  click to mask, second run: ${again.toFixed(2)} s`);
     await page.screenshot({ path: path.join(artifacts, 'result.png'), fullPage: true });
 
-    // Reload: the model comes from browser storage, with no request for it.
+    // Reload: the model comes from browser storage at once (no consent asked), with no download
+    // (only a HEAD to revalidate it).
     const before = server.log.length;
     const t = Date.now();
     await page.reload();
     await waitReady(page);
     const note = await page.getByTestId('model-note').textContent();
     const after = server.log.slice(before);
-    console.log(`  reload to ready: ${((Date.now() - t) / 1000).toFixed(1)} s; note: "${note}"; requests: ${after.join(' ')}`);
+    console.log(`  reload to ready: ${((Date.now() - t) / 1000).toFixed(1)} s; note: "${note}"; requests: ${after.join(', ')}`);
     assert.match(note, /browser storage/);
-    assert.deepEqual(after.filter((p) => p.startsWith('/model/')), [], 'no model request after the reload');
+    assert.deepEqual(modelFetches(server, before), [], 'no model download after the reload');
     // And it still segments.
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
     await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
@@ -172,11 +220,12 @@ async function testOnePromptThenCacheReload(server) {
     await page.getByTestId('model-note').filter({ hasText: 'cleared' }).waitFor();
     const beforeClear = server.log.length;
     await page.reload();
+    await consentIfAsked(page);
     await waitReady(page);
-    assert.ok(server.log.slice(beforeClear).includes('/model/model.safetensors'), 'downloaded again after clearing');
+    assert.ok(downloaded(server, beforeClear, '/model/model.safetensors'), 'downloaded again after clearing');
 
     assertLoopback(urls, server.url);
-    assert.ok(server.log.includes('/model/model.safetensors'), 'the weights came from the test server');
+    assert.ok(downloaded(server, 0, '/model/model.safetensors'), 'the weights came from the test server');
     console.log(`  ${urls.length} requests, all to ${server.url}, blob: or data:`);
   } finally {
     await ctx.close();
@@ -255,6 +304,9 @@ async function testPaintedMask(server) {
     await page.getByTestId('paint-mask').click();
     const canvas = page.getByTestId('mask-canvas');
     await canvas.waitFor({ state: 'visible' });
+    // Nothing painted yet: Segment says so instead of running on an empty mask.
+    await page.getByTestId('segment').click();
+    assert.match(await page.getByTestId('error-text').textContent(), /prompt 1: the painted mask is empty/);
     await page.getByTestId('brush-size').fill('3');
     await canvas.scrollIntoViewIfNeeded();
     const b = await canvas.boundingBox();
@@ -331,8 +383,8 @@ async function testBadInputsAndCorruptWeights(server) {
     await page.getByTestId('target-input').setInputFiles([notImage, wide, fx('target_a.png')]);
     await page.getByTestId('segment').click();
     await page.locator('[data-testid=result][data-state=done]').first().waitFor({ timeout: 180_000 });
-    assert.equal(await page.getByTestId('result').nth(0).getAttribute('data-state'), 'error');
-    assert.equal(await page.getByTestId('result').nth(1).getAttribute('data-state'), 'error');
+    assert.equal(await page.getByTestId('result').nth(0).getAttribute('data-state'), 'failed');
+    assert.equal(await page.getByTestId('result').nth(1).getAttribute('data-state'), 'failed');
     assert.equal(await page.getByTestId('result').nth(2).getAttribute('data-state'), 'done');
     const notImageText = await page.getByTestId('result').nth(0).getAttribute('title');
     const wideText = await page.getByTestId('result').nth(1).getAttribute('title');
@@ -386,7 +438,7 @@ async function testDownloadProgressAndBadDownload(server) {
   const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
   try {
     // A truncated download: refused with the reason, and not kept in the cache.
-    await page.goto(`${server.url}/?model=/bad-model/`);
+    await gotoAndLoad(page, `${server.url}/?model=/bad-model/`);
     const error = page.getByTestId('error');
     await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
     console.log(`  truncated download: "${(await page.getByTestId('error-text').textContent()).trim()}"`);
@@ -394,7 +446,7 @@ async function testDownloadProgressAndBadDownload(server) {
 
     // A slow download: the progress bar counts bytes of the known total, with speed and time left.
     const size = fs.statSync(path.join(fixtures, 'model/model.safetensors')).size;
-    await page.goto(`${server.url}/?model=/slow-model/`);
+    await gotoAndLoad(page, `${server.url}/?model=/slow-model/`);
     await page.waitForFunction(() => {
       const bar = document.querySelector('[data-testid=model-progress]');
       return bar && !bar.hidden && bar.value > 0 && bar.value < bar.max;
@@ -403,19 +455,23 @@ async function testDownloadProgressAndBadDownload(server) {
     const text = await page.getByTestId('model-status').textContent();
     console.log(`  during the download: "${text}", progress ${bar.value} / ${bar.max}`);
     assert.equal(bar.max, size, 'the bar\'s total is the file size');
+    // Clearing the stored model now would pull the file from under the download.
+    assert.equal(await page.getByTestId('clear-cache').isDisabled(), true, '"Clear the cached model" is disabled during a download');
     assert.match(text, /downloading model\.safetensors: \d+ KB of 192 KB, \d+ KB\/s, \d+ s left/);
     await waitReady(page);
     assert.equal(await page.getByTestId('model-progress').isVisible(), false, 'the bar goes once ready');
+    assert.equal(await page.getByTestId('clear-cache').isDisabled(), false, 'and enabled again once loaded');
 
     // ?cache=off: the weights are kept in memory only (the memory path of the download), and a
     // reload downloads them again.
-    await page.goto(`${server.url}/?model=/model/&cache=off`);
+    await gotoAndLoad(page, `${server.url}/?model=/model/&cache=off`);
     await waitReady(page);
     assert.match(await page.getByTestId('model-note').textContent(), /not kept in browser storage/);
     const beforeOff = server.log.length;
     await page.reload();
+    await consentIfAsked(page);
     await waitReady(page);
-    assert.ok(server.log.slice(beforeOff).includes('/model/model.safetensors'), 'downloaded again with ?cache=off');
+    assert.ok(downloaded(server, beforeOff, '/model/model.safetensors'), 'downloaded again with ?cache=off');
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
     await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
     await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
@@ -425,9 +481,9 @@ async function testDownloadProgressAndBadDownload(server) {
 
     // The truncated copy was not cached: loading it again downloads it again.
     const before = server.log.length;
-    await page.goto(`${server.url}/?model=/bad-model/`);
+    await gotoAndLoad(page, `${server.url}/?model=/bad-model/`);
     await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
-    assert.ok(server.log.slice(before).includes('/bad-model/model.safetensors'), 'not served from a cache');
+    assert.ok(downloaded(server, before, '/bad-model/model.safetensors'), 'not served from a cache');
     assertLoopback(urls, server.url);
   } finally {
     await ctx.close();
@@ -454,11 +510,18 @@ async function testDropAndPaste(server) {
   try {
     await openApp(server, ctx, page);
     // Image then mask dropped on the prompt; one target dropped, one pasted.
-    await dropFiles(page, '.prompt', [['prompt0.png', fx('prompt0.png')], ['prompt0_mask.png', fx('prompt0_mask.png')]]);
-    await dropFiles(page, '.drop[data-drop=targets]', [['target_a.png', fx('target_a.png')]]);
+    await dropFiles(page, '.prompt-card', [['prompt0.png', fx('prompt0.png')], ['prompt0_mask.png', fx('prompt0_mask.png')]]);
+    await dropFiles(page, '[data-drop=targets]', [['target_a.png', fx('target_a.png')]]);
     await dropFiles(page, 'body', [['target_b.png', fx('target_b.png')]], 'paste');
     assert.match(await page.getByTestId('mask-state').textContent(), /prompt0_mask\.png/);
     assert.match(await page.getByTestId('target-count').textContent(), /2 images/);
+    // Targets are thumbnails with a remove button each: a third one dropped, then removed.
+    await dropFiles(page, '[data-drop=targets]', [['extra.png', fx('target_a.png')]]);
+    assert.equal(await page.locator('.thumb-list .thumb').count(), 3);
+    await page.getByRole('button', { name: 'Remove extra.png' }).click();
+    assert.match(await page.getByTestId('target-count').textContent(), /2 images/);
+    assert.deepEqual(await page.locator('.thumb-list .thumb img').evaluateAll((imgs) => imgs.map((i) => i.alt)),
+      ['target_a.png', 'target_b.png'], 'the right one went');
     await segmentAndWait(page, 2);
     for (const [i, stem] of ['target_a', 'target_b'].entries()) {
       const dl = await downloadResult(page, i);
@@ -470,25 +533,29 @@ async function testDropAndPaste(server) {
   }
 }
 
+/** Writes a class-index mask (8-bit grey: 0 background, then 1, 2 for the first colours met, later
+ * colours also 2) made from the colour mask `file` to `out`; returns its largest index. */
+function classMask(file, out) {
+  const rgb = readRgb(file);
+  const colours = new Map();
+  const grey = new PNG({ width: rgb.width, height: rgb.height, colorType: 0, inputColorType: 0, bitDepth: 8 });
+  const indices = Buffer.alloc(rgb.width * rgb.height);
+  for (let i = 0; i < indices.length; i++) {
+    const key = rgb.data.readUIntBE(i * 4, 3);
+    if (key === 0) continue;
+    if (!colours.has(key)) colours.set(key, Math.min(colours.size + 1, 2));
+    indices[i] = colours.get(key);
+  }
+  fs.writeFileSync(out, PNG.sync.write({ ...grey, data: indices, width: rgb.width, height: rgb.height },
+    { colorType: 0, inputColorType: 0, bitDepth: 8 }));
+  return Math.max(...indices);
+}
+
 async function testClassMasksSemanticHf(server) {
   // Class-index prompt masks (8-bit grey, indices 0..2) made from the colour masks; semantic embedding and
   // transformers' ensemble: the page must give what `seggpt segment --num-labels 3 ...` gives.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-classes-'));
-  const toClasses = (file, out) => {
-    const rgb = readRgb(file);
-    const colours = new Map();
-    const grey = new PNG({ width: rgb.width, height: rgb.height, colorType: 0, inputColorType: 0, bitDepth: 8 });
-    const indices = Buffer.alloc(rgb.width * rgb.height);
-    for (let i = 0; i < indices.length; i++) {
-      const key = rgb.data.readUIntBE(i * 4, 3);
-      if (key === 0) continue;
-      if (!colours.has(key)) colours.set(key, Math.min(colours.size + 1, 2));
-      indices[i] = colours.get(key);
-    }
-    fs.writeFileSync(out, PNG.sync.write({ ...grey, data: indices, width: rgb.width, height: rgb.height },
-      { colorType: 0, inputColorType: 0, bitDepth: 8 }));
-    return Math.max(...indices);
-  };
+  const toClasses = classMask;
   const m0 = path.join(dir, 'm0.png'), m1 = path.join(dir, 'm1.png');
   const top = Math.max(toClasses(fx('prompt0_mask.png'), m0), toClasses(fx('prompt1_mask.png'), m1));
   assert.equal(top, 2, 'the class masks use indices up to 2');
@@ -524,7 +591,7 @@ async function testCrashAndRetry(server) {
   const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
   try {
     // ?debug=panic makes the worker panic during the first run, as a GPU out-of-memory error does.
-    await page.goto(`${server.url}/?model=/model/&debug=panic`);
+    await gotoAndLoad(page, `${server.url}/?model=/model/&debug=panic`);
     await waitReady(page);
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
     await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
@@ -535,17 +602,260 @@ async function testCrashAndRetry(server) {
     const text = await page.getByTestId('error-text').textContent();
     console.log(`  worker panic: "${text}"`);
     assert.match(text, /crashed: wgpu error: debug panic/, 'the worker\'s own message, not just "unreachable"');
-    assert.equal(await page.getByTestId('result').first().getAttribute('data-state'), 'error');
+    assert.equal(await page.getByTestId('result').first().getAttribute('data-state'), 'failed');
     assert.equal(await page.getByTestId('segment').isDisabled(), true);
 
     // Retry: a new worker reloads the model (from browser storage); the inputs are still there.
     const before = server.log.length;
     await retry.click();
     await waitReady(page);
-    assert.deepEqual(server.log.slice(before).filter((p) => p.startsWith('/model/')), [], 'reloaded from storage');
+    assert.deepEqual(modelFetches(server, before), [], 'reloaded from storage');
     assert.equal(await page.getByTestId('error').isVisible(), false);
     await segmentAndWait(page, 1);
     assert.ok(maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a) <= 1);
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** PNG chunk helpers: CRC-32 as PNG defines it, and a chunk inserted after IHDR. */
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+function withChunkAfterHeader(png, type, data) {
+  const typeAndData = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const chunk = Buffer.alloc(12 + data.length);
+  chunk.writeUInt32BE(data.length, 0);
+  typeAndData.copy(chunk, 4);
+  chunk.writeUInt32BE(crc32(typeAndData), 8 + data.length);
+  const headerEnd = 8 + 12 + 13; // signature, then IHDR (length, type, 13 bytes, CRC)
+  return Buffer.concat([png.subarray(0, headerEnd), chunk, png.subarray(headerEnd)]);
+}
+
+/** The entries of a ZIP (stored, as "Download all" writes them): { name: Buffer }, in order. */
+function unzipStored(zip) {
+  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  assert.ok(end >= 0, 'a zip with an end record');
+  const count = zip.readUInt16LE(end + 10);
+  let at = zip.readUInt32LE(end + 16);
+  const entries = [];
+  for (let i = 0; i < count; i++) {
+    assert.equal(zip.readUInt32LE(at), 0x02014b50, 'a central directory entry');
+    assert.equal(zip.readUInt16LE(at + 10), 0, 'stored, not compressed');
+    const size = zip.readUInt32LE(at + 20);
+    const nameLength = zip.readUInt16LE(at + 28);
+    const skip = nameLength + zip.readUInt16LE(at + 30) + zip.readUInt16LE(at + 32);
+    const name = zip.subarray(at + 46, at + 46 + nameLength).toString('utf8');
+    const local = zip.readUInt32LE(at + 42);
+    const data = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
+    entries.push([name, zip.subarray(data, data + size)]);
+    at += 46 + skip;
+  }
+  return entries;
+}
+
+async function testNoLeaks(server) {
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  // Live object URLs and event listeners, counted by wrapping the browser's own functions.
+  await ctx.addInitScript(() => {
+    const live = new Set();
+    const create = URL.createObjectURL.bind(URL);
+    const revoke = URL.revokeObjectURL.bind(URL);
+    URL.createObjectURL = (object) => { const url = create(object); live.add(url); return url; };
+    URL.revokeObjectURL = (url) => { live.delete(url); revoke(url); };
+    let listeners = 0;
+    const add = EventTarget.prototype.addEventListener;
+    const remove = EventTarget.prototype.removeEventListener;
+    EventTarget.prototype.addEventListener = function (...args) { listeners++; return add.apply(this, args); };
+    EventTarget.prototype.removeEventListener = function (...args) { listeners--; return remove.apply(this, args); };
+    window.__counts = () => ({ urls: live.size, listeners });
+  });
+  try {
+    const cdp = await ctx.newCDPSession(page);
+    const measure = async () => {
+      for (let i = 0; i < 3; i++) await cdp.send('HeapProfiler.collectGarbage');
+      const heap = await cdp.send('Runtime.getHeapUsage');
+      const dom = await cdp.send('Memory.getDOMCounters');
+      const counts = await page.evaluate(() => window.__counts());
+      return { heapMiB: heap.usedSize / 2 ** 20, nodes: dom.nodes, domListeners: dom.jsEventListeners, ...counts };
+    };
+    const promptCycle = async () => {
+      await page.getByTestId('add-prompt').click();
+      const card = page.locator('.prompt-card').last();
+      await card.getByTestId('prompt-image').setInputFiles(fx('prompt1.png'));
+      await card.getByTestId('prompt-mask').setInputFiles(fx('prompt1_mask.png'));
+      await card.getByTestId('paint-mask').click();
+      await card.getByTestId('mask-canvas').waitFor({ state: 'visible' });
+      await card.getByTestId('remove-prompt').click();
+      assert.equal(await page.locator('.prompt-card').count(), 1);
+    };
+    await openApp(server, ctx, page);
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png'), fx('target_b.png')]);
+    // Warm-up (first-time allocations), then the baseline.
+    await promptCycle();
+    await segmentAndWait(page, 2);
+    const before = await measure();
+    for (let i = 0; i < 20; i++) await promptCycle();
+    for (let i = 0; i < 5; i++) await segmentAndWait(page, 2);
+    const after = await measure();
+    const fmt = (m) => `heap ${m.heapMiB.toFixed(2)} MiB, ${m.nodes} DOM nodes, ${m.domListeners} listeners (CDP), `
+      + `${m.listeners} added-not-removed listeners, ${m.urls} live object URLs`;
+    console.log(`  after warm-up: ${fmt(before)}\n  after 20 add/remove prompt cycles and 5 runs: ${fmt(after)}`);
+    assert.equal(after.urls, before.urls, 'every object URL is revoked when its element goes');
+    assert.equal(after.listeners, before.listeners, 'every listener added is removed with its component');
+    assert.equal(after.domListeners, before.domListeners, 'no listener left on a node');
+    // Margins: a leaked prompt card or result card is hundreds of nodes and listeners; the heap may
+    // wander by some hundred KiB (JIT, caches), while 20 leaked cards with their closures would be more.
+    assert.ok(Math.abs(after.nodes - before.nodes) <= 50, `DOM nodes went from ${before.nodes} to ${after.nodes}`);
+    assert.ok(after.heapMiB - before.heapMiB < 1, `the JS heap grew by ${(after.heapMiB - before.heapMiB).toFixed(2)} MiB`);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testNumberOfClasses(server) {
+  // Class-index masks with indices up to 2: the page's default is 3 classes (shown); with 8 the
+  // palette differs (the CLI's --num-labels 3 and 8 give different masks), and the page with 8
+  // gives what `seggpt segment --num-labels 8` gives.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-numclasses-'));
+  const m0 = path.join(dir, 'm0.png'), m1 = path.join(dir, 'm1.png');
+  assert.equal(Math.max(classMask(fx('prompt0_mask.png'), m0), classMask(fx('prompt1_mask.png'), m1)), 2);
+  const prompts = [[fx('prompt0.png'), m0], [fx('prompt1.png'), m1]];
+  const targets = [fx('target_a.png')];
+  const three = cliMasks(prompts, targets, ['--num-labels', '3']);
+  const eight = cliMasks(prompts, targets, ['--num-labels', '8']);
+  assert.ok(maxDiff(three.target_a, eight.target_a) > 1, 'the number of classes changes the colours');
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    await page.getByTestId('add-prompt').click();
+    for (const [i, [image, mask]] of prompts.entries()) {
+      await page.getByTestId('prompt-image').nth(i).setInputFiles(image);
+      await page.getByTestId('prompt-mask').nth(i).setInputFiles(mask);
+    }
+    const field = page.getByTestId('num-classes');
+    assert.equal(await field.isDisabled(), true, 'no number of classes for colour masks');
+    await page.getByTestId('class-masks').check();
+    await page.waitForFunction(() => document.querySelector('[data-testid=num-classes]').value === '3');
+    console.log('  default number of classes shown: 3 (largest index 2, + 1)');
+    await page.getByTestId('target-input').setInputFiles(targets);
+    await segmentAndWait(page, 1);
+    const byDefault = maxDiff(readRgb((await downloadResult(page, 0)).path), three.target_a);
+    await field.fill('8');
+    await segmentAndWait(page, 1);
+    const withEight = maxDiff(readRgb((await downloadResult(page, 0)).path), eight.target_a);
+    console.log(`  default vs CLI --num-labels 3: max difference ${byDefault}; 8 vs CLI --num-labels 8: ${withEight}`);
+    assert.ok(byDefault <= 1 && withEight <= 1, 'the page and the CLI agree on the colours');
+    await field.fill('1');
+    await page.getByTestId('segment').click();
+    assert.match(await page.getByTestId('error').textContent(), /number of classes: 1 is outside 2 to 256/);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testColourProfileIgnored(server) {
+  // target_a.png with a gAMA chunk (gamma 0.2): decoded with colour conversion, its pixels change;
+  // the model (and the CLI) read the stored values, and so must the overlay.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-gamma-'));
+  const gamma = Buffer.alloc(4);
+  gamma.writeUInt32BE(20000); // 0.2 in units of 1/100000
+  const target = path.join(dir, 'gamma.png');
+  fs.writeFileSync(target, withChunkAfterHeader(fs.readFileSync(fx('target_a.png')), 'gAMA', gamma));
+  const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [target]);
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    // This browser converts such a file when not told otherwise (else the test proves nothing).
+    const converted = await page.evaluate(async (bytes) => {
+      const blob = new Blob([new Uint8Array(bytes)], { type: 'image/png' });
+      const pixels = async (options) => {
+        const bitmap = await createImageBitmap(blob, options);
+        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+        canvas.getContext('2d').drawImage(bitmap, 0, 0);
+        return Array.from(canvas.getContext('2d').getImageData(0, 0, bitmap.width, bitmap.height).data);
+      };
+      const [plain, none] = [await pixels({}), await pixels({ colorSpaceConversion: 'none' })];
+      return plain.some((v, i) => v !== none[i]);
+    }, [...fs.readFileSync(target)]);
+    assert.ok(converted, 'the browser converts gAMA images by default');
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([target]);
+    await segmentAndWait(page, 1);
+    const diff = maxDiff(readRgb((await downloadResult(page, 0)).path), expected.gamma);
+    await page.getByTestId('opacity').fill('0');
+    const overlay = readRgb((await downloadResult(page, 0, 'download-overlay')).path);
+    const vsStored = maxDiff(overlay, readRgb(target)); // pngjs ignores gAMA: the stored values
+    console.log(`  gAMA target: mask vs CLI ${diff}; overlay at opacity 0 vs the stored pixels ${vsStored}`);
+    assert.ok(diff <= 1, `the mask differs from the CLI by ${diff}`);
+    assert.equal(vsStored, 0, 'the overlay shows the pixels as stored, not colour-converted');
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testDownloadAllSameNames(server) {
+  // Every pasted image is `image.png`: two of them still make one zip with distinct names.
+  const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png'), fx('target_b.png')]);
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await dropFiles(page, 'body', [['image.png', fx('target_a.png')]], 'paste');
+    await dropFiles(page, 'body', [['image.png', fx('target_b.png')]], 'paste');
+    assert.match(await page.getByTestId('target-count').textContent(), /2 images/);
+    await segmentAndWait(page, 2);
+    const download = page.waitForEvent('download');
+    await page.getByTestId('download-all').click();
+    const entries = unzipStored(fs.readFileSync(await (await download).path()));
+    const names = entries.map(([name]) => name);
+    console.log(`  zip entries: ${names.join(', ')}`);
+    assert.equal(new Set(names).size, 4, 'four distinct names');
+    const masks = Object.fromEntries(entries);
+    const first = PNG.sync.read(masks['image.mask.png']), second = PNG.sync.read(masks['image-2.mask.png']);
+    assert.ok(maxDiff(first, expected.target_a) <= 1 && maxDiff(second, expected.target_b) <= 1, 'each mask is its target\'s');
+    assert.equal((await downloadResult(page, 1)).name, 'image-2.mask.png', 'the card\'s own download has the same name');
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testExamples(server) {
+  const examplesDir = path.join(root, 'www/examples');
+  const [example] = JSON.parse(fs.readFileSync(path.join(examplesDir, 'examples.json'), 'utf8'));
+  const file = (p) => path.join(examplesDir, p);
+  const prompts = example.prompts.map((p) => [file(p.image), file(p.mask)]);
+  const targets = example.targets.map(file);
+  const expected = cliMasks(prompts, targets);
+  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await openApp(server, ctx, page);
+    // One click fills the prompts and targets, as picking those files would.
+    await page.getByTestId(`example-${example.id}`).click();
+    await page.getByTestId('target-count').filter({ hasText: `${targets.length} image` }).waitFor();
+    assert.equal(await page.locator('.prompt-card').count(), prompts.length);
+    assert.match(await page.getByTestId('mask-state').first().textContent(),
+      new RegExp(path.basename(example.prompts[0].mask).replace(/\./g, '\\.')));
+    await segmentAndWait(page, targets.length);
+    await page.screenshot({ path: path.join(artifacts, 'example.png'), fullPage: true });
+    for (const [i, target] of targets.entries()) {
+      const stem = path.basename(target, path.extname(target));
+      const dl = await downloadResult(page, i);
+      const diff = maxDiff(readRgb(dl.path), expected[stem]);
+      console.log(`  example "${example.title}", ${stem}: max difference ${diff} vs the CLI on the same files`);
+      assert.ok(diff <= 1, `${stem} differs from the CLI by ${diff}`);
+    }
   } finally {
     await ctx.close();
   }
@@ -564,6 +874,11 @@ const tests = [
   // --disable-features=WebGPU and --disable-blink-features=WebGPU: the `navigator.gpu` absent path
   // is not reachable with this browser on a secure origin).
   ['no WebGPU adapter: error names WebGPU', (s) => testNoWebGpuError(s, [], 'no-adapter')],
+  ['no leaks: 20 prompt add/remove cycles and 5 runs leave heap, object URLs and listeners flat', testNoLeaks],
+  ['number of classes: default shown, and the same N gives the CLI\'s --num-labels N colours', testNumberOfClasses],
+  ['a PNG with a gAMA chunk: pixels as stored, overlay and mask as the CLI', testColourProfileIgnored],
+  ['download all with two pasted image.png: distinct names in the zip', testDownloadAllSameNames],
+  ['examples gallery: one click fills the inputs; masks equal the CLI on the same files', testExamples],
 ];
 
 assert.ok(fs.existsSync(path.join(root, 'dist/index.html')), 'dist/ missing: run `trunk build --release` first');

@@ -1,6 +1,7 @@
 // A tiny static server for the browser tests: `/` -> dist/, `/model/` -> the fixture model.
 // Loopback only, correct MIME types for module scripts and wasm, no caching, the app's CSP as a header,
-// and a log of every path.
+// an ETag and Last-Modified per file (from its size and modification time, as common static servers
+// do), and a log of every path (`HEAD /path` for a HEAD, the bare path for a GET).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,22 +10,30 @@ import path from 'node:path';
 // response, not from the page's meta tag, so only the header binds the worker (docs/ARCHITECTURE.md).
 export const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
   + "connect-src 'self' https://huggingface.co https://*.huggingface.co https://*.hf.co; "
-  + "img-src 'self' blob: data:; style-src 'self'; base-uri 'none'; form-action 'none'";
+  + "img-src 'self' blob: data:; style-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'";
 
 const MIME = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
   '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png',
-  '.css': 'text/css', '.safetensors': 'application/octet-stream',
+  '.css': 'text/css', '.safetensors': 'application/octet-stream', '.jpg': 'image/jpeg',
+  '.webmanifest': 'application/manifest+json',
 };
 
 /** roots: { '/url-prefix/': '/dir/on/disk', ... }; longest prefix wins. Paths under a prefix in
- * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Resolves to { url, log, close }. */
+ * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Requests under a prefix
+ * added to `unreachable` get their connection dropped with no answer, as when offline.
+ * Resolves to { url, log, unreachable, close }. */
 export function serve(roots, slow = []) {
   const log = [];
+  const unreachable = new Set();
   const prefixes = Object.keys(roots).sort((a, b) => b.length - a.length);
   const server = http.createServer((req, res) => {
     const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    log.push(urlPath);
+    log.push(req.method === 'GET' ? urlPath : `${req.method} ${urlPath}`);
+    if ([...unreachable].some((p) => urlPath.startsWith(p))) {
+      req.socket.destroy();
+      return;
+    }
     const prefix = prefixes.find((p) => urlPath.startsWith(p));
     let file = prefix && path.join(roots[prefix], urlPath.slice(prefix.length));
     if (file && !file.startsWith(path.resolve(roots[prefix]))) file = null; // no `..` escapes
@@ -35,12 +44,19 @@ export function serve(roots, slow = []) {
       return;
     }
     const bytes = fs.readFileSync(file);
+    const { mtime, mtimeMs } = fs.statSync(file);
     res.writeHead(200, {
       'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
       'Content-Length': bytes.length,
       'Cache-Control': 'no-store',
       'Content-Security-Policy': CSP,
+      'ETag': `"${bytes.length.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`,
+      'Last-Modified': mtime.toUTCString(),
     });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     if (!slow.includes(prefix)) {
       res.end(bytes);
       return;
@@ -57,7 +73,7 @@ export function serve(roots, slow = []) {
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
-      resolve({ url: `http://127.0.0.1:${port}`, log, close: () => new Promise((r) => server.close(r)) });
+      resolve({ url: `http://127.0.0.1:${port}`, log, unreachable, close: () => new Promise((r) => server.close(r)) });
     });
   });
 }

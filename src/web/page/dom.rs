@@ -1,0 +1,204 @@
+//! DOM plumbing shared by the components: listeners and object URLs that clean up after themselves,
+//! element builders, image decoding, downloads.
+
+use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue, prelude::*};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Blob, BlobPropertyBag, CanvasRenderingContext2d, DataTransfer, Document, Element, Event, EventTarget,
+    File, FileList, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, ImageBitmap, Url,
+};
+
+/// An event listener that is removed, and its closure freed, when this value is dropped: a component
+/// keeps its listeners in its struct, so removing the component removes them.
+pub struct Listener {
+    target: EventTarget,
+    kind: &'static str,
+    closure: Closure<dyn FnMut(Event)>,
+}
+
+impl Listener {
+    pub fn new(
+        target: &EventTarget,
+        kind: &'static str,
+        handler: impl FnMut(Event) + 'static,
+    ) -> Result<Self, JsValue> {
+        let closure = Closure::<dyn FnMut(Event)>::new(handler);
+        target.add_event_listener_with_callback(kind, closure.as_ref().unchecked_ref())?;
+        Ok(Listener { target: target.clone(), kind, closure })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ =
+            self.target.remove_event_listener_with_callback(self.kind, self.closure.as_ref().unchecked_ref());
+    }
+}
+
+/// A `blob:` URL revoked when this value is dropped (when the element showing it goes).
+pub struct ObjectUrl(String);
+
+impl ObjectUrl {
+    pub fn new(blob: &Blob) -> Result<Self, JsValue> {
+        Ok(ObjectUrl(Url::create_object_url_with_blob(blob)?))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for ObjectUrl {
+    fn drop(&mut self) {
+        let _ = Url::revoke_object_url(&self.0);
+    }
+}
+
+pub fn window() -> web_sys::Window {
+    web_sys::window().expect("the page code runs on a page")
+}
+
+pub fn document() -> Document {
+    window().document().expect("a page has a document")
+}
+
+/// The element with `data-testid=id` under `parent` (the test ids double as the components' hooks).
+pub fn find<T: JsCast>(parent: &impl AsRef<web_sys::Node>, id: &str) -> Result<T, JsValue> {
+    let selector = format!("[data-testid={id}]");
+    let node: &web_sys::Node = parent.as_ref();
+    let found = match node.dyn_ref::<Element>() {
+        Some(element) => element.query_selector(&selector)?,
+        None => node.unchecked_ref::<Document>().query_selector(&selector)?,
+    };
+    found
+        .ok_or_else(|| JsValue::from_str(&format!("the page lacks data-testid={id}")))?
+        .dyn_into::<T>()
+        .map_err(|_| JsValue::from_str(&format!("data-testid={id} is not the expected kind of element")))
+}
+
+/// A new element with a class (empty: none).
+pub fn element<T: JsCast>(tag: &str, class: &str) -> Result<T, JsValue> {
+    let element = document().create_element(tag)?;
+    if !class.is_empty() {
+        element.set_class_name(class);
+    }
+    element.dyn_into::<T>().map_err(|_| JsValue::from_str(&format!("<{tag}> is not the expected element")))
+}
+
+/// A `<button type=button>` with its text.
+pub fn button(text: &str, class: &str) -> Result<HtmlElement, JsValue> {
+    let button: HtmlElement = element("button", class)?;
+    button.set_attribute("type", "button")?;
+    button.set_text_content(Some(text));
+    Ok(button)
+}
+
+pub fn set_hidden(element: &Element, hidden: bool) {
+    let _ = if hidden { element.set_attribute("hidden", "") } else { element.remove_attribute("hidden") };
+}
+
+pub fn set_disabled(element: &Element, disabled: bool) {
+    let _ =
+        if disabled { element.set_attribute("disabled", "") } else { element.remove_attribute("disabled") };
+}
+
+pub fn files(list: Option<FileList>) -> Vec<File> {
+    list.map(|list| (0..list.length()).filter_map(|i| list.get(i)).collect()).unwrap_or_default()
+}
+
+/// Puts `files` into a file input and fires `change`, as if the user had picked them.
+pub fn set_input_files(input: &HtmlInputElement, files: &[File]) -> Result<(), JsValue> {
+    let transfer = DataTransfer::new()?;
+    for file in files {
+        transfer.items().add_with_file(file)?;
+    }
+    input.set_files(transfer.files().as_ref());
+    input.dispatch_event(&Event::new("change")?)?;
+    Ok(())
+}
+
+pub fn context(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, JsValue> {
+    Ok(canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D canvas"))?.unchecked_into())
+}
+
+/// Decodes an image file to a bitmap of its pixels as stored: no EXIF rotation and no colour-space
+/// conversion (an ICC profile or gAMA chunk must not change the values), as the model's own decoder
+/// reads them, so painted masks and overlays line up with the CLI's output pixel for pixel.
+pub async fn image_bitmap(file: &Blob) -> Result<ImageBitmap, JsValue> {
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"imageOrientation".into(), &"none".into())?;
+    Reflect::set(&options, &"colorSpaceConversion".into(), &"none".into())?;
+    let create: Function = Reflect::get(&window(), &"createImageBitmap".into())?.dyn_into()?;
+    let promise: Promise = create.call2(&window(), file, &options)?.unchecked_into();
+    Ok(JsFuture::from(promise).await?.unchecked_into())
+}
+
+pub fn blob(bytes: &[u8], mime: &str) -> Result<Blob, JsValue> {
+    let options = BlobPropertyBag::new();
+    options.set_type(mime);
+    Blob::new_with_u8_array_sequence_and_options(&Array::of1(&Uint8Array::from(bytes)), &options)
+}
+
+pub async fn blob_bytes(blob: &Blob) -> Result<Vec<u8>, JsValue> {
+    let buffer: ArrayBuffer = JsFuture::from(blob.array_buffer()).await?.unchecked_into();
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// A canvas's pixels as PNG bytes.
+pub async fn canvas_png(canvas: &HtmlCanvasElement) -> Result<Vec<u8>, JsValue> {
+    let promise = Promise::new(&mut |resolve: Function, reject: Function| {
+        if let Err(err) = canvas.to_blob_with_type(&resolve, "image/png") {
+            let _ = reject.call1(&JsValue::NULL, &err);
+        }
+    });
+    let blob: Blob = JsFuture::from(promise).await?.dyn_into()?;
+    blob_bytes(&blob).await
+}
+
+/// How long a download's `blob:` URL lives: the browser has read the blob well before then.
+const DOWNLOAD_URL_LIFETIME_MS: i32 = 10_000;
+
+/// Starts a download of `blob` as `name`; its object URL is revoked once the download has read it.
+pub fn save(blob: &Blob, name: &str) -> Result<(), JsValue> {
+    let url = ObjectUrl::new(blob)?;
+    let link: HtmlAnchorElement = element("a", "")?;
+    link.set_href(url.as_str());
+    link.set_download(name);
+    link.click();
+    let revoke = Closure::once_into_js(move || drop(url));
+    window().set_timeout_with_callback_and_timeout_and_arguments_0(
+        revoke.unchecked_ref(),
+        DOWNLOAD_URL_LIFETIME_MS,
+    )?;
+    Ok(())
+}
+
+/// `photo.png` -> `photo`.
+pub fn stem(name: &str) -> &str {
+    match name.rfind('.') {
+        Some(dot) if dot > 0 => &name[..dot],
+        _ => name,
+    }
+}
+
+pub fn css_rgb(c: [u8; 3]) -> String {
+    format!("rgb({}, {}, {})", c[0], c[1], c[2])
+}
+
+/// Why this browser cannot run the model, if it cannot: no WebGPU, or no adapter. Checked before the
+/// visitor is offered a 1.5 GB download that could not be used.
+pub async fn webgpu_unavailable() -> Option<String> {
+    let gpu = Reflect::get(&window().navigator(), &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
+    let request =
+        Reflect::get(&gpu, &"requestAdapter".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
+    let adapter = match request.map(|request| request.call0(&gpu)) {
+        Some(Ok(promise)) => JsFuture::from(Promise::from(promise)).await.unwrap_or(JsValue::NULL),
+        _ => JsValue::NULL,
+    };
+    (adapter.is_null() || adapter.is_undefined()).then(|| {
+        "This browser offers no WebGPU adapter, which SegGPT needs: use a recent Chrome or Edge (or enable \
+         WebGPU) on a machine with a GPU."
+            .to_string()
+    })
+}

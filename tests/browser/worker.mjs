@@ -1,0 +1,269 @@
+// Browser tests of the worker side, in headless Chromium (Debian `chromium`, WebGPU on SwiftShader): the
+// model copy in browser storage is checked with the server (ETag / Last-Modified) and downloaded again when
+// it changed or is damaged, used offline with a note saying so; messages are handled in order (a cache clear
+// posted during a download waits for it); a `?model=` directory URL with a query string; plain error texts
+// for a refused origin and an unreachable model. Every request must stay on loopback.
+//
+// Needs: `trunk build --release --features test-hooks` (dist/), `npm ci`.
+// Run from the repository root: `node tests/browser/worker.mjs`. Exit code 0 = pass.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve } from './server.mjs';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const fixtures = path.join(root, 'tests/fixtures/segment');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--enable-unsafe-webgpu'];
+const LONG = 180_000;
+const fx = (name) => path.join(fixtures, name);
+
+/** A fresh browser profile. Each worker the page starts is recorded as `window.__worker`, and the
+ * `kind` of every message it posts in `window.__fromWorker`, so a test can post to the worker itself
+ * and check the order of its answers. */
+async function launch() {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-pw-'));
+  const ctx = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath, headless: true, args: BASE_ARGS, viewport: { width: 1280, height: 1000 },
+  });
+  const urls = [];
+  ctx.on('request', (r) => urls.push(r.url()));
+  await ctx.addInitScript(() => {
+    window.__fromWorker = [];
+    const PageWorker = window.Worker;
+    window.Worker = class extends PageWorker {
+      constructor(...args) {
+        super(...args);
+        window.__worker = this;
+        this.addEventListener('message', (e) => window.__fromWorker.push(e.data?.msg?.kind));
+      }
+    };
+  });
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  page.on('console', (m) => console.log(`  [console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
+  return { ctx, page, urls };
+}
+
+function assertLoopback(urls, base) {
+  const outside = urls.filter((u) => !(u.startsWith(base + '/') || u.startsWith('blob:') || u.startsWith('data:')));
+  assert.deepEqual(outside, [], 'requests that left 127.0.0.1');
+}
+
+const status = (page) => page.getByTestId('model-status');
+const note = async (page) => (await page.getByTestId('model-note').textContent()).trim();
+const errorText = async (page) => (await page.getByTestId('error').textContent()).trim();
+
+/** Waits until the model is ready, the page asks before downloading (then clicks `load-model`) or an
+ * error shows; returns which. */
+async function settle(page) {
+  const ready = status(page).filter({ hasText: 'ready' });
+  const ask = page.getByTestId('load-model');
+  const error = page.getByTestId('error');
+  await ready.or(ask).or(error).first().waitFor({ timeout: LONG });
+  if (await ask.isVisible()) {
+    await ask.click();
+    await ready.or(error).first().waitFor({ timeout: LONG });
+  }
+  return (await error.isVisible()) ? 'error' : 'ready';
+}
+
+/** Opens the page with `query` (its `?model=`) and waits for the model, clicking through the consent when asked. */
+async function open(page, server, query) {
+  await page.goto(`${server.url}/${query}`);
+  assert.equal(await settle(page), 'ready', `model ready for ${query}`);
+}
+
+async function reload(page) {
+  await page.reload();
+  return settle(page);
+}
+
+/** One prompt, one target, Segment: the run finishes with a mask. */
+async function segmentOnce(page) {
+  await page.getByTestId('prompt-image').first().setInputFiles(fx('prompt0.png'));
+  await page.getByTestId('prompt-mask').first().setInputFiles(fx('prompt0_mask.png'));
+  await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+  await page.getByTestId('segment').click();
+  await page.locator('[data-testid=result][data-state=done]').first().waitFor({ timeout: LONG });
+}
+
+/** A copy of the fixture model in a temporary directory, to change it under the server. */
+function modelCopy() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-model-'));
+  for (const name of ['config.json', 'model.safetensors']) fs.copyFileSync(fx(`model/${name}`), path.join(dir, name));
+  return dir;
+}
+
+/** Overwrites bytes of every stored model in this origin's private file system, keeping its size. */
+async function damageStoredModels(page) {
+  return page.evaluate(async () => {
+    const models = await (await navigator.storage.getDirectory()).getDirectoryHandle('models');
+    let damaged = 0;
+    for await (const entry of models.values()) {
+      const file = await entry.getFileHandle('model.safetensors');
+      const writable = await file.createWritable({ keepExistingData: true });
+      // Inside the JSON header (after its 8-byte length): it no longer parses.
+      await writable.write({ type: 'write', position: 8, data: new Uint8Array(16).fill(0x7b) });
+      await writable.close();
+      damaged++;
+    }
+    return damaged;
+  });
+}
+
+async function testRevalidateChangedOfflineDamaged(server, dir) {
+  const { ctx, page, urls } = await launch();
+  const weights = '/fresh-model/model.safetensors';
+  const since = (start) => server.log.slice(start);
+  try {
+    await open(page, server, '?model=/fresh-model/');
+    assert.match(await note(page), /downloaded and kept in browser storage/);
+
+    // Unchanged: the server is asked (HEAD), nothing is downloaded.
+    let start = server.log.length;
+    assert.equal(await reload(page), 'ready');
+    console.log(`  unchanged: "${await note(page)}"; requests: ${since(start).filter((p) => p.includes('/fresh-model/')).join(', ')}`);
+    assert.match(await note(page), /loaded from browser storage/);
+    assert.ok(since(start).includes(`HEAD ${weights}`), 'the stored copy is checked with the server');
+    assert.ok(!since(start).includes(weights), 'no download when unchanged');
+
+    // Changed on the server (a new modification time, so a new ETag and Last-Modified): downloaded again.
+    const later = new Date(Date.now() + 60_000);
+    fs.utimesSync(path.join(dir, 'model.safetensors'), later, later);
+    start = server.log.length;
+    assert.equal(await reload(page), 'ready');
+    console.log(`  changed: "${await note(page)}"`);
+    assert.match(await note(page), /changed on the server/);
+    assert.ok(since(start).includes(weights), 'downloaded again after the change');
+    start = server.log.length;
+    assert.equal(await reload(page), 'ready');
+    assert.ok(!since(start).includes(weights), 'the new copy is stored and current');
+
+    // Offline (the model's server does not answer): the stored copy, and the note says so.
+    server.unreachable.add('/fresh-model/');
+    try {
+      assert.equal(await reload(page), 'ready');
+      console.log(`  offline: "${await note(page)}"`);
+      assert.match(await note(page), /offline: using the copy in browser storage/);
+      await segmentOnce(page);
+    } finally {
+      server.unreachable.delete('/fresh-model/');
+    }
+
+    // A damaged stored copy is removed and downloaded again, without asking the user to clear it.
+    assert.equal(await damageStoredModels(page), 1, 'one stored model');
+    start = server.log.length;
+    const state = await reload(page);
+    console.log(`  damaged: "${await note(page)}"${state === 'error' ? ` error: "${await errorText(page)}"` : ''}`);
+    assert.equal(state, 'ready');
+    assert.match(await note(page), /damaged.*downloaded again/);
+    assert.ok(since(start).includes(weights), 'downloaded again');
+    await segmentOnce(page);
+    assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testClearCacheDuringDownloadWaits(server) {
+  const { ctx, page, urls } = await launch();
+  try {
+    await page.goto(`${server.url}/?model=/slow-model/`);
+    const ask = page.getByTestId('load-model');
+    const downloading = status(page).filter({ hasText: 'downloading' });
+    await downloading.or(ask).first().waitFor({ timeout: LONG });
+    if (await ask.isVisible()) await ask.click();
+    await downloading.waitFor({ timeout: LONG });
+    // Posted to the worker directly: the page may rightly disable its button during a download.
+    await page.evaluate(() => window.__worker.postMessage({ msg: { kind: 'clear_cache' } }));
+    await page.waitForFunction(() => window.__fromWorker.includes('cache_cleared'), null, { timeout: LONG });
+    const kinds = await page.evaluate(() => window.__fromWorker.filter((k) => k !== 'progress'));
+    console.log(`  worker messages: ${kinds.join(', ')}`);
+    assert.deepEqual(kinds.slice(-2), ['ready', 'cache_cleared'], 'the clear waits for the download to end');
+    assert.ok(!kinds.includes('error') && !kinds.includes('load_failed'), 'no error');
+    // It did clear what the download stored: the next visit downloads again.
+    const start = server.log.length;
+    assert.equal(await reload(page), 'ready');
+    assert.ok(server.log.slice(start).includes('/slow-model/model.safetensors'), 'downloaded again after the clear');
+    assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testDirectoryUrlWithQuery(server) {
+  const { ctx, page } = await launch();
+  try {
+    const start = server.log.length;
+    await open(page, server, `?model=${encodeURIComponent('/model/?rev=1')}`);
+    const model = server.log.slice(start).filter((p) => p.includes('/model/'));
+    console.log(`  requests: ${model.join(', ')}`);
+    assert.ok(model.includes('/model/config.json') && model.includes('/model/model.safetensors'), 'both files');
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function testPlainErrors(server) {
+  const { ctx, page, urls } = await launch();
+  try {
+    // Another origin (the same server under another name) is refused before any request.
+    const other = server.url.replace('127.0.0.1', 'localhost');
+    await page.goto(`${server.url}/?model=${encodeURIComponent(`${other}/model/`)}`);
+    assert.equal(await settle(page), 'error');
+    const refused = await errorText(page);
+    console.log(`  other origin: "${refused}"`);
+    assert.match(refused, /refusing to fetch a model from http:\/\/localhost:\d+: only this site and https:\/\/huggingface\.co/);
+    assertLoopback(urls, server.url);
+
+    // A model URL that cannot be fetched: the likely causes, CORS and the CSP among them.
+    server.unreachable.add('/gone-model/');
+    try {
+      await page.goto(`${server.url}/?model=/gone-model/`);
+      assert.equal(await settle(page), 'error');
+    } finally {
+      server.unreachable.delete('/gone-model/');
+    }
+    const unreachable = await errorText(page);
+    console.log(`  unreachable: "${unreachable}"`);
+    assert.match(unreachable, /gone-model\/config\.json could not be fetched/);
+    assert.match(unreachable, /Access-Control-Allow-Origin/);
+    assert.match(unreachable, /Content-Security-Policy/);
+    assert.doesNotMatch(unreachable, /JsValue|Object \{|\{:\?\}/, 'no debug dump');
+  } finally {
+    await ctx.close();
+  }
+}
+
+assert.ok(fs.existsSync(path.join(root, 'dist/index.html')), 'dist/ missing: run `trunk build --release --features test-hooks` first');
+const fresh = modelCopy();
+const server = await serve({
+  '/': path.join(root, 'dist'),
+  '/model/': fx('model'),
+  '/slow-model/': fx('model'),
+  '/fresh-model/': fresh,
+}, ['/slow-model/']);
+const tests = [
+  ['stored model: checked with the server, downloaded again when changed or damaged, used offline with a note', (s) => testRevalidateChangedOfflineDamaged(s, fresh)],
+  ['a cache clear posted during a download runs after it (messages in order), no error', testClearCacheDuringDownloadWaits],
+  ['a directory ?model= URL with a query string fetches config.json and model.safetensors', testDirectoryUrlWithQuery],
+  ['plain errors: another origin refused; an unreachable model names CORS and the CSP', testPlainErrors],
+];
+let failed = 0;
+const only = process.env.WORKER_ONLY; // a substring of test names, for development
+for (const [name, run] of tests.filter(([n]) => !only || n.includes(only))) {
+  const start = Date.now();
+  try {
+    await run(server);
+    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+  } catch (err) {
+    failed++;
+    console.log(`FAIL ${name}: ${err.stack ?? err}`);
+  }
+}
+await server.close();
+process.exit(failed ? 1 : 0);
