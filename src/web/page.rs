@@ -118,6 +118,8 @@ pub fn run_page() -> Result<(), JsValue> {
             cache,
         })
     });
+    fill_select("embedding", EmbeddingType::ALL.map(|e| (e.name(), protocol::embedding_label(e))))?;
+    fill_select("ensemble", Ensemble::ALL.map(|e| (e.name(), protocol::ensemble_label(e))))?;
     add_prompt()?;
     on(&by_testid("add-prompt")?, "click", |_| report(add_prompt()))?;
     on(&by_testid("segment")?, "click", |_| {
@@ -1106,6 +1108,19 @@ fn on(target: &Element, kind: &str, handler: impl FnMut(Event) + 'static) -> Res
 
 fn context(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, JsValue> {
     Ok(canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D canvas"))?.unchecked_into())
+}
+
+/// The options of a `<select>`, `(value, label)`, the first selected.
+fn fill_select<const N: usize>(id: &str, options: [(&str, &str); N]) -> Result<(), JsValue> {
+    let select = by_testid(id)?;
+    select.set_inner_html("");
+    for (value, label) in options {
+        let option = document().create_element("option")?;
+        option.set_attribute("value", value)?;
+        option.set_text_content(Some(label));
+        select.append_child(&option)?;
+    }
+    Ok(())
 }
 
 fn by_testid(id: &str) -> Result<Element, JsValue> {
