@@ -304,6 +304,9 @@ async function testPaintedMask(server) {
     await page.getByTestId('paint-mask').click();
     const canvas = page.getByTestId('mask-canvas');
     await canvas.waitFor({ state: 'visible' });
+    // Nothing painted yet: Segment says so instead of running on an empty mask.
+    await page.getByTestId('segment').click();
+    assert.match(await page.getByTestId('error-text').textContent(), /prompt 1: the painted mask is empty/);
     await page.getByTestId('brush-size').fill('3');
     await canvas.scrollIntoViewIfNeeded();
     const b = await canvas.boundingBox();
@@ -512,6 +515,13 @@ async function testDropAndPaste(server) {
     await dropFiles(page, 'body', [['target_b.png', fx('target_b.png')]], 'paste');
     assert.match(await page.getByTestId('mask-state').textContent(), /prompt0_mask\.png/);
     assert.match(await page.getByTestId('target-count').textContent(), /2 images/);
+    // Targets are thumbnails with a remove button each: a third one dropped, then removed.
+    await dropFiles(page, '[data-drop=targets]', [['extra.png', fx('target_a.png')]]);
+    assert.equal(await page.locator('.thumb-list .thumb').count(), 3);
+    await page.getByRole('button', { name: 'Remove extra.png' }).click();
+    assert.match(await page.getByTestId('target-count').textContent(), /2 images/);
+    assert.deepEqual(await page.locator('.thumb-list .thumb img').evaluateAll((imgs) => imgs.map((i) => i.alt)),
+      ['target_a.png', 'target_b.png'], 'the right one went');
     await segmentAndWait(page, 2);
     for (const [i, stem] of ['target_a', 'target_b'].entries()) {
       const dl = await downloadResult(page, i);

@@ -14,6 +14,8 @@ mod painter;
 mod prompt_card;
 mod result_card;
 mod results;
+mod run;
+mod session;
 mod targets;
 mod worker_link;
 
@@ -21,10 +23,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use wasm_bindgen::{JsCast, JsValue, prelude::*};
-use wasm_bindgen_futures::{JsFuture, spawn_local};
+use wasm_bindgen_futures::spawn_local;
 use web_sys::{DragEvent, Element, Event, File, ImageBitmap, Url, UrlSearchParams};
 
-use self::dom::{Listener, document, files, find, image_bitmap, set_disabled, window};
+use self::dom::{Listener, document, files, find, window};
 use self::examples::{Example, ExampleFiles, Gallery};
 use self::model_panel::{ErrorBanner, ModelPanel};
 use self::options::OptionsPanel;
@@ -34,7 +36,7 @@ use self::results::ResultsPanel;
 use self::targets::TargetsPanel;
 use self::worker_link::WorkerLink;
 use super::js_text;
-use super::protocol::{self, ModelFiles, ModelSource, ResultBuffers, SegmentFiles, ToPage, ToWorker};
+use super::protocol::{ModelSource, ToWorker};
 
 /// Where the model comes from without `?model=`: the released ViT-L on the Hugging Face hub.
 const DEFAULT_MODEL: &str = "https://huggingface.co/BAAI/seggpt-vit-large/resolve/main/";
@@ -353,236 +355,6 @@ impl App {
             Msg::Failed(message) => self.error.show(&message, false),
         }
         Ok(())
-    }
-
-    fn worker(&self) -> Result<&WorkerLink, JsValue> {
-        self.worker.as_ref().ok_or_else(|| JsValue::from_str("The model worker is not running: press Retry."))
-    }
-
-    fn running(&self) -> bool {
-        self.results.any_open()
-    }
-
-    /// Starts a fresh worker (first load, after a crash, new weights); it asks for the model once it listens.
-    fn start_worker(&mut self) -> Result<(), JsValue> {
-        self.model.set_status("starting the worker ...");
-        self.worker = None; // terminates the old one
-        self.generation += 1;
-        self.worker = Some(WorkerLink::start(self.generation)?);
-        self.ready = false;
-        self.render_run()
-    }
-
-    fn send_load(&mut self) -> Result<(), JsValue> {
-        let label = match &self.settings.source {
-            ModelSource::Url { url } => url.clone(),
-            ModelSource::Files => "the chosen files".into(),
-        };
-        self.model.set_status(&format!("loading {label} ..."));
-        self.model.set_note("");
-        self.model.set_loading(true);
-        self.ready = false;
-        let s = &self.settings;
-        let envelope =
-            protocol::envelope(&ToWorker::Load { source: s.source.clone(), half: s.half, cache: s.cache })?;
-        if s.source == ModelSource::Files {
-            ModelFiles(s.model_files.clone()).to_js(&envelope);
-        }
-        self.worker()?.post(&envelope)?;
-        self.render_run()
-    }
-
-    fn from_worker(&mut self, data: &JsValue) -> Result<(), JsValue> {
-        let msg: ToPage = protocol::message(data)?;
-        match msg {
-            ToPage::Started => {
-                if self.consented || self.settings.source == ModelSource::Files {
-                    self.send_load()?;
-                } else {
-                    self.model.set_status("looking for the model in browser storage ...");
-                    self.worker()?.send(&ToWorker::Inspect { source: self.settings.source.clone() })?;
-                }
-            }
-            ToPage::Inspected { stored, bytes, note } => {
-                if stored && self.settings.cache {
-                    self.consented = true;
-                    self.send_load()?;
-                } else {
-                    spawn_local(async move {
-                        let unavailable = dom::webgpu_unavailable().await;
-                        dispatch(Msg::OfferDownload { bytes, note, unavailable });
-                    });
-                }
-            }
-            ToPage::Progress { text, done, total } => self.model.show_progress(&text, done, total),
-            ToPage::Ready { adapter, dtype, seconds, note, max_prompts } => {
-                self.ready = true;
-                self.max_prompts = max_prompts;
-                self.model.set_loading(false);
-                self.model.set_status(&format!("ready on {adapter} ({dtype}, loaded in {seconds:.1} s)"));
-                self.model.set_note(&note);
-                self.error.hide();
-                self.ask_persistence();
-                self.render_run()?;
-            }
-            ToPage::Running { index } => {
-                self.results.set_state(index, ResultState::Running)?;
-                self.run_status.set_text_content(Some(&format!("segmenting {} ...", index + 1)));
-            }
-            ToPage::Result { index, seconds, width, height, colours, num_classes } => {
-                let buffers = ResultBuffers::from_js(data)?;
-                let result = Segmented {
-                    png: buffers.mask_png,
-                    rgb: buffers.mask_rgb,
-                    labels: buffers.labels,
-                    colours,
-                    width,
-                    height,
-                    seconds,
-                };
-                if num_classes.is_some() {
-                    self.inferred_classes = num_classes;
-                    self.options.render(num_classes);
-                }
-                let target = self.results.target(index).ok_or("a result for a target that does not exist")?;
-                let run = self.run;
-                spawn_local(async move {
-                    let target = image_bitmap(&target).await.map_err(|e| js_text(&e));
-                    dispatch(Msg::ResultDecoded { run, index, result, target });
-                });
-            }
-            ToPage::Error { message, index } => {
-                self.error.show(&message, false);
-                match index {
-                    Some(index) => self.results.set_state(index, ResultState::Failed(message))?,
-                    // A run-level error (bad prompt, too many prompts...): the run is over.
-                    None => self.results.fail_open(&message)?,
-                }
-                self.render_run()?;
-            }
-            ToPage::LoadFailed { message } => {
-                self.model.set_loading(false);
-                self.model.set_status("failed: retry, or load other weights from files");
-                self.error.show(&message, true);
-                self.render_run()?;
-            }
-            ToPage::CacheCleared => {
-                self.model.set_note("Browser storage cleared: the next visit downloads the model again.")
-            }
-            ToPage::Fatal { message } => self.worker_died(&message)?,
-        }
-        Ok(())
-    }
-
-    /// The worker is gone (crash, GPU out of memory, device lost): stop it, keep everything the user
-    /// gave, offer Retry (a new worker reloads the model, from browser storage when it is there).
-    fn worker_died(&mut self, message: &str) -> Result<(), JsValue> {
-        self.worker = None;
-        self.ready = false;
-        self.results.fail_open(message)?;
-        self.model.set_loading(false);
-        self.model.set_status("stopped");
-        self.error.show(message, true);
-        self.render_run()
-    }
-
-    /// Asks the browser once to keep the stored model (not evict it when space runs low).
-    fn ask_persistence(&mut self) {
-        if !self.settings.cache || self.settings.source == ModelSource::Files || self.persist_asked {
-            return;
-        }
-        self.persist_asked = true;
-        spawn_local(async {
-            let answer = match window().navigator().storage().persist() {
-                Ok(promise) => JsFuture::from(promise).await.ok().and_then(|v| v.as_bool()),
-                Err(_) => None,
-            };
-            dispatch(Msg::PersistAnswered(answer));
-        });
-    }
-
-    fn render_prompts(&self) {
-        let removable = self.prompts.len() > 1;
-        for (i, card) in self.prompts.iter().enumerate() {
-            card.render_position(i + 1, removable);
-        }
-    }
-
-    fn render_run(&mut self) -> Result<(), JsValue> {
-        let running = self.running();
-        set_disabled(&self.segment, !(self.ready && !running));
-        if !running {
-            self.run_status.set_text_content(Some(""));
-        }
-        self.results.set_busy(running);
-        Ok(())
-    }
-
-    /// Checks the inputs, sends them to the worker and makes one pending result card per target.
-    fn start_run(&mut self) -> Result<(), JsValue> {
-        if self.prompts.len() > self.max_prompts {
-            return Err(format!("your GPU allows at most {} prompts at a time", self.max_prompts).into());
-        }
-        let prompts = self
-            .prompts
-            .iter()
-            .enumerate()
-            .map(|(i, card)| card.files(i + 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        let targets = self.targets.files();
-        if targets.is_empty() {
-            return Err("choose at least one target image".into());
-        }
-        let options = self.options.read()?;
-        self.results.start(&targets)?;
-        self.run += 1;
-        let envelope = protocol::envelope(&ToWorker::Segment { options })?;
-        SegmentFiles { prompts, targets }.to_js(&envelope);
-        self.worker()?.post(&envelope)?;
-        #[cfg(feature = "test-hooks")]
-        if std::mem::take(&mut self.settings.debug_panic) {
-            self.worker()?.send(&ToWorker::DebugPanic)?;
-        }
-        self.run_status.set_text_content(Some("starting ..."));
-        self.render_run()
-    }
-
-    /// Class-index masks: reads the prompts' mask files for the largest index, the default number of
-    /// classes (shown in the field).
-    fn count_classes(&mut self) {
-        self.class_count_generation += 1;
-        if !self.options.class_masks() {
-            self.inferred_classes = None;
-            self.options.render(None);
-            return;
-        }
-        let generation = self.class_count_generation;
-        let masks: Vec<File> = self.prompts.iter().filter_map(PromptCard::class_mask_file).collect();
-        spawn_local(async move {
-            let mut maps = Vec::new();
-            for mask in &masks {
-                // A mask that cannot be read is reported when segmenting.
-                let Ok(bytes) = dom::blob_bytes(mask).await else { continue };
-                maps.extend(crate::pipeline::decode_class_map(&bytes, &mask.name()).ok());
-            }
-            let count = u32::try_from(crate::paint::inferred_num_classes(&maps)).ok();
-            dispatch(Msg::ClassCountRead { generation, count });
-        });
-    }
-
-    /// Fills the prompts and targets with an example's files, as picking them would.
-    fn fill_example(&mut self, files: ExampleFiles) -> Result<(), JsValue> {
-        while self.prompts.len() < files.prompts.len() {
-            self.update(Msg::AddPrompt)?;
-        }
-        self.prompts.truncate(files.prompts.len().max(1));
-        self.render_prompts();
-        self.options.set_class_masks(false); // the gallery's masks are colours
-        self.count_classes();
-        for (card, (image, mask)) in self.prompts.iter().zip(&files.prompts) {
-            card.fill(image, mask)?;
-        }
-        self.targets.set(&files.targets)
     }
 }
 

@@ -55,6 +55,10 @@ impl ResultsPanel {
         self.cards.get(index).map(|card| card.target.clone())
     }
 
+    pub fn count(&self) -> usize {
+        self.cards.len()
+    }
+
     pub fn any_open(&self) -> bool {
         self.cards.iter().any(ResultCard::is_open)
     }

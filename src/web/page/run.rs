@@ -1,0 +1,98 @@
+//! From the inputs to a run: prompt numbering, the run bar, checking and sending the inputs, the
+//! number of classes class-index masks imply, and filling the inputs from an example.
+
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::File;
+
+use super::dom::{self, set_disabled};
+use super::examples::ExampleFiles;
+use super::prompt_card::PromptCard;
+use super::{App, Msg, dispatch};
+use crate::web::protocol::{self, SegmentFiles, ToWorker};
+
+impl App {
+    pub(super) fn render_prompts(&self) {
+        let removable = self.prompts.len() > 1;
+        for (i, card) in self.prompts.iter().enumerate() {
+            card.render_position(i + 1, removable);
+        }
+    }
+
+    pub(super) fn render_run(&mut self) -> Result<(), JsValue> {
+        let running = self.running();
+        set_disabled(&self.segment, !(self.ready && !running));
+        if !running {
+            self.run_status.set_text_content(Some(""));
+        }
+        self.results.set_busy(running);
+        Ok(())
+    }
+
+    /// Checks the inputs, sends them to the worker and makes one pending result card per target.
+    pub(super) fn start_run(&mut self) -> Result<(), JsValue> {
+        if self.prompts.len() > self.max_prompts {
+            return Err(format!("your GPU allows at most {} prompts at a time", self.max_prompts).into());
+        }
+        let prompts = self
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, card)| card.files(i + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let targets = self.targets.files();
+        if targets.is_empty() {
+            return Err("choose at least one target image".into());
+        }
+        let options = self.options.read()?;
+        self.results.start(&targets)?;
+        self.run += 1;
+        let envelope = protocol::envelope(&ToWorker::Segment { options })?;
+        SegmentFiles { prompts, targets }.to_js(&envelope);
+        self.worker()?.post(&envelope)?;
+        #[cfg(feature = "test-hooks")]
+        if std::mem::take(&mut self.settings.debug_panic) {
+            self.worker()?.send(&ToWorker::DebugPanic)?;
+        }
+        self.run_status.set_text_content(Some("starting ..."));
+        self.render_run()
+    }
+
+    /// Class-index masks: reads the prompts' mask files for the largest index, the default number of
+    /// classes (shown in the field).
+    pub(super) fn count_classes(&mut self) {
+        self.class_count_generation += 1;
+        if !self.options.class_masks() {
+            self.inferred_classes = None;
+            self.options.render(None);
+            return;
+        }
+        let generation = self.class_count_generation;
+        let masks: Vec<File> = self.prompts.iter().filter_map(PromptCard::class_mask_file).collect();
+        spawn_local(async move {
+            let mut maps = Vec::new();
+            for mask in &masks {
+                // A mask that cannot be read is reported when segmenting.
+                let Ok(bytes) = dom::blob_bytes(mask).await else { continue };
+                maps.extend(crate::pipeline::decode_class_map(&bytes, &mask.name()).ok());
+            }
+            let count = u32::try_from(crate::paint::inferred_num_classes(&maps)).ok();
+            dispatch(Msg::ClassCountRead { generation, count });
+        });
+    }
+
+    /// Fills the prompts and targets with an example's files, as picking them would.
+    pub(super) fn fill_example(&mut self, files: ExampleFiles) -> Result<(), JsValue> {
+        while self.prompts.len() < files.prompts.len() {
+            self.update(Msg::AddPrompt)?;
+        }
+        self.prompts.truncate(files.prompts.len().max(1));
+        self.render_prompts();
+        self.options.set_class_masks(false); // the gallery's masks are colours
+        self.count_classes();
+        for (card, (image, mask)) in self.prompts.iter().zip(&files.prompts) {
+            card.fill(image, mask)?;
+        }
+        self.targets.set(&files.targets)
+    }
+}

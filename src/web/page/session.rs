@@ -1,0 +1,161 @@
+//! The model's side of the app: starting (and restarting) the worker, asking before the download,
+//! loading, and what the worker reports.
+
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+
+use super::dom::{self, image_bitmap, window};
+use super::result_card::{ResultState, Segmented};
+use super::worker_link::WorkerLink;
+use super::{App, Msg, dispatch};
+use crate::web::js_text;
+use crate::web::protocol::{self, ModelFiles, ModelSource, ResultBuffers, ToPage, ToWorker};
+
+impl App {
+    pub(super) fn worker(&self) -> Result<&WorkerLink, JsValue> {
+        self.worker.as_ref().ok_or_else(|| JsValue::from_str("The model worker is not running: press Retry."))
+    }
+
+    pub(super) fn running(&self) -> bool {
+        self.results.any_open()
+    }
+
+    /// Starts a fresh worker (first load, after a crash, new weights); it asks for the model once it listens.
+    pub(super) fn start_worker(&mut self) -> Result<(), JsValue> {
+        self.model.set_status("starting the worker ...");
+        self.worker = None; // terminates the old one
+        self.generation += 1;
+        self.worker = Some(WorkerLink::start(self.generation)?);
+        self.ready = false;
+        self.render_run()
+    }
+
+    pub(super) fn send_load(&mut self) -> Result<(), JsValue> {
+        let label = match &self.settings.source {
+            ModelSource::Url { url } => url.clone(),
+            ModelSource::Files => "the chosen files".into(),
+        };
+        self.model.set_status(&format!("loading {label} ..."));
+        self.model.set_note("");
+        self.model.set_loading(true);
+        self.ready = false;
+        let s = &self.settings;
+        let envelope =
+            protocol::envelope(&ToWorker::Load { source: s.source.clone(), half: s.half, cache: s.cache })?;
+        if s.source == ModelSource::Files {
+            ModelFiles(s.model_files.clone()).to_js(&envelope);
+        }
+        self.worker()?.post(&envelope)?;
+        self.render_run()
+    }
+
+    pub(super) fn from_worker(&mut self, data: &JsValue) -> Result<(), JsValue> {
+        let msg: ToPage = protocol::message(data)?;
+        match msg {
+            ToPage::Started => {
+                if self.consented || self.settings.source == ModelSource::Files {
+                    self.send_load()?;
+                } else {
+                    self.model.set_status("looking for the model in browser storage ...");
+                    self.worker()?.send(&ToWorker::Inspect { source: self.settings.source.clone() })?;
+                }
+            }
+            ToPage::Inspected { stored, bytes, note } => {
+                if stored && self.settings.cache {
+                    self.consented = true;
+                    self.send_load()?;
+                } else {
+                    spawn_local(async move {
+                        let unavailable = dom::webgpu_unavailable().await;
+                        dispatch(Msg::OfferDownload { bytes, note, unavailable });
+                    });
+                }
+            }
+            ToPage::Progress { text, done, total } => self.model.show_progress(&text, done, total),
+            ToPage::Ready { adapter, dtype, seconds, note, max_prompts } => {
+                self.ready = true;
+                self.max_prompts = max_prompts;
+                self.model.set_loading(false);
+                self.model.set_status(&format!("ready on {adapter} ({dtype}, loaded in {seconds:.1} s)"));
+                self.model.set_note(&note);
+                self.error.hide();
+                self.ask_persistence();
+                self.render_run()?;
+            }
+            ToPage::Running { index } => {
+                self.results.set_state(index, ResultState::Running)?;
+                let total = self.results.count();
+                self.run_status.set_text_content(Some(&format!("segmenting {} of {total} ...", index + 1)));
+            }
+            ToPage::Result { index, seconds, width, height, colours, num_classes } => {
+                let buffers = ResultBuffers::from_js(data)?;
+                let result = Segmented {
+                    png: buffers.mask_png,
+                    rgb: buffers.mask_rgb,
+                    labels: buffers.labels,
+                    colours,
+                    width,
+                    height,
+                    seconds,
+                };
+                if num_classes.is_some() {
+                    self.inferred_classes = num_classes;
+                    self.options.render(num_classes);
+                }
+                let target = self.results.target(index).ok_or("a result for a target that does not exist")?;
+                let run = self.run;
+                spawn_local(async move {
+                    let target = image_bitmap(&target).await.map_err(|e| js_text(&e));
+                    dispatch(Msg::ResultDecoded { run, index, result, target });
+                });
+            }
+            ToPage::Error { message, index } => {
+                self.error.show(&message, false);
+                match index {
+                    Some(index) => self.results.set_state(index, ResultState::Failed(message))?,
+                    // A run-level error (bad prompt, too many prompts...): the run is over.
+                    None => self.results.fail_open(&message)?,
+                }
+                self.render_run()?;
+            }
+            ToPage::LoadFailed { message } => {
+                self.model.set_loading(false);
+                self.model.set_status("failed: retry, or load other weights from files");
+                self.error.show(&message, true);
+                self.render_run()?;
+            }
+            ToPage::CacheCleared => {
+                self.model.set_note("Browser storage cleared: the next visit downloads the model again.")
+            }
+            ToPage::Fatal { message } => self.worker_died(&message)?,
+        }
+        Ok(())
+    }
+
+    /// The worker is gone (crash, GPU out of memory, device lost): stop it, keep everything the user
+    /// gave, offer Retry (a new worker reloads the model, from browser storage when it is there).
+    pub(super) fn worker_died(&mut self, message: &str) -> Result<(), JsValue> {
+        self.worker = None;
+        self.ready = false;
+        self.results.fail_open(message)?;
+        self.model.set_loading(false);
+        self.model.set_status("stopped");
+        self.error.show(message, true);
+        self.render_run()
+    }
+
+    /// Asks the browser once to keep the stored model (not evict it when space runs low).
+    pub(super) fn ask_persistence(&mut self) {
+        if !self.settings.cache || self.settings.source == ModelSource::Files || self.persist_asked {
+            return;
+        }
+        self.persist_asked = true;
+        spawn_local(async {
+            let answer = match window().navigator().storage().persist() {
+                Ok(promise) => JsFuture::from(promise).await.ok().and_then(|v| v.as_bool()),
+                Err(_) => None,
+            };
+            dispatch(Msg::PersistAnswered(answer));
+        });
+    }
+}
