@@ -473,16 +473,16 @@ mod tests {
 
     #[test]
     fn mask_colours_are_the_frequent_ones_most_frequent_first() {
-        // 1000 pixels: 600 black, 300 green, 98 red, 2 blue (0.2% of the pixels, kept), and in a
-        // second prompt of 1000 one yellow pixel (0.05%, dropped as noise).
+        // 2000 mask pixels in two prompts, so 0.2% is 4 pixels. The first: 596 black, 300 green, 100
+        // red, 4 blue (kept); the second: black but for 3 yellow pixels (noise, dropped).
         let mut first = Vec::new();
-        for (colour, n) in [([0, 0, 0], 600), ([0, 255, 0], 300), ([255, 0, 0], 98), ([0, 0, 255], 2)] {
+        for (colour, n) in [([0, 0, 0], 596), ([0, 255, 0], 300), ([255, 0, 0], 100), ([0, 0, 255], 4)] {
             for _ in 0..n {
                 first.extend_from_slice(&colour);
             }
         }
         let mut second = vec![0u8; 3000];
-        second[..3].copy_from_slice(&[255, 255, 0]);
+        second[..9].copy_from_slice(&[255, 255, 0, 255, 255, 0, 255, 255, 0]);
         let prompts = [rgb_prompt(100, first), rgb_prompt(100, second)];
         assert_eq!(mask_colours(&prompts), vec![[0, 255, 0], [255, 0, 0], [0, 0, 255]]);
     }

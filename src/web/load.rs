@@ -7,7 +7,8 @@ use js_sys::{Array, Float32Array, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Blob, FileReaderSync, ReadableStreamDefaultReader, ReadableStreamReadResult, RequestInit, Response,
+    Blob, FileReaderSync, ReadableStreamDefaultReader, ReadableStreamReadResult, RequestCache, RequestInit,
+    Response,
 };
 
 use super::storage::{self, Writer};
@@ -76,6 +77,9 @@ async fn request(url: &str, method: &str) -> Result<Response, Fetch> {
     let network = |e: JsValue| Fetch::Network(js_text(&e));
     let init = RequestInit::new();
     init.set_method(method);
+    // Always the server's answer: a cached one would hide a new version, and the weights are kept in
+    // browser storage, where an HTTP cache copy would only be a second 1.5 GB.
+    init.set_cache(RequestCache::NoStore);
     let response = super::worker_scope().fetch_with_str_and_init(url, &init);
     Ok(JsFuture::from(response).await.map_err(network)?.unchecked_into())
 }

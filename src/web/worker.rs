@@ -291,7 +291,7 @@ async fn load_from_url(url: &str, cache: bool, gpu: Gpu) -> Result<(Loaded, Stri
     let (source, config, note) = download(&urls, cache, &gpu).await?;
     let model = to_gpu(&source, config, &gpu).map_err(|e| format!("{}: {e}", urls.weights))?;
     let note = match why_downloaded {
-        Some(why) => format!("{why}: downloaded again; {note}"),
+        Some(why) => format!("{why}: {note}"),
         None => note,
     };
     Ok((Loaded { model, gpu }, note))

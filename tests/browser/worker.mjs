@@ -1,16 +1,19 @@
 // Browser tests of the worker side, in headless Chromium (Debian `chromium`, WebGPU on SwiftShader): the
 // model copy in browser storage is checked with the server (ETag / Last-Modified) and downloaded again when
 // it changed or is damaged, used offline with a note saying so; messages are handled in order (a cache clear
-// posted during a download waits for it); a `?model=` directory URL with a query string; plain error texts
-// for a refused origin and an unreachable model. Every request must stay on loopback.
+// posted during a download waits for it); the number of classes in the protocol gives the CLI's
+// `--num-labels` colours; a `?model=` directory URL with a query string; plain error texts for a refused
+// origin and an unreachable model. Every request must stay on loopback.
 //
-// Needs: `trunk build --release --features test-hooks` (dist/), `npm ci`.
+// Needs: `trunk build --release --features test-hooks` (dist/), `cargo build --release` (the CLI), `npm ci`.
 // Run from the repository root: `node tests/browser/worker.mjs`. Exit code 0 = pass.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { PNG } from 'pngjs';
 import { serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -21,9 +24,9 @@ const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-netwo
 const LONG = 180_000;
 const fx = (name) => path.join(fixtures, name);
 
-/** A fresh browser profile. Each worker the page starts is recorded as `window.__worker`, and the
- * `kind` of every message it posts in `window.__fromWorker`, so a test can post to the worker itself
- * and check the order of its answers. */
+/** A fresh browser profile. Each worker the page starts is recorded as `window.__worker`, the `kind`
+ * of every message it posts in `window.__fromWorker` and each result (its `msg` and mask PNG bytes) in
+ * `window.__results`, so a test can post to the worker itself and check its answers. */
 async function launch() {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-pw-'));
   const ctx = await chromium.launchPersistentContext(userDataDir, {
@@ -33,12 +36,18 @@ async function launch() {
   ctx.on('request', (r) => urls.push(r.url()));
   await ctx.addInitScript(() => {
     window.__fromWorker = [];
+    window.__results = [];
     const PageWorker = window.Worker;
     window.Worker = class extends PageWorker {
       constructor(...args) {
         super(...args);
         window.__worker = this;
-        this.addEventListener('message', (e) => window.__fromWorker.push(e.data?.msg?.kind));
+        this.addEventListener('message', (e) => {
+          window.__fromWorker.push(e.data?.msg?.kind);
+          if (e.data?.msg?.kind === 'result') {
+            window.__results.push({ msg: e.data.msg, png: Array.from(new Uint8Array(e.data.mask_png)) });
+          }
+        });
       }
     };
   });
@@ -160,7 +169,7 @@ async function testRevalidateChangedOfflineDamaged(server, dir) {
     const state = await reload(page);
     console.log(`  damaged: "${await note(page)}"${state === 'error' ? ` error: "${await errorText(page)}"` : ''}`);
     assert.equal(state, 'ready');
-    assert.match(await note(page), /damaged.*downloaded again/);
+    assert.match(await note(page), /stored copy was damaged .*: downloaded and kept in browser storage/);
     assert.ok(since(start).includes(weights), 'downloaded again');
     await segmentOnce(page);
     assertLoopback(urls, server.url);
@@ -190,6 +199,90 @@ async function testClearCacheDuringDownloadWaits(server) {
     assert.equal(await reload(page), 'ready');
     assert.ok(server.log.slice(start).includes('/slow-model/model.safetensors'), 'downloaded again after the clear');
     assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** Runs the real CLI on one prompt and one target; returns the mask as a pngjs image. */
+function cliMask(prompt, target, extra) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
+  const args = ['segment', '--model', fx('model'), '--out-dir', out, '--prompt', ...prompt, '--target', target, ...extra];
+  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
+  return PNG.sync.read(fs.readFileSync(path.join(out, `${path.basename(target, '.png')}.mask.png`)));
+}
+
+/** Max per-channel difference of two pngjs images of the same size (alpha ignored). */
+function maxDiff(a, b) {
+  assert.deepEqual([a.width, a.height], [b.width, b.height], 'mask size');
+  let max = 0;
+  for (let i = 0; i < a.data.length; i += 4) {
+    for (let c = 0; c < 3; c++) max = Math.max(max, Math.abs(a.data[i + c] - b.data[i + c]));
+  }
+  return max;
+}
+
+/** An 8-bit grey class-index mask from a colour mask: black 0, then 1, 2, ... per new colour. */
+function classMask(colourMask, out) {
+  const rgb = PNG.sync.read(fs.readFileSync(colourMask));
+  const indices = Buffer.alloc(rgb.width * rgb.height);
+  const classes = new Map();
+  for (let i = 0; i < indices.length; i++) {
+    const key = rgb.data.readUIntBE(i * 4, 3);
+    if (key === 0) continue;
+    if (!classes.has(key)) classes.set(key, classes.size + 1);
+    indices[i] = classes.get(key);
+  }
+  fs.writeFileSync(out, PNG.sync.write({ width: rgb.width, height: rgb.height, data: indices },
+    { colorType: 0, inputColorType: 0, bitDepth: 8 }));
+  return Math.max(...indices);
+}
+
+/** Posts one `segment` message to the worker (one prompt, one target) as the protocol describes it and
+ * returns its `result`: the message and the mask PNG. */
+async function segmentThroughProtocol(page, files, options) {
+  const bytes = (file) => [...fs.readFileSync(file)];
+  const payload = { image: bytes(files.image), mask: bytes(files.mask), target: bytes(files.target), options };
+  return page.evaluate(async ({ image, mask, target, options }) => {
+    const file = (data, name) => new File([new Uint8Array(data)], name, { type: 'image/png' });
+    const before = window.__results.length;
+    window.__worker.postMessage({
+      msg: { kind: 'segment', options },
+      prompts: [{ image: file(image, 'prompt.png'), mask: file(mask, 'mask.png') }],
+      targets: [file(target, 'target.png')],
+    });
+    while (window.__results.length === before) {
+      if (window.__fromWorker.includes('error')) throw new Error('the worker answered with an error');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return window.__results[before];
+  }, payload);
+}
+
+async function testNumClassesGivesTheCliColours(server) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-classes-'));
+  const mask = path.join(dir, 'mask.png');
+  const top = classMask(fx('prompt0_mask.png'), mask);
+  assert.ok(top >= 1 && top < 8, `class indices up to ${top}`);
+  const prompt = [fx('prompt0.png'), mask];
+  const target = fx('target_a.png');
+  // 8 classes: a palette of base 3 where max + 1 gives base 2 (other colours, so other masks).
+  const eight = cliMask(prompt, target, ['--num-labels', '8']);
+  const inferred = cliMask(prompt, target, ['--num-labels', String(top + 1)]);
+  assert.ok(maxDiff(eight, inferred) > 1, 'the palette size changes the mask');
+  const { ctx, page } = await launch();
+  try {
+    await open(page, server, '?model=/model/');
+    const files = { image: fx('prompt0.png'), mask, target };
+    const base = { embedding: 'instance', ensemble: 'official', class_masks: true };
+    for (const [numClasses, expected] of [[8, eight], [null, inferred]]) {
+      const result = await segmentThroughProtocol(page, files, { ...base, num_classes: numClasses });
+      const got = PNG.sync.read(Buffer.from(result.png));
+      const diff = maxDiff(got, expected);
+      console.log(`  num_classes ${numClasses}: the worker used ${result.msg.num_classes}; max difference ${diff} vs the CLI`);
+      assert.equal(result.msg.num_classes, numClasses ?? top + 1, 'the number of classes used is reported');
+      assert.ok(diff <= 1, `differs from the CLI by ${diff}`);
+    }
   } finally {
     await ctx.close();
   }
@@ -250,6 +343,7 @@ const server = await serve({
 const tests = [
   ['stored model: checked with the server, downloaded again when changed or damaged, used offline with a note', (s) => testRevalidateChangedOfflineDamaged(s, fresh)],
   ['a cache clear posted during a download runs after it (messages in order), no error', testClearCacheDuringDownloadWaits],
+  ['num_classes in the protocol gives the colours of the CLI\'s --num-labels; without it, max index + 1', testNumClassesGivesTheCliColours],
   ['a directory ?model= URL with a query string fetches config.json and model.safetensors', testDirectoryUrlWithQuery],
   ['plain errors: another origin refused; an unreachable model names CORS and the CSP', testPlainErrors],
 ];
