@@ -169,10 +169,10 @@ impl SegGptConfig {
         }
         // All sizes are now at most 2^20, so products of two or three of them fit in u64.
         let p = self.patch_size;
-        if h % (2 * p) != 0 || w % p != 0 {
+        if !h.is_multiple_of(2 * p) || !w.is_multiple_of(p) {
             return bad(format!("image_size [{h}, {w}] must split into two halves of whole {p}x{p} patches"));
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -101,6 +101,7 @@ fn edited_model(edit: impl FnOnce(&mut HostTensors, &mut serde_json::Value)) -> 
 /// Runs `command` to its end and returns its exit code and peak resident memory in KiB, from
 /// the kernel's accounting of exactly that child.
 #[cfg(target_os = "linux")]
+#[allow(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reports its memory")]
 fn peak_memory_kib(command: &mut Command) -> (Option<i32>, i64) {
     let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let mut status = 0;

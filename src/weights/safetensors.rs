@@ -39,7 +39,7 @@ impl SafetensorsHeader {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| LoadError::NotSafetensors("the file is shorter than 8 bytes".into()))?;
         let n = u64::from_le_bytes(bytes);
-        if n < 2 || n > MAX_HEADER {
+        if !(2..=MAX_HEADER).contains(&n) {
             return Err(LoadError::NotSafetensors(format!(
                 "its first 8 bytes give a header length of {n}, which no safetensors file has"
             )));
