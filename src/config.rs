@@ -95,36 +95,89 @@ impl Default for SegGptConfig {
     }
 }
 
+/// Largest encoder token count `Hp * Wp` accepted (the released model has 56 x 28 = 1568): one
+/// head's attention scores are `N^2` f32, 1 GiB at this bound.
+pub const MAX_TOKENS: u64 = 1 << 14;
+/// Largest parameter count accepted (8 GiB of f32; the released model has 0.37 G).
+pub const MAX_PARAMETERS: u64 = 1 << 31;
+/// Largest single activation accepted, in bytes (the decoder's full-resolution map is the
+/// largest: 98 MiB for the released model, docs/MODEL.md §11).
+pub const MAX_ACTIVATION_BYTES: u64 = 4 << 30;
+/// Largest value of any one size field: far above any SegGPT, and small enough that the shape
+/// arithmetic on it cannot overflow.
+pub const MAX_SIZE_FIELD: usize = 1 << 20;
+/// Most encoder blocks accepted (the released model has 24).
+pub const MAX_LAYERS: usize = 1024;
+
 impl SegGptConfig {
     /// Parses `config.json` text and checks that the model it describes can be built.
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
-        let config: Self =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| LoadError::Config(format!("config.json: {e}")))?;
+        // serde would read a JSON array as the fields in order; a config is always an object.
+        if !value.is_object() {
+            return Err(LoadError::Config(format!(
+                "config.json must be a JSON object of named fields, not {}",
+                json_kind(&value)
+            )));
+        }
+        let config: Self =
+            serde_json::from_value(value).map_err(|e| LoadError::Config(format!("config.json: {e}")))?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks the constraints the forward pass relies on.
+    /// Checks that the forward pass can be built from this config, with checked arithmetic and
+    /// before anything is allocated: every size is positive and bounded, the token count, the
+    /// parameter count and the largest activation stay below [`MAX_TOKENS`],
+    /// [`MAX_PARAMETERS`] and [`MAX_ACTIVATION_BYTES`].
     pub fn validate(&self) -> Result<(), LoadError> {
         let bad = |msg: String| Err(LoadError::Config(msg));
-        let (h, w) = self.image_size.hw();
-        let p = self.patch_size;
         if self.hidden_act != "gelu" {
             return bad(format!("hidden_act {:?} is not supported (only \"gelu\")", self.hidden_act));
-        }
-        if p == 0 || h % (2 * p) != 0 || w % p != 0 {
-            return bad(format!("image_size [{h}, {w}] must split into two halves of whole {p}x{p} patches"));
         }
         if self.num_channels != 3 {
             return bad(format!("num_channels {} is not supported (only 3)", self.num_channels));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return bad(format!("layer_norm_eps {} must be a positive number", self.layer_norm_eps));
+        }
+        let (h, w) = self.image_size.hw();
+        let (ph, pw) = self.pretrain_image_size.hw();
+        let mut sizes = vec![
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("patch_size", self.patch_size),
+            ("decoder_hidden_size", self.decoder_hidden_size),
+            ("image_size height", h),
+            ("image_size width", w),
+            ("pretrain_image_size", ph),
+        ];
+        if let Some(mlp_dim) = self.mlp_dim {
+            sizes.push(("mlp_dim", mlp_dim));
+        }
+        for (field, value) in sizes {
+            if value == 0 || value > MAX_SIZE_FIELD {
+                return bad(format!("{field} {value} must be between 1 and {MAX_SIZE_FIELD}"));
+            }
+        }
+        if self.num_hidden_layers == 0 || self.num_hidden_layers > MAX_LAYERS {
+            return bad(format!(
+                "num_hidden_layers {} must be between 1 and {MAX_LAYERS}",
+                self.num_hidden_layers
+            ));
+        }
+        // All sizes are now at most 2^20, so products of two or three of them fit in u64.
+        let p = self.patch_size;
+        if !h.is_multiple_of(2 * p) || !w.is_multiple_of(p) {
+            return bad(format!("image_size [{h}, {w}] must split into two halves of whole {p}x{p} patches"));
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        let (ph, pw) = self.pretrain_image_size.hw();
         if ph != pw || ph / p == 0 {
             return bad(format!("pretrain_image_size {ph}x{pw} must be square and hold at least one patch"));
         }
@@ -134,7 +187,45 @@ impl SegGptConfig {
                 self.merge_index, self.num_hidden_layers
             ));
         }
+        self.validate_feature_indices()?;
+
+        let tokens = ((h / p) * (w / p)) as u64;
+        if tokens > MAX_TOKENS {
+            return bad(format!(
+                "image_size [{h}, {w}] with patch_size {p} gives {tokens} tokens; at most {MAX_TOKENS} are \
+                 supported"
+            ));
+        }
+        let parameters = self.parameter_count();
+        if parameters.is_none_or(|n| n > MAX_PARAMETERS) {
+            return bad(format!(
+                "the model described has {} parameters; at most {MAX_PARAMETERS} are supported",
+                parameters.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+            ));
+        }
+        let decoder_map =
+            [self.decoder_hidden_size, h, w, 4].iter().try_fold(1u64, |acc, &v| acc.checked_mul(v as u64));
+        let block = [tokens as usize, (3 * self.hidden_size).max(self.mlp_dim()), 4]
+            .iter()
+            .try_fold(1u64, |acc, &v| acc.checked_mul(v as u64));
+        for (what, bytes) in
+            [("the decoder's full-resolution map", decoder_map), ("one block's activations", block)]
+        {
+            if bytes.is_none_or(|b| b > MAX_ACTIVATION_BYTES) {
+                return bad(format!(
+                    "{what} would take {} bytes for one image; at most {MAX_ACTIVATION_BYTES} are supported",
+                    bytes.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Feature indices name distinct blocks in increasing order, from the merge on: the decoder
+    /// reads one feature per index, concatenated in block order (docs/MODEL.md §5, §7).
+    fn validate_feature_indices(&self) -> Result<(), LoadError> {
         let indices = &self.intermediate_hidden_state_indices;
+        let bad = |msg: String| Err(LoadError::Config(msg));
         if indices.is_empty() {
             return bad("intermediate_hidden_state_indices is empty".into());
         }
@@ -142,6 +233,11 @@ impl SegGptConfig {
             return bad(format!(
                 "intermediate_hidden_state_indices {indices:?} name blocks past num_hidden_layers {}",
                 self.num_hidden_layers
+            ));
+        }
+        if indices.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return bad(format!(
+                "intermediate_hidden_state_indices {indices:?} must be strictly increasing (no block twice)"
             ));
         }
         // transformers raises the same error (docs/MODEL.md §1).
@@ -152,6 +248,16 @@ impl SegGptConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Total number of parameters, `None` on overflow. Call only on sizes bounded by
+    /// [`MAX_SIZE_FIELD`] and [`MAX_LAYERS`], as [`Self::validate`] does.
+    fn parameter_count(&self) -> Option<u64> {
+        let shapes = crate::model::requested_parameters(self).ok()?;
+        shapes.iter().try_fold(0u64, |total, (_, shape)| {
+            let count = shape.iter().try_fold(1u64, |acc, &v| acc.checked_mul(v as u64))?;
+            total.checked_add(count)
+        })
     }
 
     pub fn head_dim(&self) -> usize {
@@ -177,6 +283,17 @@ impl SegGptConfig {
     /// Side of the square position-embedding grid the checkpoint stores (14).
     pub fn pretrain_grid(&self) -> usize {
         self.pretrain_image_size.hw().0 / self.patch_size
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Null => "null",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -207,6 +324,58 @@ mod tests {
     fn merge_index_past_first_feature_is_rejected() {
         let err = SegGptConfig::from_json(r#"{"merge_index":6}"#).unwrap_err();
         assert!(err.to_string().contains("merge_index"), "{err}");
+    }
+
+    fn rejected(json: &str, needle: &str) {
+        let err = SegGptConfig::from_json(json).unwrap_err().to_string();
+        assert!(err.contains(needle), "{json}: {err}");
+    }
+
+    #[test]
+    fn feature_indices_must_be_distinct_increasing_block_indices() {
+        rejected(r#"{"intermediate_hidden_state_indices":[5,5,17,23]}"#, "strictly increasing");
+        rejected(r#"{"intermediate_hidden_state_indices":[11,5,17,23]}"#, "strictly increasing");
+        rejected(r#"{"intermediate_hidden_state_indices":[5,11,17,24]}"#, "past num_hidden_layers");
+        rejected(r#"{"intermediate_hidden_state_indices":[]}"#, "empty");
+    }
+
+    #[test]
+    fn zero_and_huge_sizes_are_rejected_before_any_arithmetic() {
+        for field in ["hidden_size", "num_attention_heads", "patch_size", "decoder_hidden_size", "mlp_dim"] {
+            rejected(&format!(r#"{{"{field}":0}}"#), field);
+        }
+        rejected(r#"{"num_hidden_layers":0}"#, "num_hidden_layers 0");
+        rejected(r#"{"image_size":0}"#, "image_size");
+        rejected(r#"{"image_size":[0,448]}"#, "image_size height 0");
+        // Values near 2^63 used to overflow `2 * patch_size` and the shape products.
+        rejected(r#"{"image_size":9223372036854775807}"#, "image_size");
+        rejected(r#"{"patch_size":9223372036854775807}"#, "patch_size");
+        rejected(r#"{"hidden_size":1048576,"num_attention_heads":1}"#, "parameters");
+    }
+
+    #[test]
+    fn token_count_and_activations_are_bounded() {
+        // 8192 x 4096 pixels in 16-pixel patches: 131072 tokens, 64 GiB of attention scores per head.
+        rejected(r#"{"image_size":[8192,4096]}"#, "tokens");
+        // 6272 tokens, but a 6.6 GB decoder map.
+        rejected(r#"{"image_size":[1792,896],"decoder_hidden_size":1024}"#, "decoder");
+        assert!(SegGptConfig::from_json(r#"{"image_size":[1792,896]}"#).is_ok());
+    }
+
+    #[test]
+    fn layer_norm_eps_must_be_positive() {
+        rejected(r#"{"layer_norm_eps":-1e-6}"#, "layer_norm_eps");
+        rejected(r#"{"layer_norm_eps":0}"#, "layer_norm_eps");
+        let nan = SegGptConfig { layer_norm_eps: f64::NAN, ..Default::default() };
+        assert!(nan.validate().unwrap_err().to_string().contains("layer_norm_eps"));
+    }
+
+    #[test]
+    fn only_a_json_object_is_a_config() {
+        rejected("[]", "JSON object");
+        rejected("[1024, 24]", "JSON object");
+        rejected("42", "JSON object");
+        rejected("null", "JSON object");
     }
 
     #[test]

@@ -72,6 +72,13 @@ pub enum SegmentError {
     NoPrompt,
     #[error("reading the result back from the device failed: {0}")]
     Readback(String),
+    /// The weights or the config make the model overflow: a mask from these values would be
+    /// black or arbitrary, so none is made.
+    #[error(
+        "the model's output holds {count} non-finite value(s) (NaN or infinity) out of {total}; \
+         the weights or the config are broken, so no mask is made"
+    )]
+    NonFinite { count: usize, total: usize },
 }
 
 /// The result for one target.
@@ -169,6 +176,10 @@ impl<'m> Segmenter<'m> {
         target: &Target,
         num_labels: Option<usize>,
     ) -> Result<Segmentation, SegmentError> {
+        let count = query_half.iter().filter(|v| !v.is_finite()).count();
+        if count > 0 {
+            return Err(SegmentError::NonFinite { count, total: query_half.len() });
+        }
         let (h, w) = self.model.config().half_image_size();
         let values = denormalize(&ChwImage::new(3, h, w, query_half)?);
         let (tw, th) = (target.image.width(), target.image.height());

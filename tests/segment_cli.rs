@@ -53,11 +53,12 @@ fn segment_matches_the_reference_pipeline() {
         assert!(out.status.success(), "{}", stderr(&out));
 
         for target in case["targets"].as_array().unwrap() {
-            let stem = Path::new(target["target"].as_str().unwrap()).file_stem().unwrap().to_str().unwrap();
-            let label = format!("{} {stem}", case["name"]);
+            // Targets in one folder: outputs are flat, named after the full file name.
+            let name = Path::new(target["target"].as_str().unwrap()).file_name().unwrap().to_str().unwrap();
+            let label = format!("{} {name}", case["name"]);
             let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
 
-            let ours = decode_rgb(&read(&out_dir.path().join(format!("{stem}.mask.png"))), "ours").unwrap();
+            let ours = decode_rgb(&read(&out_dir.path().join(format!("{name}.mask.png"))), "ours").unwrap();
             let theirs = decode_rgb(&read(&root.join(target["mask"].as_str().unwrap())), "ref").unwrap();
             let [h, w] = [target["size_hw"][0].as_u64().unwrap(), target["size_hw"][1].as_u64().unwrap()];
             assert_eq!((ours.height() as u64, ours.width() as u64), (h, w), "{label}: mask size");
@@ -75,7 +76,7 @@ fn segment_matches_the_reference_pipeline() {
             assert!(off * 100 <= diffs.len(), "{label}: {off} of {} values differ", diffs.len());
 
             let ours =
-                decode_class_map(&read(&out_dir.path().join(format!("{stem}.classes.png"))), "ours").unwrap();
+                decode_class_map(&read(&out_dir.path().join(format!("{name}.classes.png"))), "ours").unwrap();
             let theirs =
                 decode_class_map(&read(&root.join(target["classes"].as_str().unwrap())), "ref").unwrap();
             assert_eq!(ours.as_raw(), theirs.as_raw(), "{label}: class map");

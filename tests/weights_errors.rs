@@ -150,3 +150,58 @@ fn missing_config_in_a_directory_is_an_error() {
     let err = load(dir.path()).err().expect("an error");
     assert!(err.to_string().contains("config.json"), "{err}");
 }
+
+#[test]
+fn a_non_finite_weight_is_refused_naming_the_tensor_and_the_count() {
+    let name = "model.embeddings.patch_embeddings.projection.bias";
+    let dir = edited_model(|t| {
+        let (_, values) = t.get_mut(name).unwrap();
+        values[0] = f32::NAN;
+        values[1] = f32::NEG_INFINITY;
+        values[2] = f32::INFINITY;
+    });
+    let err = load(dir.path()).err().expect("an error");
+    assert!(matches!(&err, LoadError::NonFinite { name: n, count: 3, .. } if n == name), "{err}");
+    assert!(err.to_string().contains(name) && err.to_string().contains("3 non-finite"), "{err}");
+    // `convert` reads every tensor through `read_all`, which refuses them too.
+    let files = open_model(dir.path()).unwrap();
+    assert!(matches!(read_all(files.source.as_ref()), Err(LoadError::NonFinite { .. })));
+}
+
+#[test]
+fn a_checkpoint_of_another_model_lists_five_names_and_the_counts() {
+    let dir = edited_model(|t| {
+        *t = std::mem::take(t).into_iter().map(|(name, value)| (format!("vit.{name}"), value)).collect();
+    });
+    let count = read_all(open_model(&model_fixture_dirs()[0]).unwrap().source.as_ref()).unwrap().len();
+    let err = load(dir.path()).err().expect("an error").to_string();
+    assert!(err.contains(&format!("missing {count} of the tensors")), "{err}");
+    assert!(err.contains(&format!("hold {count} it does not have")), "{err}");
+    assert!(err.contains(&format!("and {} more", count - 5)), "{err}");
+    assert!(err.len() < 1000, "a few names, not all {count}: {err}");
+}
+
+#[test]
+fn a_header_longer_than_the_file_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let mut bytes = 50_000_000u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{\"a\":");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(&path).err().expect("an error").to_string();
+    assert!(err.contains("50000000-byte header") && err.contains("only 13 bytes"), "{err}");
+}
+
+#[test]
+fn weights_that_are_not_a_regular_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("model.safetensors")).unwrap();
+    std::fs::copy(model_fixture_dirs()[0].join("config.json"), dir.path().join("config.json")).unwrap();
+    let err = load(dir.path()).err().expect("an error");
+    assert!(matches!(&err, LoadError::NotAFile { kind: "a directory", .. }), "{err}");
+    #[cfg(unix)]
+    {
+        let err = load(Path::new("/dev/zero")).err().expect("an error");
+        assert!(err.to_string().contains("/dev/zero is a device, not a regular file"), "{err}");
+    }
+}

@@ -123,7 +123,11 @@ impl<S: Store> Loader<'_, S> {
         }
         self.requested.push((name.to_string(), shape.to_vec()));
         let read = || match source {
-            Some(source) => source.read_f32(name),
+            Some(source) => {
+                let values = source.read_f32(name)?;
+                crate::weights::check_finite(name, &values)?;
+                Ok(values)
+            }
             None => Err(LoadError::Missing(name.to_string())),
         };
         self.store.store(read, layout, outs)

@@ -40,6 +40,12 @@ pub struct ForwardOptions {
 /// what loading accepts.
 pub fn parameter_shapes(config: &SegGptConfig) -> Result<Vec<(String, Vec<usize>)>, LoadError> {
     config.validate()?;
+    requested_parameters(config)
+}
+
+/// [`parameter_shapes`] without validating `config` first: for [`SegGptConfig::validate`] itself,
+/// which counts the parameters once the sizes are known to be bounded.
+pub(crate) fn requested_parameters(config: &SegGptConfig) -> Result<Vec<(String, Vec<usize>)>, LoadError> {
     let mut loader = Loader::dry_run();
     // The budget only decides how loaded weights are split, not which are read.
     load_components(&mut loader, config, MemoryBudget::DEFAULT)?;

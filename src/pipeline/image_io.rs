@@ -9,7 +9,7 @@ use image::codecs::png::PngEncoder;
 use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageFormat};
 use image::{ImageReader, Limits};
 
-use super::{InputError, MAX_DECODE_BYTES, MAX_DIMENSION, check_buffer, check_dimensions};
+use super::{InputError, MAX_DECODE_BYTES, MAX_DIMENSION, MAX_FILE_BYTES, check_buffer, check_dimensions};
 
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved `R, G, B` (HWC): what PIL's
 /// `convert("RGB")` yields and `np.array` sees (docs/MODEL.md §3.6).
@@ -90,27 +90,10 @@ impl ClassMap {
 ///
 /// `name` labels the input in error messages (a file name or e.g. "prompt image").
 pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage, InputError> {
-    let not_an_image = |reason: String| InputError::NotAnImage { name: name.to_owned(), reason };
+    check_image(bytes, name)?;
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| not_an_image(e.to_string()))?;
-    match reader.format() {
-        Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
-        Some(other) => {
-            return Err(not_an_image(format!(
-                "{} files are not supported",
-                other.extensions_str().first().unwrap_or(&"this kind of")
-            )));
-        }
-        None => return Err(not_an_image("the file format is not recognised".to_owned())),
-    }
-
-    // Dimensions are checked by hand first so that the error can name them; image's Limits
-    // then guard the decode itself (sides and allocation). A PNG's size is read straight from
-    // its IHDR chunk: the decoder constructor already reads up to the pixel data.
-    if let Some((width, height)) = png_dimensions(bytes) {
-        check_dimensions(name, width, height)?;
-    }
+        .map_err(|e| InputError::NotAnImage { name: name.to_owned(), reason: e.to_string() })?;
     let mut header_limits = Limits::default();
     header_limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(header_limits);
@@ -153,6 +136,126 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage, InputError> {
     RgbImage::new(width, height, data)
 }
 
+/// The cheap checks of an image file, without decoding its pixels: at most [`MAX_FILE_BYTES`],
+/// a PNG or JPEG, complete (its chunks or markers run to the end-of-image mark), and a declared
+/// size within [`MAX_DIMENSION`] / [`MAX_PIXELS`](super::MAX_PIXELS). Returns `(width, height)`.
+///
+/// The completeness check matters because decoders fill a cut-off JPEG with grey and say
+/// nothing; PIL refuses such files ("image file is truncated"), and so does this.
+pub fn check_image(bytes: &[u8], name: &str) -> Result<(u32, u32), InputError> {
+    check_file_size(bytes, name)?;
+    let not_an_image = |reason: String| InputError::NotAnImage { name: name.to_owned(), reason };
+    let truncated = |detail: String| InputError::Truncated { name: name.to_owned(), detail };
+    match image::guess_format(bytes) {
+        Ok(ImageFormat::Png) => {
+            // A PNG's size is read straight from its IHDR chunk, which always comes first; an
+            // absurd size is the better message even when the file is also cut.
+            if let Some((width, height)) = png_dimensions(bytes) {
+                check_dimensions(name, width, height)?;
+            }
+            png_structure(bytes).map_err(truncated)?;
+            png_dimensions(bytes).ok_or_else(|| not_an_image("its IHDR chunk is missing".to_owned()))
+        }
+        Ok(ImageFormat::Jpeg) => {
+            jpeg_structure(bytes).map_err(truncated)?;
+            let reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg);
+            let (width, height) = reader.into_dimensions().map_err(|e| image_error(name, None, e))?;
+            check_dimensions(name, width, height)?;
+            Ok((width, height))
+        }
+        Ok(other) => Err(not_an_image(format!(
+            "{} files are not supported",
+            other.extensions_str().first().unwrap_or(&"this kind of")
+        ))),
+        Err(_) => Err(not_an_image("the file format is not recognised".to_owned())),
+    }
+}
+
+fn check_file_size(bytes: &[u8], name: &str) -> Result<(), InputError> {
+    let len = bytes.len() as u64;
+    if len > MAX_FILE_BYTES {
+        return Err(InputError::FileTooLarge { name: name.to_owned(), bytes: len, max: MAX_FILE_BYTES });
+    }
+    Ok(())
+}
+
+/// Walks a PNG's chunks from the signature to `IEND`; errors where the file ends first.
+fn png_structure(bytes: &[u8]) -> Result<(), String> {
+    let mut at = PNG_SIGNATURE.len();
+    loop {
+        let Some(header) = bytes.get(at..at + 8) else {
+            return Err(format!("it ends after {} bytes, before its IEND chunk", bytes.len()));
+        };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let kind = String::from_utf8_lossy(&header[4..8]).into_owned();
+        // Length, type, data, CRC.
+        let end = at.saturating_add(12).saturating_add(len);
+        if end > bytes.len() {
+            return Err(format!(
+                "its {kind} chunk at byte {at} needs {} bytes, the file has {}",
+                end - at,
+                bytes.len() - at
+            ));
+        }
+        if kind == "IEND" {
+            return Ok(());
+        }
+        at = end;
+    }
+}
+
+/// Walks a JPEG's marker segments and entropy-coded scans from SOI to EOI, as a decoder does;
+/// errors where the file ends first. Bytes after EOI (some cameras pad files) are allowed, and
+/// an EXIF thumbnail's own EOI is skipped with its segment.
+fn jpeg_structure(bytes: &[u8]) -> Result<(), String> {
+    const EOI: u8 = 0xD9;
+    const SOS: u8 = 0xDA;
+    let ended = |what: &str| Err(format!("it ends after {} bytes, {what}", bytes.len()));
+    let is_restart = |m: u8| (0xD0..=0xD7).contains(&m);
+    let mut at = 2; // past SOI
+    loop {
+        // A marker: 0xFF (any number of fill bytes), then its code. Stray bytes between
+        // segments are skipped, as libjpeg does.
+        match bytes[at.min(bytes.len())..].iter().position(|&b| b == 0xFF) {
+            Some(offset) => at += offset,
+            None => return ended("before its end-of-image marker"),
+        }
+        while bytes.get(at) == Some(&0xFF) {
+            at += 1;
+        }
+        let Some(&marker) = bytes.get(at) else { return ended("before its end-of-image marker") };
+        at += 1;
+        if marker == EOI {
+            return Ok(());
+        }
+        if marker == 0x01 || is_restart(marker) {
+            continue; // stand-alone markers carry no length
+        }
+        let Some(len) = bytes.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+            return ended("inside a marker segment");
+        };
+        at += len;
+        if at > bytes.len() {
+            return ended(&format!("inside a marker segment that needs {} more", at - bytes.len()));
+        }
+        if marker == SOS {
+            // Entropy-coded data runs to the next marker that is neither a stuffed 0xFF00 nor a
+            // restart marker.
+            loop {
+                match bytes[at..].iter().position(|&b| b == 0xFF) {
+                    Some(offset) => at += offset,
+                    None => return ended("inside the compressed image data"),
+                }
+                match bytes.get(at + 1) {
+                    None => return ended("inside the compressed image data"),
+                    Some(&next) if next == 0x00 || is_restart(next) => at += 2,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
+}
+
 /// Decodes a class-index mask: a PNG whose pixel values are class indices (0 = background), as
 /// HF's `prompt_masks` with `do_convert_rgb=True` expects (docs/MODEL.md §3.7).
 ///
@@ -168,6 +271,7 @@ pub fn decode_class_map(bytes: &[u8], name: &str) -> Result<ClassMap, InputError
     let unsupported =
         |detail: &str| InputError::UnsupportedMask { name: name.to_owned(), detail: detail.to_owned() };
     let not_an_image = |reason: String| InputError::NotAnImage { name: name.to_owned(), reason };
+    check_file_size(bytes, name)?;
     if !bytes.starts_with(PNG_SIGNATURE) {
         return Err(match image::guess_format(bytes) {
             Ok(ImageFormat::Jpeg) => unsupported(
@@ -190,6 +294,7 @@ pub fn decode_class_map(bytes: &[u8], name: &str) -> Result<ClassMap, InputError
     let info = decoder.read_header_info().map_err(|e| not_an_image(e.to_string()))?;
     let (width, height) = (info.width, info.height);
     check_dimensions(name, width, height)?;
+    png_structure(bytes).map_err(|detail| InputError::Truncated { name: name.to_owned(), detail })?;
     let (color_type, bit_depth) = (info.color_type, info.bit_depth);
     let bits = match (color_type, bit_depth) {
         (png::ColorType::Grayscale, png::BitDepth::Eight) => 8,
@@ -392,11 +497,78 @@ mod tests {
         assert!(matches!(err, InputError::NotAnImage { .. }), "{err}");
     }
 
+    /// A small JPEG with real scan data (a gradient), as an encoder writes it.
+    fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..width * height * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .write_image(&pixels, width, height, ExtendedColorType::Rgb8)
+            .unwrap();
+        jpeg
+    }
+
     #[test]
-    fn truncated_png_is_not_an_image() {
-        let bytes = png_bytes(2, 2, png::ColorType::Rgb, png::BitDepth::Eight, None, &[7; 12]);
-        let err = decode_rgb(&bytes[..bytes.len() - 20], "cut.png").unwrap_err();
-        assert!(matches!(err, InputError::NotAnImage { .. }), "{err}");
+    fn every_cut_of_a_png_is_refused_as_truncated() {
+        let bytes = png_bytes(4, 4, png::ColorType::Rgb, png::BitDepth::Eight, None, &[7; 48]);
+        for len in 8..bytes.len() {
+            let err = decode_rgb(&bytes[..len], "cut.png").unwrap_err();
+            assert!(matches!(err, InputError::Truncated { .. }), "{len}: {err}");
+            assert!(err.to_string().contains("cut.png"), "{err}");
+        }
+        let gray = png_bytes(2, 1, png::ColorType::Grayscale, png::BitDepth::Eight, None, &[1, 2]);
+        // Without IEND only: every pixel is there, yet the file was cut.
+        let err = decode_class_map(&gray[..gray.len() - 12], "mask.png").unwrap_err();
+        assert!(matches!(err, InputError::Truncated { .. }), "{err}");
+        assert!(err.to_string().contains("IEND"), "{err}");
+    }
+
+    #[test]
+    fn every_cut_of_a_jpeg_is_refused_as_truncated() {
+        let bytes = jpeg_bytes(32, 24);
+        decode_rgb(&bytes, "whole.jpg").unwrap();
+        for len in 3..bytes.len() {
+            let err = decode_rgb(&bytes[..len], "cut.jpg").unwrap_err();
+            assert!(matches!(err, InputError::Truncated { .. }), "{len}: {err}");
+            assert!(err.to_string().contains("cut.jpg"), "{err}");
+        }
+        // Padding after the end-of-image marker is allowed.
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(&[0; 100]);
+        decode_rgb(&padded, "padded.jpg").unwrap();
+    }
+
+    #[test]
+    fn a_thumbnail_end_marker_does_not_hide_a_cut_photo() {
+        // An APP1 segment holding a whole JPEG (as an EXIF thumbnail does), then a cut scan.
+        let thumbnail = jpeg_bytes(8, 8);
+        let photo = jpeg_bytes(64, 48);
+        let mut bytes = photo[..2].to_vec();
+        bytes.extend_from_slice(&[0xFF, 0xE1]);
+        bytes.extend_from_slice(&u16::try_from(thumbnail.len() + 2).unwrap().to_be_bytes());
+        bytes.extend_from_slice(&thumbnail);
+        bytes.extend_from_slice(&photo[2..]);
+        decode_rgb(&bytes, "exif.jpg").unwrap();
+        let err = decode_rgb(&bytes[..bytes.len() - 40], "exif.jpg").unwrap_err();
+        assert!(matches!(err, InputError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn check_image_reads_the_size_without_decoding() {
+        assert_eq!(check_image(&jpeg_bytes(32, 24), "a.jpg").unwrap(), (32, 24));
+        let png = png_bytes(5, 3, png::ColorType::Rgb, png::BitDepth::Eight, None, &[0; 45]);
+        assert_eq!(check_image(&png, "a.png").unwrap(), (5, 3));
+        let err = check_image(&header_only_png(20_000, 10), "huge.png").unwrap_err();
+        assert!(matches!(err, InputError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_refused_unread() {
+        // Zeroed pages cost no memory until touched, and nothing here touches them.
+        let huge = vec![0u8; MAX_FILE_BYTES as usize + 1];
+        let err = decode_rgb(&huge, "huge.png").unwrap_err();
+        assert!(matches!(err, InputError::FileTooLarge { .. }), "{err}");
+        let err = decode_class_map(&huge, "huge.png").unwrap_err();
+        assert!(matches!(err, InputError::FileTooLarge { .. }), "{err}");
     }
 
     /// A PNG header announcing `width x height`, with no pixel data behind it.

@@ -31,7 +31,9 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod resize;
 
-pub use image_io::{ClassMap, RgbImage, decode_class_map, decode_rgb, encode_gray_png, encode_rgb_png};
+pub use image_io::{
+    ClassMap, RgbImage, check_image, decode_class_map, decode_rgb, encode_gray_png, encode_rgb_png,
+};
 pub use palette::{build_palette, mask_to_rgb};
 pub use postprocess::{class_map, denormalize, mean_intensity, to_rgb_u8, upsample};
 pub use preprocess::{ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb};
@@ -45,6 +47,11 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub const MAX_DIMENSION: u32 = 16_384;
 /// Largest total pixel count accepted from a file (64 Mi pixels, e.g. 8192 x 8192).
 pub const MAX_PIXELS: u64 = 1 << 26;
+/// Most classes a class map can hold: it is 8-bit, and 0 is the background.
+pub const MAX_LABELS: usize = 255;
+/// Largest image file accepted, in bytes: far above any photo of [`MAX_PIXELS`], and a bound on
+/// what is read into memory for one input.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Largest buffer a decoder may allocate (64 Mi pixels of 16-bit RGBA).
 pub const MAX_DECODE_BYTES: u64 = MAX_PIXELS * 8;
 
@@ -58,6 +65,17 @@ pub enum InputError {
     /// The bytes are not a PNG or JPEG that can be decoded.
     #[error("{name}: not a readable image ({reason}); supply a PNG or JPEG file")]
     NotAnImage { name: String, reason: String },
+
+    /// The file ends before the image does: decoders would fill the missing part with grey.
+    #[error(
+        "{name}: the image file is truncated ({detail}); its missing part would be filled with grey, \
+         so it is refused. Copy or export the file again"
+    )]
+    Truncated { name: String, detail: String },
+
+    /// The file is larger than any image accepted ([`MAX_FILE_BYTES`]).
+    #[error("{name}: {bytes} bytes is too large for an image file (limit: {max} bytes)")]
+    FileTooLarge { name: String, bytes: u64, max: u64 },
 
     /// The header announces more pixels than are decoded safely.
     #[error(

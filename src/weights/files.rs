@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{LoadError, PthSource, SafetensorsSource, TensorSource};
+use super::{LoadError, PthSource, SafetensorsSource, TensorSource, check_layout};
 use crate::config::SegGptConfig;
+
+/// Largest `config.json` read: real ones are under a kilobyte.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A checkpoint and the config that describes it.
 pub struct ModelFiles {
@@ -12,36 +15,97 @@ pub struct ModelFiles {
     pub source: Box<dyn TensorSource>,
 }
 
-/// Opens `path`: a directory holding `config.json` and `model.safetensors` (or `model.pth`), or a
-/// weights file, whose config is the `config.json` beside it or, when there is none, the released
-/// ViT-L's.
-pub fn open_model(path: &Path) -> Result<ModelFiles, LoadError> {
-    let io = |p: &Path, source| LoadError::Io { path: p.display().to_string(), source };
-    let (weights, config_path): (PathBuf, PathBuf) = if path.is_dir() {
+/// The length of `path`, after checking that it is a regular file (links are followed). Opening
+/// a named pipe would block until something writes to it, and a device such as `/dev/zero` never
+/// ends, so both are refused from their metadata, before they are opened.
+pub fn regular_file_len(path: &Path) -> Result<u64, LoadError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| LoadError::Io { path: shown.clone(), source })?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    let kind = if meta.is_dir() { "a directory" } else { special_file_kind(&meta) };
+    Err(LoadError::NotAFile { path: shown, kind })
+}
+
+#[cfg(unix)]
+fn special_file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &std::fs::Metadata) -> &'static str {
+    "a special file"
+}
+
+/// The weights file and the config file that `path` names: a directory holding `config.json`
+/// and `model.safetensors` (or `model.pth`), or a weights file with the `config.json` beside it.
+pub fn model_paths(path: &Path) -> (PathBuf, PathBuf) {
+    if path.is_dir() {
         let safetensors = path.join("model.safetensors");
         let pth = path.join("model.pth");
         let weights = if safetensors.exists() || !pth.exists() { safetensors } else { pth };
         (weights, path.join("config.json"))
     } else {
-        let beside = path.parent().unwrap_or(Path::new(".")).join("config.json");
-        (path.to_path_buf(), beside)
-    };
+        (path.to_path_buf(), path.parent().unwrap_or(Path::new(".")).join("config.json"))
+    }
+}
+
+/// Opens `path` (see [`model_paths`]); a weights file without a `config.json` beside it is the
+/// released ViT-L. The checkpoint's tensor names and shapes are checked against the config
+/// before any tensor is read.
+pub fn open_model(path: &Path) -> Result<ModelFiles, LoadError> {
+    let (weights, config_path) = model_paths(path);
     let config = if config_path.exists() {
-        let text = std::fs::read_to_string(&config_path).map_err(|e| io(&config_path, e))?;
-        SegGptConfig::from_json(&text)?
+        read_config(&config_path)?
     } else if path.is_dir() {
-        return Err(io(&config_path, std::io::Error::new(std::io::ErrorKind::NotFound, "no config.json")));
+        return Err(LoadError::Io {
+            path: config_path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no config.json"),
+        });
     } else {
         SegGptConfig::default()
     };
-    if !weights.exists() {
-        return Err(io(&weights, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
-    }
+    regular_file_len(&weights)?;
     let is_pth = matches!(weights.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin"));
     let source: Box<dyn TensorSource> = if is_pth {
         Box::new(PthSource::from_file(&weights)?)
     } else {
         Box::new(SafetensorsSource::from_file(&weights)?)
     };
+    check_layout(source.names(), |name| source.shape(name), &config)?;
     Ok(ModelFiles { config, source })
+}
+
+/// Reads and validates a `config.json`, refusing anything that is not a small regular file.
+pub fn read_config(path: &Path) -> Result<SegGptConfig, LoadError> {
+    let shown = path.display().to_string();
+    let len = regular_file_len(path)?;
+    if len > MAX_CONFIG_BYTES {
+        return Err(LoadError::FileTooLarge {
+            path: shown,
+            what: "a config.json",
+            bytes: len,
+            max: MAX_CONFIG_BYTES,
+        });
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: shown.clone(), source })?;
+    SegGptConfig::from_json(&text).map_err(|e| match e {
+        LoadError::Config(message) => LoadError::Config(format!(
+            "{shown}: {}",
+            message.strip_prefix("config.json: ").unwrap_or(&message)
+        )),
+        other => other,
+    })
 }

@@ -12,14 +12,19 @@ mod pth;
 mod random;
 mod safetensors;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::SegGptConfig;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use files::{ModelFiles, open_model};
+pub use files::{ModelFiles, model_paths, open_model, read_config, regular_file_len};
 #[cfg(not(target_arch = "wasm32"))]
 pub use pth::PthSource;
 pub use random::RandomSource;
-pub use safetensors::{SafetensorsHeader, SafetensorsSource, StoreDType, TensorEntry, write_safetensors};
+pub use safetensors::{
+    F16Overflow, SafetensorsHeader, SafetensorsSource, StoreDType, TensorEntry, clamp_to_f16, f16_overflows,
+    write_safetensors,
+};
 
 /// Why weights could not be loaded. Each variant names the file or tensor at fault.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +37,31 @@ pub enum LoadError {
     NotSafetensors(String),
     #[error("not a readable PyTorch checkpoint ({0})")]
     Pth(String),
+    #[error("{path} is {kind}, not a regular file")]
+    NotAFile { path: String, kind: &'static str },
+    #[error("{path}: {bytes} bytes is too large for {what} (limit: {max} bytes)")]
+    FileTooLarge { path: String, what: &'static str, bytes: u64, max: u64 },
     #[error("weights are missing tensor `{0}`: is this a SegGPT checkpoint for this config?")]
     Missing(String),
-    #[error("weights hold {} tensor(s) this model does not have: {}", .0.len(), .0.join(", "))]
+    #[error("weights hold {} tensor(s) this model does not have: {}", .0.len(), first_names(.0))]
     Unexpected(Vec<String>),
+    #[error(
+        "weights are missing {} of the tensors this config needs ({}){}: is this a SegGPT checkpoint \
+         for this config?",
+        .missing.len(),
+        first_names(.missing),
+        if .unexpected.is_empty() {
+            String::new()
+        } else {
+            format!(" and hold {} it does not have ({})", .unexpected.len(), first_names(.unexpected))
+        }
+    )]
+    WrongTensors { missing: Vec<String>, unexpected: Vec<String> },
+    #[error(
+        "tensor `{name}` holds {count} non-finite value(s) (NaN or infinity) of {total}: the \
+         checkpoint is corrupt"
+    )]
+    NonFinite { name: String, count: usize, total: usize },
     #[error("tensor `{name}` has shape {found:?}, the config needs {expected:?}")]
     Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("tensor `{name}` has dtype {dtype}; only F32, F16 and BF16 are supported")]
@@ -50,6 +76,54 @@ pub trait TensorSource {
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// The tensor's values as f32, row-major (f16/bf16 are widened).
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError>;
+}
+
+/// How many names an error lists: enough to recognise a checkpoint, not hundreds of lines.
+const NAMES_LISTED: usize = 5;
+
+/// `a, b, c, d, e and 12 more`.
+fn first_names(names: &[String]) -> String {
+    let listed: Vec<String> = names.iter().take(NAMES_LISTED).map(|n| format!("`{n}`")).collect();
+    match names.len().saturating_sub(NAMES_LISTED) {
+        0 => listed.join(", "),
+        more => format!("{} and {more} more", listed.join(", ")),
+    }
+}
+
+/// Errors if `values` of tensor `name` hold NaN or infinity: such a weight turns every output
+/// into NaN, which would come out as an all-black mask.
+pub(crate) fn check_finite(name: &str, values: &[f32]) -> Result<(), LoadError> {
+    match values.iter().filter(|v| !v.is_finite()).count() {
+        0 => Ok(()),
+        count => Err(LoadError::NonFinite { name: name.to_string(), count, total: values.len() }),
+    }
+}
+
+/// Compares a checkpoint's tensor names and shapes with what `config` needs, before any tensor
+/// data is read: a wrong checkpoint fails at once, listing a few names and the counts.
+pub(crate) fn check_layout(
+    names: Vec<String>,
+    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+    config: &SegGptConfig,
+) -> Result<(), LoadError> {
+    let expected = crate::model::parameter_shapes(config)?;
+    let missing: Vec<String> =
+        expected.iter().filter(|(name, _)| shape_of(name).is_none()).map(|(name, _)| name.clone()).collect();
+    let known: BTreeSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
+    let unexpected: Vec<String> = names.into_iter().filter(|name| !known.contains(name.as_str())).collect();
+    match (missing.len(), unexpected.is_empty()) {
+        (0, true) => {}
+        (0, false) => return Err(LoadError::Unexpected(unexpected)),
+        (1, true) => return Err(LoadError::Missing(missing[0].clone())),
+        _ => return Err(LoadError::WrongTensors { missing, unexpected }),
+    }
+    for (name, shape) in expected {
+        let found = shape_of(&name).unwrap_or_default();
+        if found != shape {
+            return Err(LoadError::Shape { name, expected: shape, found });
+        }
+    }
+    Ok(())
 }
 
 /// Widens raw little-endian bytes of a float dtype to f32.
@@ -73,6 +147,7 @@ pub fn read_all(source: &dyn TensorSource) -> Result<HostTensors, LoadError> {
     for name in source.names() {
         let shape = source.shape(&name).unwrap_or_default();
         let values = source.read_f32(&name)?;
+        check_finite(&name, &values)?;
         out.insert(name, (shape, values));
     }
     Ok(out)

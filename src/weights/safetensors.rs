@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 
 use safetensors::tensor::{Dtype, Metadata, TensorView};
 
-use super::{HostTensors, LoadError, TensorSource, bytes_to_f32, names::hf_name_for_official};
+use super::{HostTensors, LoadError, TensorSource, bytes_to_f32, check_layout, names::hf_name_for_official};
 use crate::SegGptConfig;
-use crate::model::parameter_shapes;
 
 /// Where one tensor lies in a safetensors file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +39,7 @@ impl SafetensorsHeader {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| LoadError::NotSafetensors("the file is shorter than 8 bytes".into()))?;
         let n = u64::from_le_bytes(bytes);
-        if n < 2 || n > MAX_HEADER {
+        if !(2..=MAX_HEADER).contains(&n) {
             return Err(LoadError::NotSafetensors(format!(
                 "its first 8 bytes give a header length of {n}, which no safetensors file has"
             )));
@@ -109,30 +108,28 @@ impl SafetensorsHeader {
 
     /// Checks names, shapes and dtypes against what `config` needs, before any data is read.
     pub fn check_against(&self, config: &SegGptConfig) -> Result<(), LoadError> {
-        let expected = parameter_shapes(config)?;
-        for (name, shape) in &expected {
-            let entry = self.entries.get(name).ok_or_else(|| LoadError::Missing(name.clone()))?;
-            if &entry.shape != shape {
-                return Err(LoadError::Shape {
-                    name: name.clone(),
-                    expected: shape.clone(),
-                    found: entry.shape.clone(),
-                });
-            }
-            if !matches!(entry.dtype.as_str(), "F32" | "F16" | "BF16") {
-                return Err(LoadError::DType { name: name.clone(), dtype: entry.dtype.clone() });
-            }
+        check_layout(self.names(), |name| self.shape(name), config)?;
+        match self.entries.iter().find(|(_, e)| !matches!(e.dtype.as_str(), "F32" | "F16" | "BF16")) {
+            Some((name, entry)) => Err(LoadError::DType { name: name.clone(), dtype: entry.dtype.clone() }),
+            None => Ok(()),
         }
-        let known: std::collections::BTreeSet<&String> = expected.iter().map(|(n, _)| n).collect();
-        let extra: Vec<String> = self.entries.keys().filter(|n| !known.contains(n)).cloned().collect();
-        if extra.is_empty() { Ok(()) } else { Err(LoadError::Unexpected(extra)) }
     }
 }
 
-/// A whole safetensors file in memory, indexed by HF name.
+/// A safetensors checkpoint indexed by HF name: bytes in memory, or a file read one tensor at a
+/// time so that a checkpoint is never held whole.
 pub struct SafetensorsSource {
-    bytes: Vec<u8>,
+    data: Data,
     header: SafetensorsHeader,
+}
+
+enum Data {
+    Memory(Vec<u8>),
+    #[cfg(not(target_arch = "wasm32"))]
+    File {
+        file: std::sync::Mutex<std::fs::File>,
+        path: String,
+    },
 }
 
 impl SafetensorsSource {
@@ -140,14 +137,35 @@ impl SafetensorsSource {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, LoadError> {
         let header = SafetensorsHeader::parse(&bytes)?;
         header.check_len(bytes.len() as u64)?;
-        Ok(Self { bytes, header })
+        Ok(Self { data: Data::Memory(bytes), header })
     }
 
+    /// Opens a file after checking it is a regular file, reading only its header: the header's
+    /// length is checked against the file's size before the header is read, and the file's size
+    /// against the header before any tensor is.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self, LoadError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
-        Self::from_bytes(bytes)
+        use std::io::Read;
+        let shown = path.display().to_string();
+        let io = |source| LoadError::Io { path: shown.clone(), source };
+        let len = super::regular_file_len(path)?;
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut first8 = [0u8; 8];
+        let got = len.min(8) as usize;
+        file.read_exact(&mut first8[..got]).map_err(io)?;
+        let need = SafetensorsHeader::prefix_len(&first8[..got])?;
+        if need > len {
+            return Err(LoadError::NotSafetensors(format!(
+                "{shown}: its first 8 bytes announce a {}-byte header, but the file has only {len} bytes",
+                need - 8
+            )));
+        }
+        let mut prefix = first8.to_vec();
+        prefix.resize(need as usize, 0);
+        file.read_exact(&mut prefix[8..]).map_err(io)?;
+        let header = SafetensorsHeader::parse(&prefix)?;
+        header.check_len(len)?;
+        Ok(Self { data: Data::File { file: std::sync::Mutex::new(file), path: shown }, header })
     }
 }
 
@@ -162,8 +180,21 @@ impl TensorSource for SafetensorsSource {
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
         let entry = self.header.entry(name)?;
+        // Ranges lie inside the data: the file's length was checked against the header.
         let range = entry.range.start as usize..entry.range.end as usize;
-        bytes_to_f32(name, &entry.dtype, &self.bytes[range])
+        match &self.data {
+            Data::Memory(bytes) => bytes_to_f32(name, &entry.dtype, &bytes[range]),
+            #[cfg(not(target_arch = "wasm32"))]
+            Data::File { file, path } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let io = |source| LoadError::Io { path: path.clone(), source };
+                let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                file.seek(SeekFrom::Start(entry.range.start)).map_err(io)?;
+                let mut bytes = vec![0u8; range.len()];
+                file.read_exact(&mut bytes).map_err(io)?;
+                bytes_to_f32(name, &entry.dtype, &bytes)
+            }
+        }
     }
 }
 
@@ -174,8 +205,67 @@ pub enum StoreDType {
     F16,
 }
 
-/// Serializes host tensors (HF names) to safetensors bytes in `dtype`.
+/// A tensor holding values that f16 would store as infinity (beyond its largest, 65504).
+#[derive(Debug, Clone, PartialEq)]
+pub struct F16Overflow {
+    pub name: String,
+    pub count: usize,
+    pub max_abs: f32,
+}
+
+impl std::fmt::Display for F16Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tensor `{}`: {} value(s) beyond f16's range (largest magnitude {:e}, f16 holds up to {})",
+            self.name,
+            self.count,
+            self.max_abs,
+            half::f16::MAX
+        )
+    }
+}
+
+/// Every tensor with values f16 cannot hold, in name order.
+pub fn f16_overflows(tensors: &HostTensors) -> Vec<F16Overflow> {
+    tensors
+        .iter()
+        .filter_map(|(name, (_, values))| {
+            let over: Vec<f32> =
+                values.iter().map(|v| v.abs()).filter(|v| half::f16::from_f32(*v).is_infinite()).collect();
+            (!over.is_empty()).then(|| F16Overflow {
+                name: name.clone(),
+                count: over.len(),
+                max_abs: over.iter().copied().fold(0.0, f32::max),
+            })
+        })
+        .collect()
+}
+
+/// Clamps every value to f16's finite range, so an f16 file stores the nearest finite value.
+pub fn clamp_to_f16(tensors: &mut HostTensors) {
+    let max = half::f16::MAX.to_f32();
+    for (_, values) in tensors.values_mut() {
+        for v in values.iter_mut() {
+            *v = v.clamp(-max, max);
+        }
+    }
+}
+
+/// Serializes host tensors (HF names) to safetensors bytes in `dtype`. F16 refuses values it
+/// cannot hold rather than store them as infinity (see [`clamp_to_f16`]).
 pub fn write_safetensors(tensors: &HostTensors, dtype: StoreDType) -> Result<Vec<u8>, String> {
+    if dtype == StoreDType::F16 {
+        let overflows = f16_overflows(tensors);
+        if !overflows.is_empty() {
+            let listed: Vec<String> = overflows.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "{} tensor(s) hold values f16 cannot store (they would become infinity): {}",
+                overflows.len(),
+                listed.join("; ")
+            ));
+        }
+    }
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, (shape, values))| {
@@ -252,6 +342,21 @@ mod tests {
     }
 
     #[test]
+    fn f16_refuses_values_it_cannot_hold_unless_clamped() {
+        let mut tensors = HostTensors::new();
+        tensors.insert("a".into(), (vec![3], vec![1.0, 70_000.0, -1e6]));
+        tensors.insert("b".into(), (vec![2], vec![65_504.0, -2.0]));
+        assert_eq!(f16_overflows(&tensors), [F16Overflow { name: "a".into(), count: 2, max_abs: 1e6 }]);
+        let err = write_safetensors(&tensors, StoreDType::F16).unwrap_err();
+        assert!(err.contains("`a`") && err.contains("2 value(s)") && err.contains("1e6"), "{err}");
+        write_safetensors(&tensors, StoreDType::F32).unwrap();
+        clamp_to_f16(&mut tensors);
+        let bytes = write_safetensors(&tensors, StoreDType::F16).unwrap();
+        let back = SafetensorsSource::from_bytes(bytes).unwrap();
+        assert_eq!(back.read_f32("a").unwrap(), [1.0, 65_504.0, -65_504.0]);
+    }
+
+    #[test]
     fn garbage_is_not_safetensors() {
         let huge = u64::MAX.to_le_bytes();
         let err = SafetensorsHeader::prefix_len(&huge).unwrap_err().to_string();
@@ -289,6 +394,16 @@ mod tests {
         extra.entries.insert("head.extra".into(), entry);
         let err = extra.check_against(&config).unwrap_err().to_string();
         assert!(err.contains("head.extra"), "{err}");
+
+        // A checkpoint of another model: a few names and the counts, not hundreds of lines.
+        let mut other = header.clone();
+        other.entries = header.entries.iter().map(|(n, e)| (format!("backbone.{n}"), e.clone())).collect();
+        let err = other.check_against(&config).unwrap_err().to_string();
+        let count = header.entries.len();
+        assert!(err.contains(&format!("missing {count} of the tensors")), "{err}");
+        assert!(err.contains(&format!("hold {count} it does not have")), "{err}");
+        assert!(err.contains(&format!("and {} more", count - 5)), "{err}");
+        assert_eq!(err.matches('`').count(), 2 * 10, "five names of each list: {err}");
 
         header.entries.remove(&name);
         let err = header.check_against(&config).unwrap_err().to_string();
