@@ -209,7 +209,9 @@ function cliMask(prompt, target, extra) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
   const args = ['segment', '--model', fx('model'), '--out-dir', out, '--prompt', ...prompt, '--target', target, ...extra];
   execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
-  return PNG.sync.read(fs.readFileSync(path.join(out, `${path.basename(target, '.png')}.mask.png`)));
+  const masks = fs.readdirSync(out).filter((name) => name.endsWith('.mask.png'));
+  assert.equal(masks.length, 1, `one mask from the CLI: ${masks}`);
+  return PNG.sync.read(fs.readFileSync(path.join(out, masks[0])));
 }
 
 /** Max per-channel difference of two pngjs images of the same size (alpha ignored). */
