@@ -77,7 +77,9 @@ function assertLoopback(urls, base) {
 /** Where `seggpt segment --out-dir outDir` writes the mask of `target`: the one place that knows
  * the CLI's output names. */
 function cliMaskPath(outDir, target) {
-  return path.join(outDir, `${path.basename(target, path.extname(target))}.mask.png`);
+  // `<stem>.mask.png` until the CLI names outputs after the full file name (`t.png.mask.png`).
+  const byStem = path.join(outDir, `${path.basename(target, path.extname(target))}.mask.png`);
+  return fs.existsSync(byStem) ? byStem : path.join(outDir, `${path.basename(target)}.mask.png`);
 }
 
 /** Runs the real CLI; returns { stem: pngjs image } for each target. */
