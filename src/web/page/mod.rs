@@ -157,7 +157,6 @@ struct App {
     next_prompt: u32,
     targets: TargetsPanel,
     options: OptionsPanel,
-    inferred_classes: Option<u32>,
     class_count_generation: u32,
     segment: Element,
     run_status: Element,
@@ -231,7 +230,6 @@ impl App {
             next_prompt: 0,
             targets: TargetsPanel::new(&doc)?,
             options: OptionsPanel::new(&doc)?,
-            inferred_classes: None,
             class_count_generation: 0,
             segment,
             run_status: find(&doc, "run-status")?,
@@ -303,7 +301,6 @@ impl App {
             Msg::ClassMasksChanged => self.count_classes(),
             Msg::NumClassesEdited => self.options.num_classes_edited(),
             Msg::ClassCountRead { generation, count } if generation == self.class_count_generation => {
-                self.inferred_classes = count;
                 self.options.render(count);
             }
             Msg::ClassCountRead { .. } => {}

@@ -63,7 +63,6 @@ impl App {
     pub(super) fn count_classes(&mut self) {
         self.class_count_generation += 1;
         if !self.options.class_masks() {
-            self.inferred_classes = None;
             self.options.render(None);
             return;
         }

@@ -99,7 +99,7 @@ impl App {
                     seconds,
                 };
                 if num_classes.is_some() {
-                    self.inferred_classes = num_classes;
+                    // The worker's count agrees with the page's; it also covers masks read only there.
                     self.options.render(num_classes);
                 }
                 let target = self.results.target(index).ok_or("a result for a target that does not exist")?;
