@@ -32,8 +32,13 @@ if cargo tree --locked --target wasm32-unknown-unknown -e features --no-default-
   exit 1
 fi
 
-echo "== browser end-to-end (trunk site in headless Chromium, WebGPU on SwiftShader)"
-[ -d node_modules/playwright-core ] && [ -d node_modules/pngjs ] || npm ci --no-audit --no-fund
-trunk build --release
-node tests/browser/e2e.mjs
+echo "== browser tests (trunk site in headless Chromium, WebGPU on SwiftShader)"
+[ -d node_modules/playwright-core ] && [ -d node_modules/pngjs ] && [ -d node_modules/axe-core ] \
+  || npm ci --no-audit --no-fund
+# The site to host is `trunk build --release`, without test hooks; the tests build theirs with
+# `?debug=panic` (a worker crash on request) into dist/ too, so rebuild before deploying.
+trunk build --release --features test-hooks
+node tests/browser/e2e.mjs      # the user journeys, every mask compared with the CLI's
+node tests/browser/worker.mjs   # model storage: revalidation, offline, damaged copies, message order
+node tests/browser/ux.mjs       # accessibility (axe-core), offline through the service worker, screenshots
 echo "== all tests passed"

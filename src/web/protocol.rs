@@ -64,8 +64,9 @@ pub enum ToWorker {
     /// Removes every cached model from browser storage. Posted during a download, it runs once the
     /// download is over (messages are handled in order), so it never meets an open file.
     ClearCache,
-    /// Panics, as a GPU out-of-memory error does (cubecl panics on uncaptured WebGPU errors): lets
-    /// the tests check the restart path. Only in builds with the `test-hooks` feature.
+    /// Makes the next run panic at its first target, as a GPU out-of-memory error does (cubecl
+    /// panics on uncaptured WebGPU errors): lets the tests check the restart path. Only in builds
+    /// with the `test-hooks` feature.
     #[cfg(feature = "test-hooks")]
     DebugPanic,
 }

@@ -52,6 +52,12 @@ thread_local! {
     static MODEL: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
 }
 
+#[cfg(feature = "test-hooks")]
+thread_local! {
+    /// Set by `DebugPanic`: the next run panics at its first target (tests the restart path).
+    static PANIC_IN_NEXT_RUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Entry point of `www/worker.js`: installs the message handler, then tells the page it listens.
 #[wasm_bindgen]
 pub fn run_worker() {
@@ -189,7 +195,7 @@ async fn handle(data: JsValue) {
             }
         }
         #[cfg(feature = "test-hooks")]
-        ToWorker::DebugPanic => panic!("wgpu error: debug panic requested by the page (?debug=panic)"),
+        ToWorker::DebugPanic => PANIC_IN_NEXT_RUN.with(|flag| flag.set(true)),
         ToWorker::ClearCache => match storage::clear().await {
             Ok(()) => post(&ToPage::CacheCleared),
             Err(why) => error(format!("clearing the browser storage failed: {why}"), None),
@@ -557,6 +563,12 @@ async fn segment(files: &SegmentFiles, options: &RunOptions) -> Result<(), Strin
         Segmenter::new(&loaded.model, &loaded.gpu.device, &prompts, forward).map_err(|e| e.to_string())?;
     for (index, target) in files.targets.iter().enumerate() {
         post(&ToPage::Running { index });
+        // Messages are handled in order, so the page asks before the run and the panic comes
+        // mid-run, where a GPU out-of-memory error would.
+        #[cfg(feature = "test-hooks")]
+        if PANIC_IN_NEXT_RUN.with(|flag| flag.replace(false)) {
+            panic!("wgpu error: debug panic requested by the page (?debug=panic)");
+        }
         let start = now_s();
         match segment_one(&segmenter, target, num_classes).await {
             Ok((mask_png, mask)) => {

@@ -47,13 +47,14 @@ impl App {
         let options = self.options.read()?;
         self.results.start(&targets)?;
         self.run += 1;
-        let envelope = protocol::envelope(&ToWorker::Segment { options })?;
-        SegmentFiles { prompts, targets }.to_js(&envelope);
-        self.worker()?.post(&envelope)?;
+        // Sent first: the worker handles messages in order and panics inside the run that follows.
         #[cfg(feature = "test-hooks")]
         if std::mem::take(&mut self.settings.debug_panic) {
             self.worker()?.send(&ToWorker::DebugPanic)?;
         }
+        let envelope = protocol::envelope(&ToWorker::Segment { options })?;
+        SegmentFiles { prompts, targets }.to_js(&envelope);
+        self.worker()?.post(&envelope)?;
         self.run_status.set_text_content(Some("starting ..."));
         self.render_run()
     }
