@@ -19,6 +19,35 @@ pub const BRUSH_COLOURS: [[u8; 3]; 8] = [
     [255, 255, 255],
 ];
 
+/// Colours with a plain name, for labels and screen readers: the brush colours, the palette's
+/// greys and a few common hues. A mask colour is called by the nearest of these.
+const NAMED_COLOURS: [([u8; 3], &str); 15] = [
+    ([255, 0, 0], "red"),
+    ([0, 255, 0], "green"),
+    ([0, 0, 255], "blue"),
+    ([255, 255, 0], "yellow"),
+    ([255, 0, 255], "magenta"),
+    ([0, 255, 255], "cyan"),
+    ([255, 128, 0], "orange"),
+    ([255, 255, 255], "white"),
+    ([0, 0, 0], "black"),
+    ([128, 128, 128], "grey"),
+    ([128, 0, 0], "dark red"),
+    ([0, 128, 0], "dark green"),
+    ([0, 0, 128], "navy"),
+    ([128, 0, 128], "purple"),
+    ([128, 64, 0], "brown"),
+];
+
+/// The plain name of the named colour nearest to `rgb` (squared distance in RGB): "cyan" reads
+/// better in a label than `rgb(0, 255, 255)`.
+pub fn colour_name(rgb: [u8; 3]) -> &'static str {
+    let distance = |c: [u8; 3]| -> u32 {
+        c.iter().zip(rgb).map(|(&a, b)| (i32::from(a) - i32::from(b)).pow(2) as u32).sum()
+    };
+    NAMED_COLOURS.iter().min_by_key(|(c, _)| distance(*c)).map_or("colour", |(_, name)| name)
+}
+
 /// Bytes of earlier pixels the undo history keeps. A step keeps only the rectangle it changed (a
 /// brush stroke: kilobytes; a clear: the painted area, 36 MB at most for a 12-megapixel mask), and the
 /// oldest steps go first; the newest step is kept whatever its size, so the last action can always be
@@ -336,6 +365,19 @@ pub fn visible_mask_rgba(rgb: &[u8], labels: &[u8], hidden: &[bool]) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colours_are_called_by_the_nearest_plain_name() {
+        for (colour, name) in
+            BRUSH_COLOURS.iter().zip(["red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white"])
+        {
+            assert_eq!(colour_name(*colour), name);
+        }
+        assert_eq!(colour_name([250, 120, 10]), "orange");
+        assert_eq!(colour_name([10, 240, 250]), "cyan");
+        assert_eq!(colour_name([120, 130, 125]), "grey");
+        assert_eq!(colour_name([0, 0, 0]), "black");
+    }
     use crate::pipeline::RgbImage;
 
     fn count(mask: &PaintMask, colour: [u8; 3]) -> usize {

@@ -52,15 +52,22 @@ pub(crate) fn requested_parameters(config: &SegGptConfig) -> Result<Vec<(String,
     loader.finish()
 }
 
+/// The three parts of the model, as one loading pass leaves them in a store `S`.
+struct Components<S: Store> {
+    embeddings: Embeddings<S>,
+    encoder: Encoder<S>,
+    decoder: Decoder<S>,
+}
+
 fn load_components<S: Store>(
     loader: &mut Loader<S>,
     config: &SegGptConfig,
     budget: MemoryBudget,
-) -> Result<(Embeddings<S>, Encoder<S>, Decoder<S>), LoadError> {
+) -> Result<Components<S>, LoadError> {
     let embeddings = Embeddings::load(loader, config)?;
     let encoder = Encoder::load(loader, config)?;
     let decoder = Decoder::load(loader, config, budget)?;
-    Ok((embeddings, encoder, decoder))
+    Ok(Components { embeddings, encoder, decoder })
 }
 
 /// Inputs whose shapes do not fit the model.
@@ -87,7 +94,7 @@ impl SegGpt {
     ) -> Result<Self, LoadError> {
         config.validate()?;
         let mut loader = Loader::new(source, device);
-        let (embeddings, encoder, decoder) = load_components(&mut loader, &config, budget)?;
+        let Components { embeddings, encoder, decoder } = load_components(&mut loader, &config, budget)?;
         loader.finish()?;
         Ok(Self { config, embeddings, encoder, decoder })
     }

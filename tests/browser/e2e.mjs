@@ -77,9 +77,8 @@ function assertLoopback(urls, base) {
 /** Where `seggpt segment --out-dir outDir` writes the mask of `target`: the one place that knows
  * the CLI's output names. */
 function cliMaskPath(outDir, target) {
-  // `<stem>.mask.png` until the CLI names outputs after the full file name (`t.png.mask.png`).
-  const byStem = path.join(outDir, `${path.basename(target, path.extname(target))}.mask.png`);
-  return fs.existsSync(byStem) ? byStem : path.join(outDir, `${path.basename(target)}.mask.png`);
+  // `seggpt segment` names a result after the target's full file name (README, "The CLI").
+  return path.join(outDir, `${path.basename(target)}.mask.png`);
 }
 
 /** Runs the real CLI; returns { stem: pngjs image } for each target. */
@@ -310,6 +309,8 @@ async function testPaintedMask(server) {
     await page.getByTestId('segment').click();
     assert.match(await page.getByTestId('error-text').textContent(), /prompt 1: the painted mask is empty/);
     await page.getByTestId('brush-size').fill('3');
+    // A window tall enough for the whole painting canvas, clear of the sticky Segment bar.
+    await page.setViewportSize({ width: 1280, height: 2000 });
     await canvas.scrollIntoViewIfNeeded();
     const b = await canvas.boundingBox();
     const viewport = page.viewportSize();
@@ -687,10 +688,7 @@ async function testNoLeaks(server) {
       // Blink destroys unreachable nodes lazily after a GC; its leak-detection pair runs a full
       // collection (V8 and Blink heaps, sweeping finished) and then counts what is really alive.
       await cdp.send('Memory.prepareForLeakDetection');
-      const leak = await cdp.send('Memory.getDOMCountersForLeakDetection');
-      const counter = (name) => leak.counters.find((c) => c.name === name)?.count;
-      const dom = { nodes: counter('Nodes') ?? counter('DOMNodes'), jsEventListeners: counter('JSEventListeners') };
-      if (dom.nodes === undefined) console.log(`  leak-detection counters: ${JSON.stringify(leak.counters)}`);
+      const dom = await cdp.send('Memory.getDOMCounters');
       const counts = await page.evaluate(() => window.__counts());
       return { heapMiB: heap.usedSize / 2 ** 20, nodes: dom.nodes, domListeners: dom.jsEventListeners, ...counts };
     };

@@ -72,7 +72,10 @@ async function settle(page) {
   const ready = status(page).filter({ hasText: 'ready' });
   const ask = page.getByTestId('load-model');
   const error = page.getByTestId('error');
-  await ready.or(ask).or(error).first().waitFor({ timeout: LONG });
+  // Only visible ones: `first()` of a union is the first match in document order, and the hidden
+  // consent button would otherwise be waited on for ever.
+  const shown = (locator) => locator.filter({ visible: true });
+  await ready.or(shown(ask)).or(shown(error)).first().waitFor({ timeout: LONG });
   if (await ask.isVisible()) {
     await ask.click();
     await ready.or(error).first().waitFor({ timeout: LONG });

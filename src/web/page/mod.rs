@@ -108,10 +108,10 @@ pub fn dispatch(msg: Msg) {
     }
     while let Some(msg) = QUEUE.with(|queue| queue.borrow_mut().pop_front()) {
         APP.with(|app| {
-            if let Some(app) = app.borrow_mut().as_mut() {
-                if let Err(err) = app.update(msg) {
-                    app.error.show(&js_text(&err), false);
-                }
+            if let Some(app) = app.borrow_mut().as_mut()
+                && let Err(err) = app.update(msg)
+            {
+                app.error.show(&js_text(&err), false);
             }
         });
     }
@@ -241,7 +241,7 @@ impl App {
     fn update(&mut self, msg: Msg) -> Result<(), JsValue> {
         match msg {
             Msg::FromWorker { generation, data } if generation == self.generation => {
-                self.from_worker(&data)?
+                self.on_worker_message(&data)?
             }
             Msg::WorkerCrashed { generation, message } if generation == self.generation => {
                 self.worker_died(&message)?

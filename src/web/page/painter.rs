@@ -10,16 +10,13 @@ use web_sys::{
 use super::dom::{Listener, ObjectUrl, blob, context, css_rgb, element, find, set_hidden};
 use super::prompt_card::{PromptId, PromptMsg};
 use super::{Msg, dispatch};
-use crate::paint::{BRUSH_COLOURS, PaintMask, Rect};
+use crate::paint::{BRUSH_COLOURS, PaintMask, Rect, colour_name};
 use crate::pipeline::{RgbImage, encode_rgb_png};
 
 /// Alpha of painted strokes over the prompt image while painting.
 const PAINT_ALPHA: u8 = 170;
 /// Brush radius when the size control cannot be read.
 const DEFAULT_BRUSH: f64 = 12.0;
-/// Names of [`BRUSH_COLOURS`], in the same order, for screen readers.
-const BRUSH_NAMES: [&str; BRUSH_COLOURS.len()] =
-    ["red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white"];
 
 pub enum PaintMsg {
     Brush(usize),
@@ -56,7 +53,8 @@ impl Painter {
         let palette: Element = find(root, "brush-colours")?;
         let mut listeners = Vec::new();
         let mut swatches = Vec::new();
-        for (i, (colour, name)) in BRUSH_COLOURS.iter().zip(BRUSH_NAMES).enumerate() {
+        for (i, colour) in BRUSH_COLOURS.iter().enumerate() {
+            let name = colour_name(*colour);
             let swatch: HtmlElement = element("button", "swatch")?;
             swatch.set_attribute("type", "button")?;
             swatch.set_attribute("data-testid", "brush-colour")?;

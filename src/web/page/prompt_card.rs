@@ -152,12 +152,12 @@ impl PromptCard {
             }
             PromptMsg::MaskDecoded(file, bitmap) => {
                 // A mask that is not an image is reported when segmenting; the thumbnail just lacks it.
-                if self.mask == MaskChoice::File(file) {
-                    if let Ok(bitmap) = bitmap {
-                        self.thumb_mask.set_width(bitmap.width());
-                        self.thumb_mask.set_height(bitmap.height());
-                        context(&self.thumb_mask)?.draw_image_with_image_bitmap(&bitmap, 0.0, 0.0)?;
-                    }
+                if self.mask == MaskChoice::File(file)
+                    && let Ok(bitmap) = bitmap
+                {
+                    self.thumb_mask.set_width(bitmap.width());
+                    self.thumb_mask.set_height(bitmap.height());
+                    context(&self.thumb_mask)?.draw_image_with_image_bitmap(&bitmap, 0.0, 0.0)?;
                 }
             }
             PromptMsg::PaintClicked => {
@@ -183,10 +183,10 @@ impl PromptCard {
             PromptMsg::Dropped(dropped) => {
                 // Image first (unless it has one), then mask.
                 let mut dropped = dropped.into_iter();
-                if self.image().is_none() {
-                    if let Some(image) = dropped.next() {
-                        set_input_files(&self.image_input, &[image])?;
-                    }
+                if self.image().is_none()
+                    && let Some(image) = dropped.next()
+                {
+                    set_input_files(&self.image_input, &[image])?;
                 }
                 if let Some(mask) = dropped.next() {
                     set_input_files(&self.mask_input, &[mask])?;

@@ -10,7 +10,7 @@ use web_sys::{
 
 use super::dom::{Listener, ObjectUrl, blob, button, context, css_rgb, element, set_hidden, stem};
 use super::{Msg, dispatch};
-use crate::paint::visible_mask_rgba;
+use crate::paint::{colour_name, visible_mask_rgba};
 
 /// What the worker sent for a finished target (see `protocol::ToPage::Result`).
 pub struct Segmented {
@@ -185,7 +185,7 @@ impl ResultCard {
             swatch.set_attribute("aria-hidden", "true")?;
             swatch.style().set_property("background-color", &css_rgb(*colour))?;
             let text: Element = element("span", "")?;
-            text.set_text_content(Some(&format!("colour {} ({})", colour_index + 1, css_rgb(*colour))));
+            text.set_text_content(Some(&format!("{} ({})", colour_name(*colour), colour_index + 1)));
             let checkbox = input.clone();
             toggles.push(Listener::new(&input, "change", move |_| {
                 let shown = checkbox.checked();

@@ -21,7 +21,7 @@ impl App {
 
     pub(super) fn render_run(&mut self) -> Result<(), JsValue> {
         let running = self.running();
-        set_disabled(&self.segment, !(self.ready && !running));
+        set_disabled(&self.segment, !self.ready || running);
         if !running {
             self.run_status.set_text_content(Some(""));
         }

@@ -49,7 +49,7 @@ impl App {
         self.render_run()
     }
 
-    pub(super) fn from_worker(&mut self, data: &JsValue) -> Result<(), JsValue> {
+    pub(super) fn on_worker_message(&mut self, data: &JsValue) -> Result<(), JsValue> {
         let msg: ToPage = protocol::message(data)?;
         match msg {
             ToPage::Started => {

@@ -53,7 +53,7 @@ impl WorkerLink {
     /// Posts a message built with `protocol`'s helpers (`{ msg, ...named files }`).
     pub fn post(&self, envelope: &js_sys::Object) -> Result<(), JsValue> {
         self.worker
-            .post_message(&envelope)
+            .post_message(envelope)
             .map_err(|err| JsValue::from_str(&format!("cannot reach the model worker: {}", js_text(&err))))
     }
 }
