@@ -31,6 +31,11 @@ if cargo tree --locked --target wasm32-unknown-unknown -e features --no-default-
   echo "the wasm32 build has burn's autotune (it compiles kernels the browser may refuse)" >&2
   exit 1
 fi
+# The site people host is this build: the tests' crash hook (`?debug=panic`, feature test-hooks) must not be in it.
+if grep -q "debug panic requested" "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/seggpt.wasm"; then
+  echo "the release wasm32 build contains the test hooks" >&2
+  exit 1
+fi
 
 echo "== browser tests (trunk site in headless Chromium, WebGPU on SwiftShader)"
 [ -d node_modules/playwright-core ] && [ -d node_modules/pngjs ] && [ -d node_modules/axe-core ] \
