@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { serve } from './server.mjs';
+import { runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -915,17 +915,6 @@ const server = await serve({
   '/slow-model/': path.join(fixtures, 'model'),
   '/bad-model/': badModel,
 }, ['/slow-model/']);
-let failed = 0;
-const only = process.env.E2E_ONLY; // a substring of test names, for development
-for (const [name, run] of tests.filter(([n]) => !only || n.includes(only))) {
-  const start = Date.now();
-  try {
-    await run(server);
-    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (err) {
-    failed++;
-    console.log(`FAIL ${name}: ${err.stack ?? err}`);
-  }
-}
+const failed = await runTests(tests, server, 'E2E_ONLY'); // E2E_ONLY=substring runs some
 await server.close();
 process.exit(failed ? 1 : 0);

@@ -77,3 +77,24 @@ export function serve(roots, slow = []) {
     });
   });
 }
+
+/**
+ * Runs `tests` ([name, async (server) => ...] pairs) one after the other against `server`, printing
+ * `ok` / `FAIL` per test; the environment variable `onlyVar` (a substring of test names) picks some.
+ * Returns the number that failed.
+ */
+export async function runTests(tests, server, onlyVar) {
+  let failed = 0;
+  const only = process.env[onlyVar];
+  for (const [name, run] of tests.filter(([n]) => !only || n.includes(only))) {
+    const start = Date.now();
+    try {
+      await run(server);
+      console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+    } catch (err) {
+      failed++;
+      console.log(`FAIL ${name}: ${err.stack ?? err}`);
+    }
+  }
+  return failed;
+}

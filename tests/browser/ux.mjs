@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
-import { serve } from './server.mjs';
+import { runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -286,18 +286,7 @@ const server = await serve({
   '/model/': path.join(fixtures, 'model'),
   '/slow-model/': path.join(fixtures, 'model'),
 }, ['/slow-model/']);
-let failed = 0;
-const only = process.env.UX_ONLY; // a substring of test names, for development
-for (const [name, run] of tests.filter(([n]) => !only || n.includes(only))) {
-  const start = Date.now();
-  try {
-    await run(server);
-    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (err) {
-    failed++;
-    console.log(`FAIL ${name}: ${err.stack ?? err}`);
-  }
-}
+const failed = await runTests(tests, server, 'UX_ONLY'); // UX_ONLY=substring runs some
 console.log('axe summary (all impacts):');
 for (const { state, violations } of axeLog) console.log(`  ${state}: ${violations.join(', ') || 'none'}`);
 await server.close();

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { serve } from './server.mjs';
+import { runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -352,17 +352,6 @@ const tests = [
   ['a directory ?model= URL with a query string fetches config.json and model.safetensors', testDirectoryUrlWithQuery],
   ['plain errors: another origin refused; an unreachable model names CORS and the CSP', testPlainErrors],
 ];
-let failed = 0;
-const only = process.env.WORKER_ONLY; // a substring of test names, for development
-for (const [name, run] of tests.filter(([n]) => !only || n.includes(only))) {
-  const start = Date.now();
-  try {
-    await run(server);
-    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (err) {
-    failed++;
-    console.log(`FAIL ${name}: ${err.stack ?? err}`);
-  }
-}
+const failed = await runTests(tests, server, 'WORKER_ONLY'); // WORKER_ONLY=substring runs some
 await server.close();
 process.exit(failed ? 1 : 0);
