@@ -10,6 +10,7 @@ Subcommands (see scripts/README.md):
     preprocess  PNG test images / masks + SegGptImageProcessorPil outputs
     resize      Pillow BICUBIC / NEAREST and torch legacy-nearest ground truth
     segment     end-to-end: PNGs -> processor -> model -> post-processing -> PNG outputs
+    export      pycocotools RLE / area / bbox of the components of synthetic class maps (ref_export.py)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -35,6 +36,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ref_export import cmd_export  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("FIXTURE_THREADS", "1")))
 
@@ -903,6 +907,7 @@ def cmd_all(root: Path, seed: int):
     cmd_preprocess(root / "preprocess", seed * 100 + 11)
     cmd_resize(root / "resize", seed * 100 + 12)
     cmd_segment(root / "segment", seed * 100 + 13)
+    cmd_export(root / "export", seed * 100 + 14)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -923,7 +928,7 @@ def main(argv=None):
     m.add_argument("--trace", action="store_true", help="also write trace.safetensors (official/instance internals)")
 
     for name, hlp in (("preprocess", "processor fixtures"), ("resize", "Pillow / torch resize ground truth"),
-                      ("segment", "end-to-end fixtures")):
+                      ("segment", "end-to-end fixtures"), ("export", "COCO RLE / area / bbox (pycocotools)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -952,6 +957,8 @@ def run(args):
         cmd_resize(args.out, args.seed)
     elif args.cmd == "segment":
         cmd_segment(args.out, args.seed)
+    elif args.cmd == "export":
+        cmd_export(args.out, args.seed)
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 

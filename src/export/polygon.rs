@@ -127,10 +127,17 @@ fn join_hole(polygon: &mut Polygon, hole: &Polygon) {
         }
     }
     let (_, i, j) = best;
-    // ..., P_i, H_j, H_j+1, ..., H_j-1, H_j, P_i, P_i+1, ...
-    let mut spliced = Vec::with_capacity(polygon.len() + hole.len() + 2);
+    let (p, h) = (polygon[i], hole[j]);
+    // The bridge runs along pixel edges (across, then down or up), never through a pixel's
+    // centre, where a diagonal one could make a rasteriser sampling centres drop that pixel.
+    let bend = (h.0, p.1);
+    let bend = if bend == p || bend == h { None } else { Some(bend) };
+    // ..., P_i, [bend], H_j, H_j+1, ..., H_j-1, H_j, [bend], P_i, P_i+1, ...
+    let mut spliced = Vec::with_capacity(polygon.len() + hole.len() + 4);
     spliced.extend_from_slice(&polygon[..=i]);
+    spliced.extend(bend);
     spliced.extend(hole[j..].iter().chain(&hole[..=j]));
+    spliced.extend(bend);
     spliced.extend_from_slice(&polygon[i..]);
     *polygon = spliced;
 }
@@ -170,8 +177,12 @@ mod tests {
     fn a_hole_is_joined_by_a_bridge_and_runs_the_other_way() {
         let found = components(&["111", "101", "111"]);
         let polygon = outline(&found, 1);
-        // Outer square (4 corners) + hole square (4 corners) + both bridge ends repeated.
-        assert_eq!(polygon.len(), 10, "{polygon:?}");
+        // Outer square (4 corners) + hole square (4 corners) + both bridge ends repeated, and
+        // the bridge's bend there and back.
+        assert_eq!(
+            polygon,
+            [(3, 0), (2, 0), (2, 1), (1, 1), (1, 2), (2, 2), (2, 1), (2, 0), (3, 0), (3, 3), (0, 3), (0, 0)]
+        );
         // Signed area (shoelace, y down): outer 9 clockwise, hole 1 anticlockwise -> 8.
         let twice: i64 = (0..polygon.len())
             .map(|k| {
