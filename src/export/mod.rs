@@ -8,10 +8,12 @@
 //! - [`polygon`]: each component's outline on the pixel-corner grid, holes joined in.
 //! - [`coco`]: the COCO file, categories, and merging files into one.
 //! - [`yolo`]: YOLO segmentation lines.
+//! - [`download`]: the label files of the page's "Download all".
 //! - [`shard`]: which targets one of several workers labels.
 
 pub mod coco;
 pub mod components;
+pub mod download;
 pub mod polygon;
 pub mod rle;
 pub mod shard;
