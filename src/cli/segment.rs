@@ -130,8 +130,12 @@ pub fn run(args: SegmentArgs) -> CliResult<Finished> {
         default.extend(args.num_labels.map(|_| Export::Classes));
         default
     } else {
-        let mut exports = args.export.clone();
-        exports.dedup();
+        let mut exports: Vec<Export> = Vec::new();
+        for kind in &args.export {
+            if !exports.contains(kind) {
+                exports.push(*kind);
+            }
+        }
         exports
     };
     let wants = |kind| exports.contains(&kind);
