@@ -221,6 +221,28 @@ fn shards_split_the_targets_and_merge_into_the_single_run() {
     ]);
     assert!(stderr(&repeat).contains(&format!("{} already done", shares[1].len())), "{}", stderr(&repeat));
 
+    // More shares than targets: some are empty, and still merge.
+    let many = tmp.path().join("many");
+    for index in 0..8 {
+        let shard = format!("{index}/8");
+        ok(&segment(&[
+            &"--targets",
+            &data,
+            &"--out-dir",
+            &many,
+            &"--export",
+            &"coco",
+            &"--polygons",
+            &"--shard",
+            &shard,
+        ]));
+    }
+    let mut args: Vec<OsString> =
+        vec!["merge-labels".into(), "--output".into(), many.join("all.json").into()];
+    args.extend((0..8).map(|i| many.join(format!("coco.shard-{i}-of-8.json")).into_os_string()));
+    ok(&run(&args));
+    assert_eq!(read_coco(&many.join("all.json")), read_coco(&whole.join("coco.json")));
+
     let merged = tmp.path().join("merged.json");
     let inputs: Vec<PathBuf> = (0..3).map(|i| out.join(format!("coco.shard-{i}-of-3.json"))).collect();
     let mut args: Vec<OsString> = vec!["merge-labels".into(), "--output".into(), merged.clone().into()];

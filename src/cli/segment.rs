@@ -350,7 +350,11 @@ pub fn run(args: SegmentArgs) -> CliResult<Finished> {
             .iter()
             .map(|planned| read_coco(&planned.outputs[position]))
             .collect::<CliResult<Vec<_>>>()?;
-        let mut file = coco::merge(&pieces)?;
+        // A share may hold no target (a small set over many workers): its file is then empty.
+        let mut file = match pieces.is_empty() {
+            true => CocoFile::empty(categories),
+            false => coco::merge(&pieces)?,
+        };
         file.info.shard = args.shard;
         write_atomically(&run_coco, &serde_json::to_vec(&file).map_err(|e| e.to_string())?)?;
         eprintln!(

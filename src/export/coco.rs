@@ -111,6 +111,16 @@ pub fn image_annotations(components: &Components, polygons: bool) -> Vec<Annotat
 }
 
 impl CocoFile {
+    /// A file with no image.
+    pub fn empty(categories: Vec<Category>) -> Self {
+        CocoFile {
+            info: Info { description: DESCRIPTION.into(), shard: None },
+            images: Vec::new(),
+            categories,
+            annotations: Vec::new(),
+        }
+    }
+
     /// A file for one image (id 1) and its annotations.
     pub fn single(
         file_name: &str,
