@@ -11,6 +11,7 @@ Subcommands (see scripts/README.md):
     resize      Pillow BICUBIC / NEAREST and torch legacy-nearest ground truth
     segment     end-to-end: PNGs -> processor -> model -> post-processing -> PNG outputs
     video       the official video propagation loop on a synthetic clip (scripts/ref_video.py)
+    export      pycocotools RLE / area / bbox of the components of synthetic class maps (ref_export.py)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -36,6 +37,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ref_export import cmd_export  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("FIXTURE_THREADS", "1")))
 
@@ -905,6 +909,7 @@ def cmd_all(root: Path, seed: int):
     cmd_resize(root / "resize", seed * 100 + 12)
     cmd_segment(root / "segment", seed * 100 + 13)
     __import__("ref_video").cmd_video(root / "video", seed * 100 + 14)
+    cmd_export(root / "export", seed * 100 + 14)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -925,7 +930,8 @@ def main(argv=None):
     m.add_argument("--trace", action="store_true", help="also write trace.safetensors (official/instance internals)")
 
     for name, hlp in (("preprocess", "processor fixtures"), ("resize", "Pillow / torch resize ground truth"),
-                      ("segment", "end-to-end fixtures"), ("video", "video propagation fixtures")):
+                      ("segment", "end-to-end fixtures"), ("video", "video propagation fixtures"),
+                      ("export", "COCO RLE / area / bbox (pycocotools)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -956,6 +962,8 @@ def run(args):
         cmd_segment(args.out, args.seed)
     elif args.cmd == "video":
         __import__("ref_video").cmd_video(args.out, args.seed)
+    elif args.cmd == "export":
+        cmd_export(args.out, args.seed)
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 

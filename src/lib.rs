@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod export;
 pub mod fnv;
 pub mod model;
 pub mod model_fetch;

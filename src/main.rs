@@ -4,6 +4,7 @@ mod cli {
     pub mod interrupt;
     pub mod output;
     pub mod video;
+    pub mod segment;
 }
 
 use std::io::{IsTerminal, Read, Write};
@@ -14,10 +15,9 @@ use std::time::Instant;
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use cli::{interrupt, output};
+use cli::output;
 
-use seggpt::pipeline::{InputError, MAX_FILE_BYTES, MAX_LABELS, check_image};
-use seggpt::segment::{Prompt, Segmenter, Target};
+use seggpt::pipeline::{InputError, MAX_FILE_BYTES, MAX_LABELS};
 use seggpt::weights::{self, HostTensors, SafetensorsSource, StoreDType, TensorSource};
 use seggpt::{EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig};
 
@@ -62,26 +62,12 @@ enum Command {
         forward: ForwardArgs,
     },
     /// Segment target images from prompt (image, mask) pairs. Each target's results go to
-    /// DIR/<path>.mask.png and, with --num-labels, DIR/<path>.classes.png, where <path> is the
-    /// target's path below the folder common to all targets. Safe to interrupt (Ctrl-C) and
-    /// to run again: every file is written whole or not at all.
-    Segment {
-        #[command(flatten)]
-        model: ModelArgs,
-        /// A prompt image and its mask (RGB colours, or class indices with --num-labels).
-        #[arg(long, num_args = 2, value_names = ["IMAGE", "MASK"], required = true)]
-        prompt: Vec<PathBuf>,
-        #[arg(long, required = true)]
-        target: Vec<PathBuf>,
-        #[arg(long)]
-        out_dir: PathBuf,
-        /// Number of classes (1 to 255): masks that are 8-bit class-index PNGs are coloured
-        /// with the palette, and class maps are written.
-        #[arg(long, value_parser = parse_num_labels)]
-        num_labels: Option<usize>,
-        #[command(flatten)]
-        forward: ForwardArgs,
-    },
+    /// DIR/<path>.mask.png and, with --num-labels, DIR/<path>.classes.png (or what --export
+    /// asks for), where <path> is the target's path below the folder common to all targets. Safe
+    /// to interrupt (Ctrl-C) and to run again: every file is written whole or not at all.
+    Segment(cli::segment::SegmentArgs),
+    /// Merge the COCO files of `segment --export coco` runs (every share of a --shard run) into one.
+    MergeLabels(cli::segment::MergeArgs),
     Video(cli::video::VideoArgs),
     /// Rewrite any accepted checkpoint as HF-named safetensors.
     Convert {
@@ -170,12 +156,11 @@ enum Finished {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let uses_wgpu = match &cli.command {
-        Command::Infer { model, .. } | Command::Segment { model, .. } => {
-            matches!(model.backend, Backend::Wgpu)
-        }
+        Command::Infer { model, .. } => matches!(model.backend, Backend::Wgpu),
+        Command::Segment(args) => args.uses_wgpu(),
         Command::Bench { backend, .. } => matches!(backend, Backend::Wgpu),
         Command::Video(args) => matches!(args.model.backend, Backend::Wgpu),
-        Command::Convert { .. } => false,
+        Command::Convert { .. } | Command::MergeLabels(_) => false,
     };
     if uses_wgpu {
         quiet_wayland_probe();
@@ -184,9 +169,8 @@ fn main() -> ExitCode {
         Command::Infer { model, inputs, output, forward } => {
             infer(&model, &inputs, &output, &forward).map(|()| Finished::All)
         }
-        Command::Segment { model, prompt, target, out_dir, num_labels, forward } => {
-            segment(&model, &prompt, &target, &out_dir, num_labels, &forward)
-        }
+        Command::Segment(args) => cli::segment::run(args),
+        Command::MergeLabels(args) => cli::segment::merge_labels(args),
         Command::Video(args) => cli::video::run(&args),
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
@@ -331,77 +315,6 @@ fn read_image_file(path: &Path) -> CliResult<Vec<u8>> {
 
 fn named(path: &Path) -> String {
     path.display().to_string()
-}
-
-fn segment(
-    model_args: &ModelArgs,
-    prompt: &[PathBuf],
-    targets: &[PathBuf],
-    out_dir: &Path,
-    num_labels: Option<usize>,
-    forward: &ForwardArgs,
-) -> CliResult<Finished> {
-    // Everything that can be checked is checked before the slow model load: prompts are decoded
-    // whole (they are few and needed anyway), targets get the cheap checks (a regular file, a
-    // complete PNG or JPEG of an acceptable size), outputs are planned and their folders made
-    // and tried. Targets are decoded one at a time later, so memory does not grow with their
-    // number.
-    let prompts = prompt
-        .chunks(2)
-        .map(|pair| {
-            let (image, mask) = (&pair[0], &pair[1]);
-            Prompt::decode(
-                &read_image_file(image)?,
-                &named(image),
-                &read_image_file(mask)?,
-                &named(mask),
-                num_labels,
-            )
-            .map_err(|e| e.to_string())
-        })
-        .collect::<CliResult<Vec<_>>>()?;
-    for target in targets {
-        check_image(&read_image_file(target)?, &named(target)).map_err(|e| e.to_string())?;
-    }
-    let (weights_path, config_path) = weights::model_paths(&model_args.model);
-    let inputs: Vec<&Path> = prompt
-        .iter()
-        .chain(targets)
-        .map(PathBuf::as_path)
-        .chain([model_args.model.as_path(), &weights_path, &config_path])
-        .collect();
-    let plan = output::plan(targets, out_dir, num_labels.is_some(), &inputs)?;
-    output::prepare_folders(out_dir, &plan)?;
-
-    interrupt::stop_after_current_target()?;
-    let (model, device) = load_model(model_args)?;
-    let segmenter =
-        Segmenter::new(&model, &device, &prompts, forward.options()).map_err(|e| e.to_string())?;
-    let total = plan.len();
-    for (written, planned) in plan.iter().enumerate() {
-        if interrupt::requested() {
-            return Ok(Finished::Interrupted { written, total });
-        }
-        let start = Instant::now();
-        let name = named(&planned.target);
-        let run_one = || -> CliResult<()> {
-            let target =
-                Target::decode(&read_image_file(&planned.target)?, &name).map_err(|e| e.to_string())?;
-            let result = segmenter
-                .run(&target, num_labels, &mut progress_printer())
-                .map_err(|e| format!("{name}: {e}"))?;
-            write_atomically(&planned.mask, &result.mask_png().map_err(|e| e.to_string())?)?;
-            if let (Some(path), Some(png)) =
-                (&planned.classes, result.classes_png().map_err(|e| e.to_string())?)
-            {
-                write_atomically(path, &png)?;
-            }
-            Ok(())
-        };
-        run_one().map_err(|e| format!("{e} ({written} of {total} targets written)"))?;
-        eprintln!("{} ({:.2} s)", planned.mask.display(), start.elapsed().as_secs_f64());
-    }
-    Ok(Finished::All)
 }
 
 fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> CliResult<()> {

@@ -13,21 +13,35 @@ pub const CLASSES_SUFFIX: &str = ".classes.png";
 /// Longest file name most file systems accept, in bytes.
 const MAX_NAME_BYTES: usize = 255;
 
+/// How an output's file name is made from its target's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// The full file name and a suffix: `x.png` -> `x.png.mask.png`.
+    Suffix(&'static str),
+    /// The name without its extension and another one: `x.png` -> `x.txt` (where a tool
+    /// finds labels by the image's stem, as YOLO trainers do).
+    Stem(&'static str),
+}
+
 /// One target and the files its results go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     pub target: PathBuf,
-    pub mask: PathBuf,
-    pub classes: Option<PathBuf>,
+    /// The target's path below the folder common to all targets.
+    pub relative: PathBuf,
+    /// One per [`Naming`] asked for, in that order.
+    pub outputs: Vec<PathBuf>,
 }
 
 /// Plans every output and refuses, before anything is written: a target given twice, an
 /// output name too long for the file system, and an output that would overwrite an input
-/// (`inputs`: every file the run reads) or another output.
+/// (`inputs`: every file the run reads) or another output. Outputs go to the target's path below
+/// the folder common to all targets' folders and `roots` (the folders given to search).
 pub fn plan(
     targets: &[PathBuf],
+    roots: &[PathBuf],
     out_dir: &Path,
-    with_classes: bool,
+    namings: &[Naming],
     inputs: &[&Path],
 ) -> Result<Vec<Planned>, String> {
     let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
@@ -48,7 +62,10 @@ pub fn plan(
             canonical(target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
         located.push((target, folder, name));
     }
-    let root = common_ancestor(located.iter().map(|(_, folder, _)| folder.as_path()));
+    let roots = roots.iter().map(|root| canonical(root)).collect::<Result<Vec<_>, _>>()?;
+    let root = common_ancestor(
+        located.iter().map(|(_, folder, _)| folder.as_path()).chain(roots.iter().map(PathBuf::as_path)),
+    );
     let out_dir = resolve(out_dir);
 
     let inputs: HashMap<PathBuf, &Path> =
@@ -56,10 +73,21 @@ pub fn plan(
     let mut outputs = HashSet::new();
     let mut plan = Vec::with_capacity(located.len());
     for (target, folder, name) in located {
-        let folder = out_dir.join(folder.strip_prefix(&root).unwrap_or(Path::new("")));
-        let mut output = |suffix: &str| -> Result<PathBuf, String> {
-            let mut file = OsString::from(&name);
-            file.push(suffix);
+        let below = folder.strip_prefix(&root).unwrap_or(Path::new("")).to_path_buf();
+        let folder = out_dir.join(&below);
+        let mut output = |naming: Naming| -> Result<PathBuf, String> {
+            let file = match naming {
+                Naming::Suffix(suffix) => {
+                    let mut file = OsString::from(&name);
+                    file.push(suffix);
+                    file
+                }
+                Naming::Stem(extension) => {
+                    let mut file = Path::new(&name).file_stem().unwrap_or(&name).to_os_string();
+                    file.push(extension);
+                    file
+                }
+            };
             if file.len() > MAX_NAME_BYTES {
                 return Err(format!(
                     "the output name for {} would be {} bytes long; file systems take at most \
@@ -85,9 +113,8 @@ pub fn plan(
             }
             Ok(path)
         };
-        let mask = output(MASK_SUFFIX)?;
-        let classes = if with_classes { Some(output(CLASSES_SUFFIX)?) } else { None };
-        plan.push(Planned { target: target.clone(), mask, classes });
+        let outputs = namings.iter().map(|&naming| output(naming)).collect::<Result<Vec<_>, _>>()?;
+        plan.push(Planned { target: target.clone(), relative: below.join(&name), outputs });
     }
     Ok(plan)
 }
@@ -95,8 +122,9 @@ pub fn plan(
 /// Creates `out_dir` and every output folder, and checks each can be written to by creating and
 /// removing a temporary file there.
 pub fn prepare_folders(out_dir: &Path, plan: &[Planned]) -> Result<(), String> {
-    let folders: HashSet<&Path> =
-        std::iter::once(out_dir).chain(plan.iter().filter_map(|p| p.mask.parent())).collect();
+    let folders: HashSet<&Path> = std::iter::once(out_dir)
+        .chain(plan.iter().flat_map(|p| p.outputs.iter().filter_map(|o| o.parent())))
+        .collect();
     for folder in folders {
         std::fs::create_dir_all(folder)
             .and_then(|()| temp_file_in(folder).map(drop))
@@ -125,7 +153,7 @@ fn canonical(path: &Path) -> Result<PathBuf, String> {
 
 /// `path` made absolute with links resolved as far as it exists; the part that does not exist
 /// yet (a new output folder or file) is appended as given.
-fn resolve(path: &Path) -> PathBuf {
+pub fn resolve(path: &Path) -> PathBuf {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut existing = absolute.as_path();
     let mut missing = Vec::new();

@@ -91,6 +91,16 @@ function cliMasks(prompts, targets, extra = []) {
   return Object.fromEntries(targets.map((t) => [path.basename(t, path.extname(t)), readRgb(cliMaskPath(out, t))]));
 }
 
+/** Runs the real CLI with `--export coco`; returns its COCO file for `targets`. */
+function cliCoco(prompts, targets) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
+  const args = ['segment', '--model', path.join(fixtures, 'model'), '--out-dir', out, '--export', 'coco'];
+  for (const [image, mask] of prompts) args.push('--prompt', image, mask);
+  for (const target of targets) args.push('--target', target);
+  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
+  return JSON.parse(fs.readFileSync(path.join(out, 'coco.json'), 'utf8'));
+}
+
 const fx = (name) => path.join(fixtures, name);
 
 async function waitReady(page) {
@@ -248,10 +258,12 @@ async function testTwoPromptsTwoTargets(server) {
     await page.getByTestId('target-input').setInputFiles(targets);
     const seconds = await segmentAndWait(page, 2);
     console.log(`  2 prompts x 2 targets: ${seconds.toFixed(2)} s`);
+    let exact = true;
     for (const [i, stem] of ['target_a', 'target_b'].entries()) {
       const dl = await downloadResult(page, i);
       assert.equal(dl.name, `${stem}.mask.png`, 'results in target order');
       const diff = maxDiff(readRgb(dl.path), expected[stem]);
+      exact &&= diff === 0;
       console.log(`  ${stem}: max difference ${diff} vs the CLI`);
       assert.ok(diff <= 1, `${stem} differs from the CLI by ${diff} levels`);
     }
@@ -291,6 +303,31 @@ async function testTwoPromptsTwoTargets(server) {
     for (const name of ['target_a.mask.png', 'target_a.overlay.png', 'target_b.mask.png', 'target_b.overlay.png']) {
       assert.ok(zip.includes(Buffer.from(name)), `zip holds ${name}`);
     }
+    assert.ok(!zip.includes(Buffer.from('coco.json')), 'labels only when asked for');
+    // With COCO and YOLO ticked: the labels `seggpt segment --export coco,yolo` writes.
+    await page.getByTestId('download-coco').check();
+    await page.getByTestId('download-yolo').check();
+    const labelled = page.waitForEvent('download');
+    await page.getByTestId('download-all').click();
+    const entries = Object.fromEntries(unzipStored(fs.readFileSync(await (await labelled).path())));
+    const ours = JSON.parse(entries['coco.json'].toString('utf8'));
+    const theirs = cliCoco(prompts, targets);
+    assert.deepEqual(ours.images, theirs.images, 'the same images');
+    assert.deepEqual(ours.categories, theirs.categories, 'one category per prompt colour');
+    for (const image of theirs.images) {
+      // The masks agree to a level, so the instances' pixels agree but for a few near a tie.
+      const area = (file, cat) => file.annotations
+        .filter((a) => a.image_id === image.id && a.category_id === cat).reduce((sum, a) => sum + a.area, 0);
+      for (const { id } of theirs.categories) {
+        const [a, b] = [area(ours, id), area(theirs, id)];
+        assert.ok(Math.abs(a - b) <= 0.01 * image.width * image.height, `${image.file_name} class ${id}: ${a} vs ${b} px`);
+      }
+      const lines = entries[`${path.basename(image.file_name, '.png')}.txt`].toString('utf8').split('\n').filter(Boolean);
+      assert.equal(lines.length, ours.annotations.filter((a) => a.image_id === image.id).length, 'a YOLO line per instance');
+    }
+    // Where the masks are the same pixels, the labels are the same bytes.
+    if (exact) assert.deepEqual(ours.annotations, theirs.annotations, 'the CLI\'s annotations');
+    console.log(`  Download all with labels: ${ours.annotations.length} COCO instances (CLI ${theirs.annotations.length})`);
     assertLoopback(urls, server.url);
   } finally {
     await ctx.close();

@@ -250,6 +250,19 @@ impl ResultCard {
     }
 
     /// The mask PNG and its file name, once done.
+    /// A finished result's labels for the exports of "Download all".
+    pub fn labelled(&self) -> Option<crate::export::download::PageResult<'_>> {
+        let ResultState::Done(done) = &self.state else { return None };
+        let result = &done.result;
+        Some(crate::export::download::PageResult {
+            name: &self.name,
+            width: result.width,
+            height: result.height,
+            labels: &result.labels,
+            classes: result.colours.len(),
+        })
+    }
+
     pub fn mask_png(&self) -> Option<(&[u8], String)> {
         match &self.state {
             ResultState::Done(done) => Some((&done.result.png, format!("{}.mask.png", stem(&self.name)))),

@@ -15,6 +15,9 @@ pub struct ResultsPanel {
     list: Element,
     opacity: HtmlInputElement,
     download_all: Element,
+    /// "Download all" adds the COCO file / the YOLO files.
+    with_coco: HtmlInputElement,
+    with_yolo: HtmlInputElement,
     cards: Vec<ResultCard>,
     _listeners: Vec<Listener>,
 }
@@ -31,6 +34,8 @@ impl ResultsPanel {
             list: find(root, "results")?,
             opacity,
             download_all,
+            with_coco: find(root, "download-coco")?,
+            with_yolo: find(root, "download-yolo")?,
             cards: Vec::new(),
             _listeners: listeners,
         })
@@ -117,9 +122,17 @@ impl ResultsPanel {
         set_disabled(&self.download_all, running || !self.any_done());
     }
 
-    /// Every finished result's mask and overlay PNGs in one ZIP (`archive` keeps names unique).
+    /// Every finished result's mask and overlay PNGs in one ZIP (`archive` keeps names unique),
+    /// and with the boxes ticked the COCO file and YOLO files of `seggpt segment --export`.
     pub fn download_all(&self) -> Result<(), JsValue> {
         let opacity = self.opacity();
+        let labelled: Vec<_> = self.cards.iter().filter_map(ResultCard::labelled).collect();
+        let labels = crate::export::download::label_files(
+            &labelled,
+            self.with_coco.checked(),
+            self.with_yolo.checked(),
+        )
+        .map_err(|e| JsValue::from_str(&e))?;
         let mut masks = Vec::new();
         let mut overlays = Vec::new();
         for card in &self.cards {
@@ -135,6 +148,7 @@ impl ResultsPanel {
                     entries.push(mask);
                     entries.push((name, canvas_png(&canvas).await?));
                 }
+                entries.extend(labels);
                 let zip = crate::archive::zip_stored(&entries).map_err(|e| JsValue::from_str(&e))?;
                 save(&blob(&zip, "application/zip")?, "seggpt-results.zip")
             };
