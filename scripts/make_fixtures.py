@@ -10,6 +10,7 @@ Subcommands (see scripts/README.md):
     preprocess  PNG test images / masks + SegGptImageProcessorPil outputs
     resize      Pillow BICUBIC / NEAREST and torch legacy-nearest ground truth
     segment     end-to-end: PNGs -> processor -> model -> post-processing -> PNG outputs
+    tune        prompt-tuning loss, gradients (torch.autograd) and AdamW steps (scripts/ref_tune.py)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -49,6 +50,8 @@ except ImportError:  # transformers 4.x: the numpy/PIL processor is SegGptImageP
     from transformers import SegGptImageProcessor as _Processor
 
     PROCESSOR_CLASS = "SegGptImageProcessor"
+
+from ref_tune import cmd_tune  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = REPO / "tests" / "fixtures"
@@ -903,6 +906,7 @@ def cmd_all(root: Path, seed: int):
     cmd_preprocess(root / "preprocess", seed * 100 + 11)
     cmd_resize(root / "resize", seed * 100 + 12)
     cmd_segment(root / "segment", seed * 100 + 13)
+    cmd_tune(root / "tune", seed * 100 + 14, log=log)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -923,7 +927,7 @@ def main(argv=None):
     m.add_argument("--trace", action="store_true", help="also write trace.safetensors (official/instance internals)")
 
     for name, hlp in (("preprocess", "processor fixtures"), ("resize", "Pillow / torch resize ground truth"),
-                      ("segment", "end-to-end fixtures")):
+                      ("segment", "end-to-end fixtures"), ("tune", "prompt-tuning fixtures (needs models/)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -952,6 +956,8 @@ def run(args):
         cmd_resize(args.out, args.seed)
     elif args.cmd == "segment":
         cmd_segment(args.out, args.seed)
+    elif args.cmd == "tune":
+        cmd_tune(args.out, args.seed, log=log)
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 

@@ -3,6 +3,7 @@
 mod cli {
     pub mod interrupt;
     pub mod output;
+    pub mod tune;
 }
 
 use std::io::{IsTerminal, Read, Write};
@@ -68,8 +69,11 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// A prompt image and its mask (RGB colours, or class indices with --num-labels).
-        #[arg(long, num_args = 2, value_names = ["IMAGE", "MASK"], required = true)]
+        #[arg(long, num_args = 2, value_names = ["IMAGE", "MASK"], required_unless_present = "tuned_prompt")]
         prompt: Vec<PathBuf>,
+        /// A prompt learned by `seggpt tune` (alone, or in the ensemble after the --prompt pairs).
+        #[arg(long, value_name = "FILE")]
+        tuned_prompt: Vec<PathBuf>,
         #[arg(long, required = true)]
         target: Vec<PathBuf>,
         #[arg(long)]
@@ -107,6 +111,8 @@ enum Command {
         #[arg(long, default_value_t = 3, value_parser = parse_runs)]
         runs: usize,
     },
+    /// Learn a prompt pair from training pairs, the model frozen (in-context tuning).
+    Tune(cli::tune::TuneArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -172,6 +178,7 @@ fn main() -> ExitCode {
         }
         Command::Bench { backend, .. } => matches!(backend, Backend::Wgpu),
         Command::Convert { .. } => false,
+        Command::Tune(args) => args.uses_wgpu(),
     };
     if uses_wgpu {
         quiet_wayland_probe();
@@ -180,8 +187,8 @@ fn main() -> ExitCode {
         Command::Infer { model, inputs, output, forward } => {
             infer(&model, &inputs, &output, &forward).map(|()| Finished::All)
         }
-        Command::Segment { model, prompt, target, out_dir, num_labels, forward } => {
-            segment(&model, &prompt, &target, &out_dir, num_labels, &forward)
+        Command::Segment { model, prompt, tuned_prompt, target, out_dir, num_labels, forward } => {
+            segment(&model, &prompt, &tuned_prompt, &target, &out_dir, num_labels, &forward)
         }
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
@@ -189,6 +196,7 @@ fn main() -> ExitCode {
         Command::Bench { config, backend, prompts, runs } => {
             bench(config.as_deref(), backend, prompts, runs).map(|()| Finished::All)
         }
+        Command::Tune(args) => cli::tune::run(&args).map(|()| Finished::All),
     };
     match result {
         Ok(Finished::All) => ExitCode::SUCCESS,
@@ -327,6 +335,7 @@ fn named(path: &Path) -> String {
 fn segment(
     model_args: &ModelArgs,
     prompt: &[PathBuf],
+    tuned_prompt: &[PathBuf],
     targets: &[PathBuf],
     out_dir: &Path,
     num_labels: Option<usize>,
@@ -354,10 +363,15 @@ fn segment(
     for target in targets {
         check_image(&read_image_file(target)?, &named(target)).map_err(|e| e.to_string())?;
     }
+    let tuned_bytes = tuned_prompt
+        .iter()
+        .map(|path| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display())))
+        .collect::<CliResult<Vec<_>>>()?;
     let (weights_path, config_path) = weights::model_paths(&model_args.model);
     let inputs: Vec<&Path> = prompt
         .iter()
         .chain(targets)
+        .chain(tuned_prompt)
         .map(PathBuf::as_path)
         .chain([model_args.model.as_path(), &weights_path, &config_path])
         .collect();
@@ -366,8 +380,15 @@ fn segment(
 
     interrupt::stop_after_current_target()?;
     let (model, device) = load_model(model_args)?;
-    let segmenter =
-        Segmenter::new(&model, &device, &prompts, forward.options()).map_err(|e| e.to_string())?;
+    let half = model.config().half_image_size();
+    let tuned = tuned_prompt
+        .iter()
+        .zip(&tuned_bytes)
+        .map(|(path, bytes)| seggpt::tune::decode_prompt(bytes, &named(path), half).map(|(prompt, _)| prompt))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let segmenter = Segmenter::with_tuned(&model, &device, &prompts, &tuned, forward.options())
+        .map_err(|e| e.to_string())?;
     let total = plan.len();
     for (written, planned) in plan.iter().enumerate() {
         if interrupt::requested() {
