@@ -241,7 +241,7 @@ fn tune_refuses_bad_inputs_and_writes_nothing() {
     for (flag, value) in
         [("--lr", "0"), ("--lr", "nan"), ("--weight-decay", "-1"), ("--steps", "0"), ("--batch", "0")]
     {
-        let r = tune(pairs.path(), &out, &[flag, value]);
+        let r = tune(pairs.path(), &out, &[&format!("{flag}={value}")]);
         assert!(!r.status.success());
         assert!(stderr(&r).contains(flag), "{flag} {value}: {}", stderr(&r));
     }

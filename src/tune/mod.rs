@@ -23,7 +23,7 @@ use crate::pipeline::ChwImage;
 use crate::segment::TunedPrompt;
 
 /// Default learning rate (see docs/MODEL.md §16 for how the defaults were chosen).
-pub const DEFAULT_LR: f64 = 0.05;
+pub const DEFAULT_LR: f64 = 0.1;
 /// Default AdamW weight decay (PyTorch's default).
 pub const DEFAULT_WEIGHT_DECAY: f64 = 0.01;
 /// Default number of steps.
