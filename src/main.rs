@@ -363,10 +363,9 @@ fn segment(
     for target in targets {
         check_image(&read_image_file(target)?, &named(target)).map_err(|e| e.to_string())?;
     }
-    let tuned_bytes = tuned_prompt
-        .iter()
-        .map(|path| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display())))
-        .collect::<CliResult<Vec<_>>>()?;
+    // Read now (regular files of bounded size, like images); their shape is checked once the
+    // model's config is known.
+    let tuned_bytes = tuned_prompt.iter().map(|path| read_image_file(path)).collect::<CliResult<Vec<_>>>()?;
     let (weights_path, config_path) = weights::model_paths(&model_args.model);
     let inputs: Vec<&Path> = prompt
         .iter()
