@@ -12,6 +12,7 @@ Subcommands (see scripts/README.md):
     segment     end-to-end: PNGs -> processor -> model -> post-processing -> PNG outputs
     video       the official video propagation loop on a synthetic clip (scripts/ref_video.py)
     export      pycocotools RLE / area / bbox of the components of synthetic class maps (ref_export.py)
+    tune        prompt-tuning loss, gradients (torch.autograd) and AdamW steps (scripts/ref_tune.py)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -54,6 +55,8 @@ except ImportError:  # transformers 4.x: the numpy/PIL processor is SegGptImageP
     from transformers import SegGptImageProcessor as _Processor
 
     PROCESSOR_CLASS = "SegGptImageProcessor"
+
+from ref_tune import cmd_tune  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = REPO / "tests" / "fixtures"
@@ -910,6 +913,7 @@ def cmd_all(root: Path, seed: int):
     cmd_segment(root / "segment", seed * 100 + 13)
     __import__("ref_video").cmd_video(root / "video", seed * 100 + 14)
     cmd_export(root / "export", seed * 100 + 14)
+    cmd_tune(root / "tune", seed * 100 + 14, log=log)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -931,7 +935,8 @@ def main(argv=None):
 
     for name, hlp in (("preprocess", "processor fixtures"), ("resize", "Pillow / torch resize ground truth"),
                       ("segment", "end-to-end fixtures"), ("video", "video propagation fixtures"),
-                      ("export", "COCO RLE / area / bbox (pycocotools)")):
+                      ("export", "COCO RLE / area / bbox (pycocotools)"),
+                      ("tune", "prompt-tuning fixtures (needs models/)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -964,6 +969,8 @@ def run(args):
         __import__("ref_video").cmd_video(args.out, args.seed)
     elif args.cmd == "export":
         cmd_export(args.out, args.seed)
+    elif args.cmd == "tune":
+        cmd_tune(args.out, args.seed, log=log)
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 

@@ -16,6 +16,9 @@ pub mod paint;
 pub mod pipeline;
 pub mod segment;
 pub mod video;
+// Native only for now: the `autodiff` feature is enabled for native targets (Cargo.toml).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tune;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;

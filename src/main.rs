@@ -5,6 +5,7 @@ mod cli {
     pub mod output;
     pub mod video;
     pub mod segment;
+    pub mod tune;
 }
 
 use std::io::{IsTerminal, Read, Write};
@@ -95,6 +96,8 @@ enum Command {
         #[arg(long, default_value_t = 3, value_parser = parse_runs)]
         runs: usize,
     },
+    /// Learn a prompt pair from training pairs, the model frozen (in-context tuning).
+    Tune(cli::tune::TuneArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
         Command::Bench { backend, .. } => matches!(backend, Backend::Wgpu),
         Command::Video(args) => matches!(args.model.backend, Backend::Wgpu),
         Command::Convert { .. } | Command::MergeLabels(_) => false,
+        Command::Tune(args) => args.uses_wgpu(),
     };
     if uses_wgpu {
         quiet_wayland_probe();
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
         Command::Segment(args) => cli::segment::run(args),
         Command::MergeLabels(args) => cli::segment::merge_labels(args),
         Command::Video(args) => cli::video::run(&args),
+        Command::Tune(args) => cli::tune::run(&args).map(|()| Finished::All),
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
         }

@@ -49,6 +49,28 @@ impl Prompt {
     }
 }
 
+impl Prompt {
+    /// The model inputs of this prompt at the half-canvas size `height x width`: the normalised
+    /// image and the normalised mask (docs/MODEL.md §3.3).
+    pub fn prepare(&self, height: usize, width: usize) -> Result<(ChwImage, ChwImage), InputError> {
+        let (h, w) = (height as u32, width as u32);
+        let image = prepare_image(&self.image, h, w)?;
+        let mask = match &self.mask {
+            PromptMask::Rgb(rgb) => prepare_mask_rgb(rgb, h, w)?,
+            PromptMask::Classes { map, num_labels } => prepare_mask_classes(map, Some(*num_labels), h, w)?,
+        };
+        Ok((image, mask))
+    }
+}
+
+/// A prompt that is already model input: the normalised `(3, H/2, W)` image and mask a
+/// `seggpt tune` run learned (docs/MODEL.md §16). It is used as it is, for this model shape only.
+#[derive(Debug, Clone)]
+pub struct TunedPrompt {
+    pub pixel_values: ChwImage,
+    pub masks: ChwImage,
+}
+
 /// A target image to segment.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -70,6 +92,10 @@ pub enum SegmentError {
     Shape(#[from] ShapeError),
     #[error("segmenting needs at least one prompt (an image and its mask)")]
     NoPrompt,
+    #[error(
+        "the tuned prompt is {found:?} (channels, height, width) but this model takes {expected:?}; it was tuned for another model shape"
+    )]
+    TunedPromptShape { found: [usize; 3], expected: [usize; 3] },
     #[error("reading the result back from the device failed: {0}")]
     Readback(String),
     /// The weights or the config make the model overflow: a mask from these values would be
@@ -116,21 +142,38 @@ impl<'m> Segmenter<'m> {
         prompts: &[Prompt],
         options: ForwardOptions,
     ) -> Result<Self, SegmentError> {
-        if prompts.is_empty() {
+        Self::with_tuned(model, device, prompts, &[], options)
+    }
+
+    /// [`Self::new`] with tuned prompts too, which join the ensemble after `prompts`.
+    pub fn with_tuned(
+        model: &'m SegGpt,
+        device: &Device,
+        prompts: &[Prompt],
+        tuned: &[TunedPrompt],
+        options: ForwardOptions,
+    ) -> Result<Self, SegmentError> {
+        if prompts.is_empty() && tuned.is_empty() {
             return Err(SegmentError::NoPrompt);
         }
         let (h, w) = model.config().half_image_size();
-        let (h32, w32) = (h as u32, w as u32);
         let mut images = Vec::new();
         let mut masks = Vec::new();
         for prompt in prompts {
-            images.push(prepare_image(&prompt.image, h32, w32)?);
-            masks.push(match &prompt.mask {
-                PromptMask::Rgb(rgb) => prepare_mask_rgb(rgb, h32, w32)?,
-                PromptMask::Classes { map, num_labels } => {
-                    prepare_mask_classes(map, Some(*num_labels), h32, w32)?
+            let (image, mask) = prompt.prepare(h, w)?;
+            images.push(image);
+            masks.push(mask);
+        }
+        let expected = [3, h, w];
+        for prompt in tuned {
+            for part in [&prompt.pixel_values, &prompt.masks] {
+                let found = [part.channels(), part.height(), part.width()];
+                if found != expected {
+                    return Err(SegmentError::TunedPromptShape { found, expected });
                 }
-            });
+            }
+            images.push(prompt.pixel_values.clone());
+            masks.push(prompt.masks.clone());
         }
         Ok(Self {
             model,

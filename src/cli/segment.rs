@@ -48,8 +48,11 @@ pub struct SegmentArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// A prompt image and its mask (RGB colours, or class indices with --num-labels).
-    #[arg(long, num_args = 2, value_names = ["IMAGE", "MASK"], required = true)]
+    #[arg(long, num_args = 2, value_names = ["IMAGE", "MASK"], required_unless_present = "tuned_prompt")]
     prompt: Vec<PathBuf>,
+    /// A prompt learned by `seggpt tune` (alone, or in the ensemble after the --prompt pairs).
+    #[arg(long, value_name = "FILE")]
+    tuned_prompt: Vec<PathBuf>,
     /// A target image; always segmented, even when its outputs exist.
     #[arg(long)]
     target: Vec<PathBuf>,
@@ -229,12 +232,17 @@ pub fn run(args: SegmentArgs) -> CliResult<Finished> {
         Some(shard) => format!("coco.shard-{}-of-{}.json", shard.index, shard.count),
         None => "coco.json".into(),
     });
+    // Read now (regular files of bounded size, like images); their shape is checked once the
+    // model's config is known.
+    let tuned_bytes =
+        args.tuned_prompt.iter().map(|path| read_image_file(path)).collect::<CliResult<Vec<_>>>()?;
     let (weights_path, config_path) = weights::model_paths(&args.model.model);
     let target_paths: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
     let mut inputs: Vec<&Path> = args
         .prompt
         .iter()
         .chain(&target_paths)
+        .chain(&args.tuned_prompt)
         .map(PathBuf::as_path)
         .chain([args.model.model.as_path(), &weights_path, &config_path])
         .collect();
@@ -287,8 +295,18 @@ pub fn run(args: SegmentArgs) -> CliResult<Finished> {
     let categories = coco::categories(&names);
     if !todo.is_empty() {
         let (model, device) = load_model(&args.model)?;
-        let segmenter =
-            Segmenter::new(&model, &device, &prompts, args.forward.options()).map_err(|e| e.to_string())?;
+        let half = model.config().half_image_size();
+        let tuned = args
+            .tuned_prompt
+            .iter()
+            .zip(&tuned_bytes)
+            .map(|(path, bytes)| {
+                seggpt::tune::decode_prompt(bytes, &named(path), half).map(|(prompt, _)| prompt)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let segmenter = Segmenter::with_tuned(&model, &device, &prompts, &tuned, args.forward.options())
+            .map_err(|e| e.to_string())?;
         let mut progress = Progress::new(todo.len());
         for (count, planned) in todo.iter().enumerate() {
             if interrupt::requested() {

@@ -1,12 +1,12 @@
 //! The decoder (docs/MODEL.md §7): features -> per-patch pixels -> conv3x3 -> LayerNorm2D -> GELU
 //! -> conv1x1 to ImageNet-normalised RGB.
 
-use burn::tensor::{Device, Tensor, activation::gelu, module::conv2d, ops::ConvOptions};
+use burn::tensor::{Device, Tensor, module::conv2d, ops::ConvOptions};
 
 use crate::config::SegGptConfig;
 use crate::model::budget::MemoryBudget;
 use crate::model::load::{Loader, Store};
-use crate::model::nn::{ColumnChunkedLinear, LayerNorm, Linear, transpose};
+use crate::model::nn::{ColumnChunkedLinear, LayerNorm, Linear, gelu, transpose};
 use crate::weights::LoadError;
 
 /// `(in, out)` features of `decoder_embed`: the concatenated intermediate features to one

@@ -1,12 +1,12 @@
 //! One pre-norm encoder block (docs/MODEL.md §5.1) with the feature-ensemble hook of §6.
 
-use burn::tensor::{Device, Tensor, activation::gelu};
+use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
 use crate::model::attention::Attention;
 use crate::model::budget::{MemoryBudget, Split};
 use crate::model::load::{Loader, Store};
-use crate::model::nn::{LayerNorm, Linear};
+use crate::model::nn::{LayerNorm, Linear, gelu};
 use crate::weights::LoadError;
 
 /// How a block's attention output is averaged over the query half of the grid (docs/MODEL.md §6).

@@ -1,6 +1,6 @@
 //! The two parameterised primitives every component uses, loaded from PyTorch layouts.
 
-use burn::tensor::{DType, Device, FloatDType, Tensor, module};
+use burn::tensor::{DType, Device, FloatDType, Tensor, activation, module};
 
 use crate::model::budget::MemoryBudget;
 use crate::model::load::{Loader, Store};
@@ -124,6 +124,19 @@ impl LayerNorm {
                 module::layer_norm(x.cast(f32), weight, Some(bias), self.eps).cast(half)
             }
         }
+    }
+}
+
+/// GELU, erf form (PyTorch's default). Under autodiff (prompt tuning, docs/MODEL.md §16) it is
+/// written out from `erf`, whose backward is exact: burn's own `gelu` backward is the derivative
+/// of the tanh approximation on every backend that does not override it (wgpu among them), which
+/// put the prompt gradients 5e-4 (relative) off PyTorch's. Inference keeps burn's fused `gelu`.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.is_autodiff() {
+        let cdf = x.clone().div_scalar(std::f64::consts::SQRT_2).erf().add_scalar(1.0);
+        (x * cdf).div_scalar(2.0)
+    } else {
+        activation::gelu(x)
     }
 }
 

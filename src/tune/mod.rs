@@ -1,0 +1,194 @@
+//! In-context tuning (docs/MODEL.md §16): the model stays frozen and one prompt pair, the image
+//! and the mask tensors in normalised space, is learned from labelled training pairs with the
+//! model's own training loss and AdamW. Browser-free and shared by the front ends; the forward
+//! pass is the model's, run on a device with burn's autodiff.
+
+mod adamw;
+mod batches;
+mod file;
+mod loss;
+
+use burn::tensor::{Device, Tensor};
+
+pub use adamw::{AdamW, BETAS, EPS, Moments};
+pub use batches::batch_indices;
+pub use file::{
+    FileError, PromptMetadata, config_hash, decode_optimiser, decode_prompt, encode_optimiser, encode_prompt,
+};
+pub use loss::{TrainingPair, batch_loss, masked_smooth_l1, prompt_tensors};
+
+use crate::EmbeddingType;
+use crate::model::{SegGpt, ShapeError};
+use crate::pipeline::ChwImage;
+use crate::segment::TunedPrompt;
+
+/// Default learning rate (see docs/MODEL.md §16 for how the defaults were chosen).
+pub const DEFAULT_LR: f64 = 0.1;
+/// Default AdamW weight decay (PyTorch's default).
+pub const DEFAULT_WEIGHT_DECAY: f64 = 0.01;
+/// Default number of steps.
+pub const DEFAULT_STEPS: u64 = 100;
+/// Default training pairs per step.
+pub const DEFAULT_BATCH: usize = 2;
+
+/// The hyper-parameters of a tuning run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TuneSettings {
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Training pairs per step (at most the number of pairs).
+    pub batch: usize,
+    /// Seeds the order the pairs are drawn in.
+    pub seed: u64,
+    pub embedding_type: EmbeddingType,
+}
+
+/// Why a tuning step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    #[error("reading the gradients back from the device failed: {0}")]
+    Readback(String),
+    #[error("the loss became {0} (not finite); lower --lr, or check the training pairs")]
+    NonFinite(f32),
+    #[error("tuning needs at least one training pair")]
+    NoPairs,
+}
+
+/// The loss of one batch and its gradients with respect to both prompt tensors.
+#[derive(Debug, Clone)]
+pub struct PromptGradients {
+    pub loss: f32,
+    /// `(3, H/2, W)` values, like the prompt's.
+    pub pixel_values: Vec<f32>,
+    pub masks: Vec<f32>,
+}
+
+/// The loss of `batch` under `prompt` and its gradients (native: blocking read-back). The model
+/// must live on `device` without autodiff; only the two prompt tensors are tracked.
+pub fn prompt_gradients(
+    model: &SegGpt,
+    device: &Device,
+    prompt: &TunedPrompt,
+    batch: &[&TrainingPair],
+    embedding_type: EmbeddingType,
+) -> Result<PromptGradients, TuneError> {
+    // Balanced checkpointing recomputes memory-bound intermediates (the softmax's exp and
+    // division, the additions of the relative-position terms, GELU) in the backward pass instead
+    // of keeping them: without it one step of the released model held over 17 GB on the CPU.
+    let tracked = device.clone().autodiff().gradient_checkpointing();
+    let (pixel_values, masks) = prompt_tensors(prompt, &tracked);
+    let (pixel_values, masks) = (pixel_values.require_grad(), masks.require_grad());
+    let loss = batch_loss(model, device, pixel_values.clone(), masks.clone(), batch, embedding_type)?;
+    let grads = loss.backward();
+    let read = |t: Option<Tensor<4>>| -> Result<Vec<f32>, TuneError> {
+        let t = t.ok_or_else(|| TuneError::Readback("the prompt received no gradient".into()))?;
+        t.into_data().try_into_vec::<f32>().map_err(|e| TuneError::Readback(format!("{e:?}")))
+    };
+    let grad_pixel_values = read(pixel_values.grad(&grads))?;
+    let grad_masks = read(masks.grad(&grads))?;
+    let loss = read_scalar(loss.inner())?;
+    Ok(PromptGradients { loss, pixel_values: grad_pixel_values, masks: grad_masks })
+}
+
+/// The mean loss over `pairs` under `prompt`, without gradients, `chunk` pairs per forward pass.
+pub fn evaluate(
+    model: &SegGpt,
+    device: &Device,
+    prompt: &TunedPrompt,
+    pairs: &[TrainingPair],
+    chunk: usize,
+    embedding_type: EmbeddingType,
+) -> Result<f32, TuneError> {
+    if pairs.is_empty() {
+        return Err(TuneError::NoPairs);
+    }
+    let mut total = 0.0f64;
+    for part in pairs.chunks(chunk.max(1)) {
+        let (pixel_values, masks) = prompt_tensors(prompt, device);
+        let batch: Vec<&TrainingPair> = part.iter().collect();
+        let loss = batch_loss(model, device, pixel_values, masks, &batch, embedding_type)?;
+        // Every pair has the same number of elements, so the mean over all pairs is the mean
+        // of the per-chunk means weighted by their pair counts.
+        total += f64::from(read_scalar(loss)?) * part.len() as f64;
+    }
+    Ok((total / pairs.len() as f64) as f32)
+}
+
+fn read_scalar(t: Tensor<1>) -> Result<f32, TuneError> {
+    let values = t.into_data().try_into_vec::<f32>().map_err(|e| TuneError::Readback(format!("{e:?}")))?;
+    Ok(values[0])
+}
+
+/// A tuning run's state: the learned prompt and the optimiser.
+#[derive(Debug, Clone)]
+pub struct Tuner {
+    /// `(channels, height, width)` of each prompt tensor.
+    shape: [usize; 3],
+    pixel_values: Vec<f32>,
+    masks: Vec<f32>,
+    optimiser: AdamW,
+    settings: TuneSettings,
+}
+
+impl Tuner {
+    /// A fresh run from `init`.
+    pub fn new(init: &TunedPrompt, settings: TuneSettings) -> Self {
+        let n = init.pixel_values.as_slice().len();
+        let optimiser = AdamW::new(settings.lr, settings.weight_decay, &[n, n]);
+        Self::resume(init, optimiser, settings)
+    }
+
+    /// A run continued from a saved prompt and optimiser state.
+    pub fn resume(prompt: &TunedPrompt, mut optimiser: AdamW, settings: TuneSettings) -> Self {
+        let p = &prompt.pixel_values;
+        optimiser.lr = settings.lr;
+        optimiser.weight_decay = settings.weight_decay;
+        Self {
+            shape: [p.channels(), p.height(), p.width()],
+            pixel_values: p.as_slice().to_vec(),
+            masks: prompt.masks.as_slice().to_vec(),
+            optimiser,
+            settings,
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.optimiser.steps
+    }
+
+    pub fn optimiser(&self) -> &AdamW {
+        &self.optimiser
+    }
+
+    pub fn prompt(&self) -> TunedPrompt {
+        let [c, h, w] = self.shape;
+        let image =
+            |v: &[f32]| ChwImage::new(c, h, w, v.to_vec()).expect("the shape the prompt started with");
+        TunedPrompt { pixel_values: image(&self.pixel_values), masks: image(&self.masks) }
+    }
+
+    /// One AdamW step on the batch drawn for this step; returns the batch's loss before it.
+    pub fn step(
+        &mut self,
+        model: &SegGpt,
+        device: &Device,
+        pairs: &[TrainingPair],
+    ) -> Result<f32, TuneError> {
+        if pairs.is_empty() {
+            return Err(TuneError::NoPairs);
+        }
+        let batch = self.settings.batch.clamp(1, pairs.len());
+        let indices = batch_indices(pairs.len(), batch, self.settings.seed, self.optimiser.steps);
+        let batch: Vec<&TrainingPair> = indices.iter().map(|&i| &pairs[i]).collect();
+        let grads = prompt_gradients(model, device, &self.prompt(), &batch, self.settings.embedding_type)?;
+        if !grads.loss.is_finite() {
+            return Err(TuneError::NonFinite(grads.loss));
+        }
+        self.optimiser
+            .update(&mut [&mut self.pixel_values, &mut self.masks], &[&grads.pixel_values, &grads.masks]);
+        Ok(grads.loss)
+    }
+}

@@ -1,0 +1,280 @@
+//! `seggpt tune` end to end on the small segment fixture model: the tuned prompt file, its
+//! previews, `--resume` (equal to an uninterrupted run), `segment --tuned-prompt`, and every bad
+//! input refused with a message that names it and no output written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::fixtures;
+use seggpt::segment::{Prompt, TunedPrompt};
+use seggpt::tune::{PromptMetadata, config_hash, decode_prompt, encode_prompt};
+use seggpt::{EmbeddingType, SegGptConfig};
+
+fn seggpt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).output().expect("the seggpt binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn segment_fixtures() -> PathBuf {
+    fixtures().join("segment")
+}
+
+fn model() -> String {
+    segment_fixtures().join("model").display().to_string()
+}
+
+fn file(name: &str) -> String {
+    segment_fixtures().join(name).display().to_string()
+}
+
+/// A folder of training pairs in `seggpt tune`'s layout (NAME + NAME.mask.png).
+fn pairs_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (image, mask, name) in
+        [("prompt0.png", "prompt0_mask.png", "a.png"), ("prompt1.png", "prompt1_mask.png", "b.png")]
+    {
+        std::fs::copy(segment_fixtures().join(image), dir.path().join(name)).unwrap();
+        std::fs::copy(segment_fixtures().join(mask), dir.path().join(format!("{name}.mask.png"))).unwrap();
+    }
+    dir
+}
+
+fn tune(pairs: &Path, out: &Path, extra: &[&str]) -> Output {
+    let model = model();
+    let mut args =
+        vec!["tune", "--model", &model, "--pairs", pairs.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    seggpt(&args)
+}
+
+fn half_canvas() -> (usize, usize) {
+    let text = std::fs::read_to_string(segment_fixtures().join("model/config.json")).unwrap();
+    SegGptConfig::from_json(&text).unwrap().half_image_size()
+}
+
+fn read_prompt(path: &Path) -> (TunedPrompt, PromptMetadata) {
+    decode_prompt(&std::fs::read(path).unwrap(), "prompt", half_canvas()).unwrap()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn tune_writes_the_prompt_previews_and_metadata_and_resume_equals_an_uninterrupted_run() {
+    let pairs = pairs_folder();
+    let out_dir = tempfile::tempdir().unwrap();
+    let whole = out_dir.path().join("whole.safetensors");
+    let out = tune(pairs.path(), &whole, &["--steps", "4", "--batch", "1", "--seed", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("step 4/4"), "{}", stderr(&out));
+    let (prompt, meta) = read_prompt(&whole);
+    assert_eq!(meta.steps, 4);
+    assert_eq!(meta.train_losses.len(), 4);
+    assert_eq!(meta.image_size, (32, 16));
+    let text = std::fs::read_to_string(segment_fixtures().join("model/config.json")).unwrap();
+    assert_eq!(meta.config_hash, config_hash(&SegGptConfig::from_json(&text).unwrap()));
+    for preview in ["whole.prompt_pixel_values.png", "whole.prompt_masks.png"] {
+        let png =
+            seggpt::pipeline::decode_rgb(&std::fs::read(out_dir.path().join(preview)).unwrap(), preview)
+                .unwrap();
+        assert_eq!((png.height(), png.width()), (16, 16), "{preview}");
+    }
+
+    // Two steps, then --resume to four: the same prompt as four steps at once.
+    let split = out_dir.path().join("split.safetensors");
+    let first = tune(pairs.path(), &split, &["--steps", "2", "--batch", "1", "--seed", "3"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = tune(pairs.path(), &split, &["--steps", "4", "--batch", "1", "--seed", "3", "--resume"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let (resumed, resumed_meta) = read_prompt(&split);
+    assert_eq!(resumed_meta.steps, 4);
+    assert_eq!(resumed_meta.train_losses.len(), 4);
+    for (a, b) in [
+        (prompt.pixel_values.as_slice(), resumed.pixel_values.as_slice()),
+        (prompt.masks.as_slice(), resumed.masks.as_slice()),
+    ] {
+        let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err < 1e-5, "resumed run differs by {err}");
+    }
+}
+
+#[test]
+fn a_tuned_prompt_segments_like_the_same_ordinary_prompt() {
+    // The tuned prompt file holds exactly the model inputs of prompt0 + its mask.
+    let dir = tempfile::tempdir().unwrap();
+    let (h, w) = half_canvas();
+    let read = |name: &str| std::fs::read(segment_fixtures().join(name)).unwrap();
+    let prompt = Prompt::decode(&read("prompt0.png"), "p", &read("prompt0_mask.png"), "m", None).unwrap();
+    let (pixel_values, masks) = prompt.prepare(h, w).unwrap();
+    let metadata = PromptMetadata {
+        config_hash: "any".into(),
+        image_size: (2 * h, w),
+        steps: 0,
+        lr: 0.0,
+        weight_decay: 0.0,
+        batch: 1,
+        seed: 0,
+        embedding_type: EmbeddingType::Instance,
+        train_losses: vec![],
+        val_losses: vec![],
+    };
+    let tuned = dir.path().join("p.safetensors");
+    std::fs::write(&tuned, encode_prompt(&TunedPrompt { pixel_values, masks }, &metadata)).unwrap();
+
+    let (by_file, by_tuned) = (dir.path().join("file"), dir.path().join("tuned"));
+    let target = file("target_a.png");
+    let a = seggpt(&[
+        "segment",
+        "--model",
+        &model(),
+        "--prompt",
+        &file("prompt0.png"),
+        &file("prompt0_mask.png"),
+        "--target",
+        &target,
+        "--out-dir",
+        by_file.to_str().unwrap(),
+    ]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let b = seggpt(&[
+        "segment",
+        "--model",
+        &model(),
+        "--tuned-prompt",
+        tuned.to_str().unwrap(),
+        "--target",
+        &target,
+        "--out-dir",
+        by_tuned.to_str().unwrap(),
+    ]);
+    assert!(b.status.success(), "{}", stderr(&b));
+    let mask = "target_a.png.mask.png";
+    assert_eq!(std::fs::read(by_file.join(mask)).unwrap(), std::fs::read(by_tuned.join(mask)).unwrap());
+
+    // With an ordinary prompt too, both join the ensemble.
+    let both = dir.path().join("both");
+    let c = seggpt(&[
+        "segment",
+        "--model",
+        &model(),
+        "--prompt",
+        &file("prompt1.png"),
+        &file("prompt1_mask.png"),
+        "--tuned-prompt",
+        tuned.to_str().unwrap(),
+        "--target",
+        &target,
+        "--out-dir",
+        both.to_str().unwrap(),
+    ]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(both.join(mask).is_file());
+}
+
+#[test]
+fn segment_refuses_a_tuned_prompt_of_another_shape_or_not_a_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = |h: usize, w: usize| seggpt::pipeline::ChwImage::new(3, h, w, vec![0.0; 3 * h * w]).unwrap();
+    let metadata = PromptMetadata {
+        config_hash: "x".into(),
+        image_size: (64, 32),
+        steps: 1,
+        lr: 0.1,
+        weight_decay: 0.0,
+        batch: 1,
+        seed: 0,
+        embedding_type: EmbeddingType::Instance,
+        train_losses: vec![1.0],
+        val_losses: vec![],
+    };
+    let other = dir.path().join("other.safetensors");
+    std::fs::write(
+        &other,
+        encode_prompt(&TunedPrompt { pixel_values: image(32, 32), masks: image(32, 32) }, &metadata),
+    )
+    .unwrap();
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"this is not a tensor file").unwrap();
+    for (path, expected) in [(&other, "another model shape"), (&garbage, "not a safetensors file")] {
+        let out_dir = dir.path().join("out");
+        let out = seggpt(&[
+            "segment",
+            "--model",
+            &model(),
+            "--tuned-prompt",
+            path.to_str().unwrap(),
+            "--target",
+            &file("target_a.png"),
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(path.to_str().unwrap()) && err.contains(expected), "{err}");
+        assert!(!out_dir.join("target_a.png.mask.png").exists());
+    }
+}
+
+#[test]
+fn tune_refuses_bad_inputs_and_writes_nothing() {
+    let pairs = pairs_folder();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.safetensors");
+
+    // More pairs per step than there are pairs.
+    let r = tune(pairs.path(), &out, &["--batch", "3"]);
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("--batch 3 is more than the 2 training pair(s)"), "{}", stderr(&r));
+
+    // Out-of-range numbers are refused by the parser, naming the flag.
+    for (flag, value) in
+        [("--lr", "0"), ("--lr", "nan"), ("--weight-decay", "-1"), ("--steps", "0"), ("--batch", "0")]
+    {
+        let r = tune(pairs.path(), &out, &[&format!("{flag}={value}")]);
+        assert!(!r.status.success());
+        assert!(stderr(&r).contains(flag), "{flag} {value}: {}", stderr(&r));
+    }
+
+    // --resume without a run to resume.
+    let r = tune(pairs.path(), &out, &["--resume"]);
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("does not exist; start without --resume"), "{}", stderr(&r));
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+
+    // An image without its mask, a mask without its image, a folder without pairs.
+    let lonely = tempfile::tempdir().unwrap();
+    std::fs::copy(segment_fixtures().join("prompt0.png"), lonely.path().join("x.png")).unwrap();
+    let r = tune(lonely.path(), &out, &[]);
+    assert!(stderr(&r).contains("x.png has no mask x.png.mask.png"), "{}", stderr(&r));
+    std::fs::rename(lonely.path().join("x.png"), lonely.path().join("y.png.mask.png")).unwrap();
+    let r = tune(lonely.path(), &out, &[]);
+    assert!(stderr(&r).contains("y.png.mask.png is a mask without its image y.png"), "{}", stderr(&r));
+    let empty = tempfile::tempdir().unwrap();
+    let r = tune(empty.path(), &out, &[]);
+    assert!(stderr(&r).contains("holds no training pairs"), "{}", stderr(&r));
+
+    // A mask that is not an image.
+    let broken = pairs_folder();
+    std::fs::write(broken.path().join("a.png.mask.png"), b"not a png").unwrap();
+    let r = tune(broken.path(), &out, &[]);
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("a.png.mask.png"), "{}", stderr(&r));
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+
+    // An existing prompt is not overwritten without --resume.
+    std::fs::write(&out, b"earlier work").unwrap();
+    let r = tune(pairs.path(), &out, &["--steps", "1"]);
+    assert!(stderr(&r).contains("exists; pass --resume"), "{}", stderr(&r));
+    assert_eq!(std::fs::read(&out).unwrap(), b"earlier work");
+}
