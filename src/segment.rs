@@ -6,8 +6,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::model::{Ensemble, ForwardOptions, SegGpt, ShapeError};
 use crate::pipeline::{
     ChwImage, ClassMap, InputError, RgbImage, build_palette, class_map, decode_class_map, decode_rgb,
-    denormalize, encode_gray_png, encode_rgb_png, prepare_image, prepare_mask_classes, prepare_mask_rgb,
-    to_rgb_u8, upsample,
+    denormalize, encode_gray_png, encode_rgb_png, mask_to_rgb, normalize_image, prepare_image,
+    prepare_mask_rgb, spatial_grid, to_rgb_u8, upsample,
 };
 
 /// A prompt mask as the user gave it.
@@ -46,6 +46,19 @@ impl Prompt {
             None => PromptMask::Rgb(decode_rgb(mask, mask_name)?),
         };
         Ok(Self { image, mask })
+    }
+}
+
+impl Prompt {
+    /// The mask as colours: class indices through the palette of `num_labels` classes
+    /// (docs/MODEL.md §3.7), colour masks as they are.
+    pub fn rgb_mask(&self) -> Result<std::borrow::Cow<'_, RgbImage>, InputError> {
+        match &self.mask {
+            PromptMask::Rgb(rgb) => Ok(std::borrow::Cow::Borrowed(rgb)),
+            PromptMask::Classes { map, num_labels } => {
+                Ok(std::borrow::Cow::Owned(mask_to_rgb(map, Some(&build_palette(*num_labels)))?))
+            }
+        }
     }
 }
 
@@ -110,6 +123,8 @@ pub struct Segmenter<'m> {
 }
 
 impl<'m> Segmenter<'m> {
+    /// Prepares `prompts` for the model: each resized on its own, or, with the spatial ensemble,
+    /// tiled into one grid prompt.
     pub fn new(
         model: &'m SegGpt,
         device: &Device,
@@ -121,17 +136,18 @@ impl<'m> Segmenter<'m> {
         }
         let (h, w) = model.config().half_image_size();
         let (h32, w32) = (h as u32, w as u32);
-        let mut images = Vec::new();
-        let mut masks = Vec::new();
-        for prompt in prompts {
-            images.push(prepare_image(&prompt.image, h32, w32)?);
-            masks.push(match &prompt.mask {
-                PromptMask::Rgb(rgb) => prepare_mask_rgb(rgb, h32, w32)?,
-                PromptMask::Classes { map, num_labels } => {
-                    prepare_mask_classes(map, Some(*num_labels), h32, w32)?
-                }
-            });
-        }
+        let masks = prompts.iter().map(Prompt::rgb_mask).collect::<Result<Vec<_>, _>>()?;
+        let (images, masks) = if options.ensemble == Some(Ensemble::Spatial) {
+            // One grid prompt (docs/MODEL.md §14): the model runs K = 1.
+            let pairs: Vec<_> = prompts.iter().zip(&masks).map(|(p, m)| (&p.image, m.as_ref())).collect();
+            let (image, mask) = spatial_grid(&pairs, h32, w32)?;
+            (vec![normalize_image(&image)], vec![normalize_image(&mask)])
+        } else {
+            let images =
+                prompts.iter().map(|p| prepare_image(&p.image, h32, w32)).collect::<Result<_, _>>()?;
+            let masks = masks.iter().map(|m| prepare_mask_rgb(m, h32, w32)).collect::<Result<_, _>>()?;
+            (images, masks)
+        };
         Ok(Self {
             model,
             device: device.clone(),
