@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod eval;
 pub mod fnv;
 pub mod model;
 pub mod model_fetch;
