@@ -11,6 +11,7 @@ Subcommands (see scripts/README.md):
     resize      Pillow BICUBIC / NEAREST and torch legacy-nearest ground truth
     segment     end-to-end: PNGs -> processor -> model -> post-processing -> PNG outputs
     spatial     the spatial ensemble's grid prompt and model output (scripts/ref_spatial.py)
+    eval        DAVIS J / F and HSNet few-shot scores on synthetic masks (scripts/ref_eval.py)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -37,7 +38,8 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-import ref_spatial  # noqa: E402  (scripts/ is on sys.path when this script runs)
+import ref_eval  # noqa: E402  (scripts/ is on sys.path when this script runs)
+import ref_spatial  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("FIXTURE_THREADS", "1")))
 
@@ -907,6 +909,7 @@ def cmd_all(root: Path, seed: int):
     cmd_resize(root / "resize", seed * 100 + 12)
     cmd_segment(root / "segment", seed * 100 + 13)
     ref_spatial.cmd_spatial(root / "spatial", seed * 100 + 14)
+    ref_eval.cmd_eval(root / "eval" / "metrics", seed * 100 + 15)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -927,7 +930,8 @@ def main(argv=None):
     m.add_argument("--trace", action="store_true", help="also write trace.safetensors (official/instance internals)")
 
     for name, hlp in (("preprocess", "processor fixtures"), ("resize", "Pillow / torch resize ground truth"),
-                      ("segment", "end-to-end fixtures"), ("spatial", "spatial-ensemble fixtures")):
+                      ("segment", "end-to-end fixtures"), ("spatial", "spatial-ensemble fixtures"),
+                      ("eval", "evaluation-metric fixtures")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -958,6 +962,8 @@ def run(args):
         cmd_segment(args.out, args.seed)
     elif args.cmd == "spatial":
         ref_spatial.cmd_spatial(args.out, args.seed)
+    elif args.cmd == "eval":
+        ref_eval.cmd_eval(args.out, args.seed)
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 
