@@ -11,7 +11,8 @@ Subcommands (see scripts/README.md):
     resize      Pillow BICUBIC / NEAREST and torch legacy-nearest ground truth
     segment     end-to-end: PNGs -> processor -> model -> post-processing -> PNG outputs
     spatial     the spatial ensemble's grid prompt and model output (scripts/ref_spatial.py)
-    eval        DAVIS J / F and HSNet few-shot scores on synthetic masks (scripts/ref_eval.py)
+    eval        DAVIS J / F and HSNet few-shot scores on synthetic masks, tiny FSS / DAVIS folders
+                (scripts/ref_eval.py)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -909,7 +910,7 @@ def cmd_all(root: Path, seed: int):
     cmd_resize(root / "resize", seed * 100 + 12)
     cmd_segment(root / "segment", seed * 100 + 13)
     ref_spatial.cmd_spatial(root / "spatial", seed * 100 + 14)
-    ref_eval.cmd_eval(root / "eval" / "metrics", seed * 100 + 15)
+    ref_eval.cmd_eval(root / "eval", seed * 100 + 15)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")

@@ -71,11 +71,58 @@ def save_labels(labels: np.ndarray, path: Path):
     Image.fromarray(labels, "L").save(path)
 
 
+def davis_palette() -> list[int]:
+    """The DAVIS / PASCAL VOC colour table, flattened for PIL's putpalette."""
+    palette = []
+    for index in range(256):
+        rgb, bits = [0, 0, 0], index
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((bits >> channel) & 1) << shift
+            bits >>= 3
+        palette.extend(rgb)
+    return palette
+
+
+def write_datasets(out: Path, rng):
+    """Tiny FSS-1000-style and DAVIS-2017-style folders for the end-to-end tests of `seggpt eval`."""
+    import make_fixtures as mf
+
+    # FSS-1000: DIR/<class>/<n>.jpg + <n>.png (binary, 0 / 255).
+    for cls, count in (("apple", 4), ("boat", 3)):
+        for n in range(1, count + 1):
+            h, w = int(rng.integers(18, 30)), int(rng.integers(18, 30))
+            folder = out / "fss" / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mf.smooth_rgb(rng, h, w)).save(folder / f"{n}.jpg", quality=90)
+            save_labels((blobs(rng, h, w, 1) > 0).astype(np.uint8) * 255, folder / f"{n}.png")
+    # DAVIS 2017: JPEGImages/480p/<seq>/NNNNN.jpg, Annotations/480p/<seq>/NNNNN.png (palette), ImageSets/2017/val.txt.
+    for seq, frames, objects in (("twoobjects", 5, 2), ("oneobject", 4, 1)):
+        h, w = 24, 32
+        labels = blobs(rng, h, w, objects)
+        image = mf.smooth_rgb(rng, h, w)
+        for f in range(frames):
+            frame_dir = out / "davis" / "JPEGImages" / "480p" / seq
+            ann_dir = out / "davis" / "Annotations" / "480p" / seq
+            frame_dir.mkdir(parents=True, exist_ok=True)
+            ann_dir.mkdir(parents=True, exist_ok=True)
+            # The objects drift right by a pixel a frame.
+            Image.fromarray(np.roll(image, f, axis=1)).save(frame_dir / f"{f:05d}.jpg", quality=90)
+            annotation = Image.fromarray(np.roll(labels, f, axis=1), "P")
+            annotation.putpalette(davis_palette())
+            annotation.save(ann_dir / f"{f:05d}.png")
+    sets = out / "davis" / "ImageSets" / "2017"
+    sets.mkdir(parents=True, exist_ok=True)
+    (sets / "val.txt").write_text("twoobjects\noneobject\n")
+
+
 def cmd_eval(out: Path, seed: int):
     import make_fixtures as mf  # the shared helpers (imported here: make_fixtures imports this module)
 
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    write_datasets(out, rng)
+    out = out / "metrics"
+    out.mkdir(parents=True, exist_ok=True)
 
     sequences = []
     all_objects = []

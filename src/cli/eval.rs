@@ -297,12 +297,8 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
     let mut seen = std::collections::HashSet::new();
     for episode in &episodes {
         for sample in std::iter::once(&episode.query).chain(&episode.supports) {
-            for file in [&sample.image, &sample.mask] {
-                if seen.insert(file.clone()) {
-                    let path = base.join(file);
-                    seggpt::pipeline::check_image(&read_image_file(&path)?, &named(&path))
-                        .map_err(|e| e.to_string())?;
-                }
+            if seen.insert(sample.clone()) {
+                check_pair(&base.join(&sample.image), &base.join(&sample.mask))?;
             }
         }
     }
@@ -394,6 +390,22 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
     });
     write_json(&args.out.join("report.json"), &report)?;
     Ok(Finished::All)
+}
+
+/// Checks an image and its mask without decoding their pixels: both whole images of one size.
+fn check_pair(image: &Path, mask: &Path) -> CliResult<()> {
+    let size = |path: &Path| -> CliResult<(u32, u32)> {
+        seggpt::pipeline::check_image(&read_image_file(path)?, &named(path)).map_err(|e| e.to_string())
+    };
+    let ((iw, ih), (mw, mh)) = (size(image)?, size(mask)?);
+    if (iw, ih) != (mw, mh) {
+        return Err(format!(
+            "{} is {mw}x{mh} pixels but its image {} is {iw}x{ih}; a mask must be its image's size",
+            mask.display(),
+            image.display()
+        ));
+    }
+    Ok(())
 }
 
 fn absolute(path: &Path) -> String {
@@ -665,9 +677,8 @@ fn vos(args: &VosArgs) -> CliResult<Finished> {
     let sequences = davis_sequences(args)?;
     // Cheap checks of every file before the model loads.
     for sequence in &sequences {
-        for path in sequence.frames.iter().chain(&sequence.annotations) {
-            seggpt::pipeline::check_image(&read_image_file(path)?, &named(path))
-                .map_err(|e| e.to_string())?;
+        for (frame, annotation) in sequence.frames.iter().zip(&sequence.annotations) {
+            check_pair(frame, annotation)?;
         }
     }
     let mut settings = model_settings(&args.model, &args.forward)?;

@@ -52,7 +52,7 @@ impl SplitMix64 {
 }
 
 /// An image and its mask, as paths relative to the data folder (or absolute).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Sample {
     pub image: String,
     pub mask: String,
