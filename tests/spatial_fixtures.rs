@@ -143,3 +143,36 @@ fn the_model_refuses_several_prompts_with_the_spatial_ensemble() {
     assert_eq!(Ensemble::Spatial.model_prompts(5), 1);
     assert_eq!(Ensemble::Official.model_prompts(5), 5);
 }
+
+#[test]
+fn segment_cli_takes_the_spatial_ensemble() {
+    let case = &cases()["cases"][1];
+    let out = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = ["segment", "--model"].map(String::from).to_vec();
+    args.push(root().join("model").display().to_string());
+    for prompt in case["prompts"].as_array().unwrap() {
+        args.push("--prompt".into());
+        args.push(root().join(prompt["image"].as_str().unwrap()).display().to_string());
+        args.push(root().join(prompt["mask"].as_str().unwrap()).display().to_string());
+    }
+    let target_name = cases()["target"].as_str().unwrap().to_owned();
+    args.extend(["--target".into(), root().join(&target_name).display().to_string()]);
+    args.extend([
+        "--ensemble".into(),
+        "spatial".into(),
+        "--out-dir".into(),
+        out.path().display().to_string(),
+    ]);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_seggpt")).args(&args).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let model = load_model();
+    let target = Target::decode(&read(&root().join(&target_name)), &target_name).unwrap();
+    let segmenter = Segmenter::new(&model, &cpu(), &prompts(case), options(Ensemble::Spatial)).unwrap();
+    let expected = segmenter.run(&target, None, &mut |_, _| {}).unwrap().mask_png().unwrap();
+    let written = read(&out.path().join(format!("{target_name}.mask.png")));
+    assert_eq!(
+        decode_rgb(&written, "cli").unwrap().as_raw(),
+        decode_rgb(&expected, "library").unwrap().as_raw()
+    );
+}
