@@ -471,7 +471,7 @@ fn draw_fss(
                 |p: &Path| format!("{class}/{}", p.file_name().unwrap_or_default().to_string_lossy());
             samples.push(Sample { image: relative(&path), mask: relative(&mask) });
         }
-        samples.sort_by(|a, b| natural_key(&a.image).cmp(&natural_key(&b.image)));
+        samples.sort_by_key(|a| natural_key(&a.image));
         episodes.extend(
             draw_class(class, &samples, shots, per_class, seed)
                 .map_err(|e| format!("{}: {e}", data.display()))?,
@@ -538,27 +538,33 @@ fn read_results(path: &Path, episodes: &[Episode]) -> CliResult<BTreeMap<usize, 
     Ok(done)
 }
 
+/// A mask read for scoring: its size, foreground pixels and pixels left out of the score.
+struct MaskPixels {
+    width: u32,
+    height: u32,
+    foreground: Vec<bool>,
+    ignore: Option<Vec<bool>>,
+}
+
 /// A mask's foreground (and ignored pixels): with `label`, the pixels of that value (class-index
 /// masks); without, grey level >= 128 (Pillow's `convert("L")`, then HSNet's threshold).
-fn foreground(
-    bytes: &[u8],
-    name: &str,
-    episode: &Episode,
-) -> CliResult<(u32, u32, Vec<bool>, Option<Vec<bool>>)> {
-    match episode.label {
-        Some(label) => {
+fn foreground(bytes: &[u8], name: &str, episode: &Episode) -> CliResult<MaskPixels> {
+    let (width, height, values) = match episode.label {
+        Some(_) => {
             let map = decode_class_map(bytes, name).map_err(|e| e.to_string())?;
-            let fg = map.as_raw().iter().map(|&v| v == label).collect();
-            let ignore = episode.ignore.map(|i| map.as_raw().iter().map(|&v| v == i).collect());
-            Ok((map.width(), map.height(), fg, ignore))
+            (map.width(), map.height(), map.as_raw().to_vec())
         }
         None => {
             let rgb = decode_rgb(bytes, name).map_err(|e| e.to_string())?;
-            let fg = rgb.as_raw().chunks_exact(3).map(|p| luma(p) >= 128).collect();
-            let ignore = episode.ignore.map(|i| rgb.as_raw().chunks_exact(3).map(|p| luma(p) == i).collect());
-            Ok((rgb.width(), rgb.height(), fg, ignore))
+            (rgb.width(), rgb.height(), rgb.as_raw().chunks_exact(3).map(luma).collect())
         }
-    }
+    };
+    let foreground = match episode.label {
+        Some(label) => values.iter().map(|&v| v == label).collect(),
+        None => values.iter().map(|&v| v >= 128).collect(),
+    };
+    let ignore = episode.ignore.map(|i| values.iter().map(|&v| v == i).collect());
+    Ok(MaskPixels { width, height, foreground, ignore })
 }
 
 /// Pillow's RGB -> L: ITU-R 601-2 luma in 16-bit fixed point, rounded.
@@ -567,24 +573,22 @@ fn luma(p: &[u8]) -> u8 {
 }
 
 /// An image and its mask as a prompt (white foreground on black), or as the query's truth.
-fn load_sample(
-    base: &Path,
-    sample: &Sample,
-    episode: &Episode,
-) -> CliResult<(RgbImage, Vec<bool>, Option<Vec<bool>>)> {
+fn load_sample(base: &Path, sample: &Sample, episode: &Episode) -> CliResult<(RgbImage, MaskPixels)> {
     let (image_path, mask_path) = (base.join(&sample.image), base.join(&sample.mask));
     let image = decode_rgb(&read_image_file(&image_path)?, &named(&image_path)).map_err(|e| e.to_string())?;
-    let (w, h, fg, ignore) = foreground(&read_image_file(&mask_path)?, &named(&mask_path), episode)?;
-    if (w, h) != (image.width(), image.height()) {
+    let mask = foreground(&read_image_file(&mask_path)?, &named(&mask_path), episode)?;
+    if (mask.width, mask.height) != (image.width(), image.height()) {
         return Err(format!(
-            "{} is {w}x{h} pixels but its image {} is {}x{}; a mask must be its image's size",
+            "{} is {}x{} pixels but its image {} is {}x{}; a mask must be its image's size",
             mask_path.display(),
+            mask.width,
+            mask.height,
             image_path.display(),
             image.width(),
             image.height()
         ));
     }
-    Ok((image, fg, ignore))
+    Ok((image, mask))
 }
 
 fn run_episode(
@@ -596,20 +600,24 @@ fn run_episode(
 ) -> CliResult<EpisodeAreas> {
     let mut prompts = Vec::with_capacity(episode.supports.len());
     for support in &episode.supports {
-        let (image, fg, _) = load_sample(base, support, episode)?;
-        let map = ClassMap::new(image.width(), image.height(), fg.iter().map(|&f| u8::from(f)).collect())
-            .map_err(|e| e.to_string())?;
+        let (image, mask) = load_sample(base, support, episode)?;
+        let map = ClassMap::new(
+            image.width(),
+            image.height(),
+            mask.foreground.iter().map(|&f| u8::from(f)).collect(),
+        )
+        .map_err(|e| e.to_string())?;
         // One class: palette colour 1 of 1 is white (docs/MODEL.md §3.7).
         prompts.push(Prompt { image, mask: PromptMask::Classes { map, num_labels: 1 } });
     }
-    let (query, truth, ignore) = load_sample(base, &episode.query, episode)?;
+    let (query, truth) = load_sample(base, &episode.query, episode)?;
     let segmenter = Segmenter::new(model, device, &prompts, forward.options()).map_err(|e| e.to_string())?;
     let result = segmenter
         .run(&Target { image: query }, Some(1), &mut |_, _| {})
         .map_err(|e| format!("{}: {e}", episode.query.image))?;
     let classes = result.classes.ok_or("the segmenter made no class map")?;
     let pred: Vec<bool> = classes.as_raw().iter().map(|&c| c == 1).collect();
-    EpisodeAreas::measure(&pred, &truth, ignore.as_deref()).map_err(|e| e.to_string())
+    EpisodeAreas::measure(&pred, &truth.foreground, truth.ignore.as_deref()).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
