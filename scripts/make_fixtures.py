@@ -13,6 +13,7 @@ Subcommands (see scripts/README.md):
     spatial     the spatial ensemble's grid prompt and model output (scripts/ref_spatial.py)
     eval        DAVIS J / F and HSNet few-shot scores on synthetic masks, tiny FSS / DAVIS folders
                 (scripts/ref_eval.py)
+    video       the official video propagation loop on a synthetic clip (scripts/ref_video.py)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -911,6 +912,7 @@ def cmd_all(root: Path, seed: int):
     cmd_segment(root / "segment", seed * 100 + 13)
     ref_spatial.cmd_spatial(root / "spatial", seed * 100 + 14)
     ref_eval.cmd_eval(root / "eval", seed * 100 + 15)
+    __import__("ref_video").cmd_video(root / "video", seed * 100 + 14)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -931,8 +933,8 @@ def main(argv=None):
     m.add_argument("--trace", action="store_true", help="also write trace.safetensors (official/instance internals)")
 
     for name, hlp in (("preprocess", "processor fixtures"), ("resize", "Pillow / torch resize ground truth"),
-                      ("segment", "end-to-end fixtures"), ("spatial", "spatial-ensemble fixtures"),
-                      ("eval", "evaluation-metric fixtures")):
+                      ("segment", "end-to-end fixtures"), ("video", "video propagation fixtures"),
+                      ("spatial", "spatial-ensemble fixtures"), ("eval", "evaluation-metric fixtures")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -965,6 +967,8 @@ def run(args):
         ref_spatial.cmd_spatial(args.out, args.seed)
     elif args.cmd == "eval":
         ref_eval.cmd_eval(args.out, args.seed)
+    elif args.cmd == "video":
+        __import__("ref_video").cmd_video(args.out, args.seed)
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 

@@ -3,7 +3,8 @@
 //! Rooms, data flowing one way: files/bytes -> [`pipeline`] (decode, resize, normalise) ->
 //! [`model`] (the ViT-L forward pass) -> [`pipeline`] (masks, class maps, overlays) -> pixels.
 //! [`weights`] reads checkpoints for the model; [`segment`] ties pipeline and model together for
-//! the CLI and the browser alike; `web` (wasm32 only) is the browser app's page and worker.
+//! the CLI and the browser alike, and [`video`] does the same for a clip, frame by frame; `web`
+//! (wasm32 only) is the browser app's page and worker.
 
 pub mod archive;
 pub mod config;

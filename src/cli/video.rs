@@ -35,8 +35,9 @@ const MAX_NUM_FRAMES: usize = 63;
 /// Longest file name most file systems accept, in bytes.
 const MAX_NAME_BYTES: usize = 255;
 
-/// Segment every frame of a clip from a prompt, following the objects from frame to frame: each
-/// batch holds the prompts and the last K frames with their predicted masks. Frames are the PNG
+/// Segment every frame of a clip, following the prompt's objects from frame to frame.
+///
+/// Each batch holds the prompts and the last K frames with their predicted masks. Frames are the PNG
 /// and JPEG files of DIR in file-name order (a DAVIS `JPEGImages/480p/<sequence>` folder works as
 /// it is). Writes OUT/<frame stem>.mask.png, with --overlay OUT/<frame stem>.overlay.png, and
 /// with --num-labels or a palette (class-index) first mask OUT/<frame stem>.png, 8-bit class
@@ -377,7 +378,10 @@ impl Progress {
         match self.rate() {
             Some(rate) => {
                 let left = (self.total - self.done) as f64 / rate;
-                format!("{rate:.2} frames/s, {} left", clock(left))
+                // Two significant digits at least: the full-size model on a CPU runs well under
+                // 0.1 frames/s.
+                let decimals = (2.0 - rate.log10().floor()).max(2.0) as usize;
+                format!("{rate:.decimals$} frames/s, {} left", clock(left))
             }
             None => "measuring speed".to_string(),
         }
