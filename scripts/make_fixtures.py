@@ -10,6 +10,9 @@ Subcommands (see scripts/README.md):
     preprocess  PNG test images / masks + SegGptImageProcessorPil outputs
     resize      Pillow BICUBIC / NEAREST and torch legacy-nearest ground truth
     segment     end-to-end: PNGs -> processor -> model -> post-processing -> PNG outputs
+    spatial     the spatial ensemble's grid prompt and model output (scripts/ref_spatial.py)
+    eval        DAVIS J / F and HSNet few-shot scores on synthetic masks, tiny FSS / DAVIS folders
+                (scripts/ref_eval.py)
     video       the official video propagation loop on a synthetic clip (scripts/ref_video.py)
     export      pycocotools RLE / area / bbox of the components of synthetic class maps (ref_export.py)
     tune        prompt-tuning loss, gradients (torch.autograd) and AdamW steps (scripts/ref_tune.py)
@@ -41,6 +44,8 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ref_export import cmd_export  # noqa: E402
+import ref_eval  # noqa: E402  (scripts/ is on sys.path when this script runs)
+import ref_spatial  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("FIXTURE_THREADS", "1")))
 
@@ -911,6 +916,8 @@ def cmd_all(root: Path, seed: int):
     cmd_preprocess(root / "preprocess", seed * 100 + 11)
     cmd_resize(root / "resize", seed * 100 + 12)
     cmd_segment(root / "segment", seed * 100 + 13)
+    ref_spatial.cmd_spatial(root / "spatial", seed * 100 + 14)
+    ref_eval.cmd_eval(root / "eval", seed * 100 + 15)
     __import__("ref_video").cmd_video(root / "video", seed * 100 + 14)
     cmd_export(root / "export", seed * 100 + 14)
     cmd_tune(root / "tune", seed * 100 + 14, log=log)
@@ -936,7 +943,8 @@ def main(argv=None):
     for name, hlp in (("preprocess", "processor fixtures"), ("resize", "Pillow / torch resize ground truth"),
                       ("segment", "end-to-end fixtures"), ("video", "video propagation fixtures"),
                       ("export", "COCO RLE / area / bbox (pycocotools)"),
-                      ("tune", "prompt-tuning fixtures (needs models/)")):
+                      ("tune", "prompt-tuning fixtures (needs models/)"),
+                      ("spatial", "spatial-ensemble fixtures"), ("eval", "evaluation-metric fixtures")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -965,6 +973,10 @@ def run(args):
         cmd_resize(args.out, args.seed)
     elif args.cmd == "segment":
         cmd_segment(args.out, args.seed)
+    elif args.cmd == "spatial":
+        ref_spatial.cmd_spatial(args.out, args.seed)
+    elif args.cmd == "eval":
+        ref_eval.cmd_eval(args.out, args.seed)
     elif args.cmd == "video":
         __import__("ref_video").cmd_video(args.out, args.seed)
     elif args.cmd == "export":

@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod config;
 pub mod export;
+pub mod eval;
 pub mod fnv;
 pub mod model;
 pub mod model_fetch;

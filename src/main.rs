@@ -1,6 +1,7 @@
 //! `seggpt`: the native command line over the same library the browser runs.
 
 mod cli {
+    pub mod eval;
     pub mod interrupt;
     pub mod output;
     pub mod video;
@@ -70,6 +71,8 @@ enum Command {
     /// Merge the COCO files of `segment --export coco` runs (every share of a --shard run) into one.
     MergeLabels(cli::segment::MergeArgs),
     Video(cli::video::VideoArgs),
+    /// Score the model on a benchmark's protocol (few-shot: FSS-1000 / episode lists; video: DAVIS 2017).
+    Eval(cli::eval::EvalArgs),
     /// Rewrite any accepted checkpoint as HF-named safetensors.
     Convert {
         #[arg(long)]
@@ -152,8 +155,19 @@ fn parse_bench_prompts(text: &str) -> Result<usize, String> {
 /// How a `segment` run ended without an error.
 enum Finished {
     All,
-    Interrupted { written: usize, total: usize },
-    InterruptedFrames { written: usize, total: usize },
+    Interrupted {
+        written: usize,
+        total: usize,
+    },
+    InterruptedFrames {
+        written: usize,
+        total: usize,
+    },
+    /// An `eval` run stopped by Ctrl-C: the same command resumes it.
+    Resumable {
+        done: usize,
+        total: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -163,8 +177,9 @@ fn main() -> ExitCode {
         Command::Segment(args) => args.uses_wgpu(),
         Command::Bench { backend, .. } => matches!(backend, Backend::Wgpu),
         Command::Video(args) => matches!(args.model.backend, Backend::Wgpu),
-        Command::Convert { .. } | Command::MergeLabels(_) => false,
         Command::Tune(args) => args.uses_wgpu(),
+        Command::Eval(args) => matches!(args.model().backend, Backend::Wgpu),
+        Command::Convert { .. } | Command::MergeLabels(_) => false,
     };
     if uses_wgpu {
         quiet_wayland_probe();
@@ -177,6 +192,7 @@ fn main() -> ExitCode {
         Command::MergeLabels(args) => cli::segment::merge_labels(args),
         Command::Video(args) => cli::video::run(&args),
         Command::Tune(args) => cli::tune::run(&args).map(|()| Finished::All),
+        Command::Eval(args) => cli::eval::run(&args),
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
         }
@@ -192,6 +208,10 @@ fn main() -> ExitCode {
         }
         Ok(Finished::InterruptedFrames { written, total }) => {
             eprintln!("interrupted: {written} of {total} frames written");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Ok(Finished::Resumable { done, total }) => {
+            eprintln!("interrupted: {done} of {total} done; run the same command again to resume");
             ExitCode::from(EXIT_INTERRUPTED)
         }
         Err(message) => {

@@ -6,8 +6,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::model::{Ensemble, ForwardOptions, SegGpt, ShapeError};
 use crate::pipeline::{
     ChwImage, ClassMap, InputError, RgbImage, build_palette, class_map, decode_class_map, decode_rgb,
-    denormalize, encode_gray_png, encode_rgb_png, prepare_image, prepare_mask_classes, prepare_mask_rgb,
-    to_rgb_u8, upsample,
+    denormalize, encode_gray_png, encode_rgb_png, mask_to_rgb, normalize_image, prepare_image,
+    prepare_mask_rgb, spatial_grid, to_rgb_u8, upsample,
 };
 
 /// A prompt mask as the user gave it.
@@ -55,11 +55,19 @@ impl Prompt {
     pub fn prepare(&self, height: usize, width: usize) -> Result<(ChwImage, ChwImage), InputError> {
         let (h, w) = (height as u32, width as u32);
         let image = prepare_image(&self.image, h, w)?;
-        let mask = match &self.mask {
-            PromptMask::Rgb(rgb) => prepare_mask_rgb(rgb, h, w)?,
-            PromptMask::Classes { map, num_labels } => prepare_mask_classes(map, Some(*num_labels), h, w)?,
-        };
+        let mask = prepare_mask_rgb(&self.rgb_mask()?, h, w)?;
         Ok((image, mask))
+    }
+
+    /// The mask as colours: class indices through the palette of `num_labels` classes
+    /// (docs/MODEL.md §3.7), colour masks as they are.
+    pub fn rgb_mask(&self) -> Result<std::borrow::Cow<'_, RgbImage>, InputError> {
+        match &self.mask {
+            PromptMask::Rgb(rgb) => Ok(std::borrow::Cow::Borrowed(rgb)),
+            PromptMask::Classes { map, num_labels } => {
+                Ok(std::borrow::Cow::Owned(mask_to_rgb(map, Some(&build_palette(*num_labels)))?))
+            }
+        }
     }
 }
 
@@ -96,6 +104,11 @@ pub enum SegmentError {
         "the tuned prompt is {found:?} (channels, height, width) but this model takes {expected:?}; it was tuned for another model shape"
     )]
     TunedPromptShape { found: [usize; 3], expected: [usize; 3] },
+    #[error(
+        "a tuned prompt cannot join the spatial ensemble (its grid is made of images and masks, and a \
+         tuned prompt is already model input); use another ensemble"
+    )]
+    SpatialTunedPrompt,
     #[error("reading the result back from the device failed: {0}")]
     Readback(String),
     /// The weights or the config make the model overflow: a mask from these values would be
@@ -136,6 +149,8 @@ pub struct Segmenter<'m> {
 }
 
 impl<'m> Segmenter<'m> {
+    /// Prepares `prompts` for the model: each resized on its own, or, with the spatial ensemble,
+    /// tiled into one grid prompt.
     pub fn new(
         model: &'m SegGpt,
         device: &Device,
@@ -157,13 +172,26 @@ impl<'m> Segmenter<'m> {
             return Err(SegmentError::NoPrompt);
         }
         let (h, w) = model.config().half_image_size();
-        let mut images = Vec::new();
-        let mut masks = Vec::new();
-        for prompt in prompts {
-            let (image, mask) = prompt.prepare(h, w)?;
-            images.push(image);
-            masks.push(mask);
-        }
+        let (mut images, mut masks) = if options.ensemble == Some(Ensemble::Spatial) {
+            if !tuned.is_empty() {
+                return Err(SegmentError::SpatialTunedPrompt);
+            }
+            // One grid prompt (docs/MODEL.md §14): the model runs K = 1.
+            let rgb_masks = prompts.iter().map(Prompt::rgb_mask).collect::<Result<Vec<_>, _>>()?;
+            let pairs: Vec<_> =
+                prompts.iter().zip(&rgb_masks).map(|(p, m)| (&p.image, m.as_ref())).collect();
+            let (image, mask) = spatial_grid(&pairs, h as u32, w as u32)?;
+            (vec![normalize_image(&image)], vec![normalize_image(&mask)])
+        } else {
+            let mut images = Vec::new();
+            let mut masks = Vec::new();
+            for prompt in prompts {
+                let (image, mask) = prompt.prepare(h, w)?;
+                images.push(image);
+                masks.push(mask);
+            }
+            (images, masks)
+        };
         let expected = [3, h, w];
         for prompt in tuned {
             for part in [&prompt.pixel_values, &prompt.masks] {

@@ -13,7 +13,7 @@ use crate::weights::LoadError;
 /// How the K prompts of one query are combined (docs/MODEL.md §6).
 ///
 /// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
-/// browser protocol carries it (`serde`, as `"official"`, `"hf"`, `"none"`).
+/// browser protocol carries it (`serde`, as `"official"`, `"hf"`, `"none"`, `"spatial"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
@@ -26,11 +26,14 @@ pub enum Ensemble {
     Hf,
     /// K independent one-shot predictions (transformers' default).
     None,
+    /// The paper's spatial ensemble: the K prompts tiled into one grid prompt before the model
+    /// (docs/MODEL.md §14), which then runs one prompt with no averaging.
+    Spatial,
 }
 
 impl Ensemble {
     /// Every variant, in the order a user interface lists them.
-    pub const ALL: [Ensemble; 3] = [Ensemble::Official, Ensemble::Hf, Ensemble::None];
+    pub const ALL: [Ensemble; 4] = [Ensemble::Official, Ensemble::Hf, Ensemble::None, Ensemble::Spatial];
 
     /// The name used on the command line and in the browser protocol.
     pub fn name(self) -> &'static str {
@@ -38,6 +41,16 @@ impl Ensemble {
             Ensemble::Official => "official",
             Ensemble::Hf => "hf",
             Ensemble::None => "none",
+            Ensemble::Spatial => "spatial",
+        }
+    }
+
+    /// How many prompts the model runs for `k` given prompts: one grid for the spatial ensemble,
+    /// all `k` otherwise. Memory limits on the prompt count apply to this number.
+    pub fn model_prompts(self, k: usize) -> usize {
+        match self {
+            Ensemble::Spatial => k.min(1),
+            _ => k,
         }
     }
 }
@@ -46,7 +59,9 @@ impl Ensemble {
     /// The averaging applied after block `index` attention, for `k` prompts.
     pub fn merge_at(self, index: usize, merge_index: usize, k: usize) -> Merge {
         match self {
-            Ensemble::None => Merge::None,
+            // Spatial: the prompts were composed into one before the model, so there is nothing
+            // to average (the model refuses K > 1 with it).
+            Ensemble::None | Ensemble::Spatial => Merge::None,
             Ensemble::Official if k < 2 => Merge::None,
             Ensemble::Official if index <= merge_index => Merge::PerStream,
             Ensemble::Official => Merge::All,

@@ -129,6 +129,13 @@ impl SegGpt {
             }
         }
         let ensemble = options.ensemble.unwrap_or(Ensemble::Official);
+        if ensemble.model_prompts(expected[0]) != expected[0] {
+            return Err(ShapeError(format!(
+                "the spatial ensemble tiles the prompts into one before the model (docs/MODEL.md §14), so \
+                 the model takes K = 1 with it, not K = {}; compose them first (`segment` does)",
+                expected[0]
+            )));
+        }
         let h =
             self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
         let features = self.encoder.forward(h, ensemble, options.budget, progress);

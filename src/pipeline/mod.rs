@@ -17,6 +17,7 @@
 //!   `F.interpolate(mode="nearest")` index for index (docs/MODEL.md §3.4, §3.5, §8.2).
 //! - [`preprocess`]: HF's float32 rescale-then-normalise (docs/MODEL.md §3.3).
 //! - [`palette`]: HF's `build_palette` / `mask_to_rgb` (docs/MODEL.md §3.7).
+//! - [`spatial`]: the spatial ensemble's grid prompt (docs/MODEL.md §14).
 //! - [`postprocess`]: HF's `post_process_semantic_segmentation`
 //!   (docs/MODEL.md §8.1, §8.3).
 //! - [`overlay`], [`propagation`], [`davis`]: the official overlay, the masks a video keeps for
@@ -35,6 +36,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod propagation;
 pub mod resize;
+pub mod spatial;
 
 pub use davis::{davis_palette, encode_palette_png};
 pub use image_io::{
@@ -45,6 +47,7 @@ pub use palette::{build_palette, mask_to_rgb};
 pub use postprocess::{class_map, denormalize, mean_intensity, to_rgb_u8, upsample};
 pub use preprocess::{ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb};
 pub use propagation::{BINARY_THRESHOLD, binary_mask, mask_colours, snap_to_colours};
+pub use spatial::{grid_side, spatial_grid};
 
 /// ImageNet channel means (R, G, B) applied after scaling to [0, 1] (docs/MODEL.md §3).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

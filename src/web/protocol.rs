@@ -117,6 +117,7 @@ pub fn ensemble_label(ensemble: Ensemble) -> &'static str {
         Ensemble::Official => "official feature ensemble",
         Ensemble::Hf => "transformers feature ensemble",
         Ensemble::None => "independent, averaged",
+        Ensemble::Spatial => "spatial ensemble (prompts tiled into one)",
     }
 }
 

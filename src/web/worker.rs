@@ -546,7 +546,7 @@ async fn segment(files: &SegmentFiles, options: &RunOptions) -> Result<(), Strin
         return Err("add a prompt: an example image and its mask".into());
     }
     let limit = max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
-    if files.prompts.len() > limit {
+    if options.ensemble.model_prompts(files.prompts.len()) > limit {
         return Err(format!(
             "your GPU allows at most {limit} prompts at a time; this run has {}: remove some",
             files.prompts.len()

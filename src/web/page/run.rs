@@ -31,7 +31,8 @@ impl App {
 
     /// Checks the inputs, sends them to the worker and makes one pending result card per target.
     pub(super) fn start_run(&mut self) -> Result<(), JsValue> {
-        if self.prompts.len() > self.max_prompts {
+        let options = self.options.read()?;
+        if options.ensemble.model_prompts(self.prompts.len()) > self.max_prompts {
             return Err(format!("your GPU allows at most {} prompts at a time", self.max_prompts).into());
         }
         let prompts = self
@@ -44,7 +45,6 @@ impl App {
         if targets.is_empty() {
             return Err("choose at least one target image".into());
         }
-        let options = self.options.read()?;
         self.results.start(&targets)?;
         self.run += 1;
         // Sent first: the worker handles messages in order and panics inside the run that follows.
