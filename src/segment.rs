@@ -55,7 +55,7 @@ impl Prompt {
     pub fn prepare(&self, height: usize, width: usize) -> Result<(ChwImage, ChwImage), InputError> {
         let (h, w) = (height as u32, width as u32);
         let image = prepare_image(&self.image, h, w)?;
-        let mask = prepare_mask_rgb(&self.rgb_mask()?, h, w)?;
+        let mask = prepare_mask_rgb(self.rgb_mask()?.as_ref(), h, w)?;
         Ok((image, mask))
     }
 
