@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use cli::{interrupt, output};
 
+use seggpt::model::{Samples, Stage, stage_flops};
 use seggpt::pipeline::{InputError, MAX_FILE_BYTES, MAX_LABELS, check_image};
 use seggpt::segment::{Prompt, Segmenter, Target};
 use seggpt::weights::{self, HostTensors, SafetensorsSource, StoreDType, TensorSource};
@@ -89,7 +90,8 @@ enum Command {
         output: PathBuf,
         #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
         dtype: DTypeArg,
-        /// With --dtype f16: clamp values beyond f16's range (65504) instead of refusing them.
+        /// With --dtype f16 or q8: clamp values stored as f16 beyond its range (65504) instead of
+        /// refusing them.
         #[arg(long)]
         clamp_f16: bool,
     },
@@ -106,6 +108,9 @@ enum Command {
         /// Timed runs after the warm-up (at least 1).
         #[arg(long, default_value_t = 3, value_parser = parse_runs)]
         runs: usize,
+        /// Also time each stage (embeddings, blocks, decoder), waiting for the device after each.
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -119,6 +124,9 @@ enum Backend {
 enum DTypeArg {
     F32,
     F16,
+    /// Int8 weight matrices with per-row f32 scales, the rest f16: a quarter of f32's size
+    /// (docs/MODEL.md §17).
+    Q8,
 }
 
 impl ForwardArgs {
@@ -186,8 +194,8 @@ fn main() -> ExitCode {
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
         }
-        Command::Bench { config, backend, prompts, runs } => {
-            bench(config.as_deref(), backend, prompts, runs).map(|()| Finished::All)
+        Command::Bench { config, backend, prompts, runs, profile } => {
+            bench(config.as_deref(), backend, prompts, runs, profile).map(|()| Finished::All)
         }
     };
     match result {
@@ -403,15 +411,23 @@ fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> Cli
     let dtype = match dtype {
         DTypeArg::F32 => StoreDType::F32,
         DTypeArg::F16 => StoreDType::F16,
+        DTypeArg::Q8 => StoreDType::Q8,
     };
-    if dtype == StoreDType::F16 && clamp_f16 {
-        for overflow in weights::f16_overflows(&tensors) {
+    if dtype != StoreDType::F32 && clamp_f16 {
+        // q8 stores its matrices as int8, which hold any finite value: only the f16 part is clamped.
+        let mut stored_f16: weights::HostTensors = tensors
+            .extract_if(.., |name, (shape, _)| {
+                dtype == StoreDType::F16 || !weights::q8::is_quantized(name, shape)
+            })
+            .collect();
+        for overflow in weights::f16_overflows(&stored_f16) {
             eprintln!("clamped to f16's range: {overflow}");
         }
-        weights::clamp_to_f16(&mut tensors);
+        weights::clamp_to_f16(&mut stored_f16);
+        tensors.append(&mut stored_f16);
     }
     let bytes = weights::write_safetensors(&tensors, dtype).map_err(|e| {
-        if dtype == StoreDType::F16 {
+        if dtype != StoreDType::F32 {
             format!("{e}; keep --dtype f32, or pass --clamp-f16 to clamp them")
         } else {
             e
@@ -427,7 +443,13 @@ fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> Cli
     Ok(())
 }
 
-fn bench(config: Option<&Path>, backend: Backend, prompts: usize, runs: usize) -> CliResult<()> {
+fn bench(
+    config: Option<&Path>,
+    backend: Backend,
+    prompts: usize,
+    runs: usize,
+    profile: bool,
+) -> CliResult<()> {
     let config = match config {
         Some(path) => weights::read_config(path).map_err(|e| e.to_string())?,
         None => SegGptConfig::default(),
@@ -444,30 +466,69 @@ fn bench(config: Option<&Path>, backend: Backend, prompts: usize, runs: usize) -
         let values: Vec<f32> = (0..n).map(|i| ((i as f32 * 0.618 + seed).fract() - 0.5) * 4.0).collect();
         Tensor::<4>::from_data(TensorData::new(values, [prompts, 3, h, w]), &device)
     };
+    // What `segment` runs with the default (official) ensemble: sample 0 decoded alone.
+    let samples = Samples::First;
+    let flops = stage_flops(&config, prompts, samples);
     let mut times = Vec::new();
+    let mut stage_times: Vec<[f64; 3]> = Vec::new();
     for run in 0..=runs {
+        let inputs = [input(0.1), input(0.2), input(0.3)];
         let start = Instant::now();
+        let mut stages = [0.0f64; 3];
+        let mut last = start;
+        let mut stage_done = |stage: Stage| {
+            if profile {
+                if let Err(e) = device.sync() {
+                    eprintln!("waiting for the device failed: {e:?}");
+                }
+                let now = Instant::now();
+                stages[stage as usize] = (now - last).as_secs_f64();
+                last = now;
+            }
+        };
         let pred = model
-            .forward(input(0.1), input(0.2), input(0.3), ForwardOptions::default(), &mut |_, _| {})
+            .forward_stages(inputs, ForwardOptions::default(), samples, &mut |_, _| {}, &mut stage_done)
             .map_err(|e| e.to_string())?;
         let values = pred.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
         let secs = start.elapsed().as_secs_f64();
         check_finite_output(&values)?;
         let label = if run == 0 { "warm-up".to_string() } else { format!("run {run}") };
-        eprintln!("{label}: {secs:.3} s (checksum {:.4})", values.iter().map(|v| *v as f64).sum::<f64>());
+        let checksum = values.iter().map(|v| *v as f64).sum::<f64>();
+        let per_stage: Vec<String> = Stage::ALL
+            .iter()
+            .filter(|_| profile)
+            .map(|s| format!(" {} {:.3} s", s.name(), stages[*s as usize]))
+            .collect();
+        eprintln!("{label}: {secs:.3} s{} (checksum {checksum:.4})", per_stage.concat());
         if run > 0 {
             times.push(secs);
+            stage_times.push(stages);
         }
     }
     // `runs` is at least 1, so `times` is never empty.
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    println!(
-        "seggpt bench: backend={} prompts={prompts} runs={runs} mean={mean:.3}s min={min:.3}s",
-        match backend {
-            Backend::Cpu => "cpu(flex)",
-            Backend::Wgpu => "wgpu",
+    let total_flops: u64 = flops.iter().map(|(_, f)| f).sum();
+    let backend_name = match backend {
+        Backend::Cpu => "cpu(flex)",
+        Backend::Wgpu => "wgpu",
+    };
+    if profile {
+        for (stage, stage_flops) in flops {
+            let secs = stage_times.iter().map(|t| t[stage as usize]).sum::<f64>() / stage_times.len() as f64;
+            println!(
+                "stage {:<10} mean {secs:8.3} s  {:10.3} GFLOP  {:8.2} GFLOP/s",
+                stage.name(),
+                stage_flops as f64 / 1e9,
+                stage_flops as f64 / 1e9 / secs.max(1e-9)
+            );
         }
+    }
+    println!(
+        "seggpt bench: backend={backend_name} prompts={prompts} runs={runs} mean={mean:.3}s min={min:.3}s \
+         flops={:.3}GFLOP rate={:.2}GFLOP/s",
+        total_flops as f64 / 1e9,
+        total_flops as f64 / 1e9 / mean
     );
     Ok(())
 }
