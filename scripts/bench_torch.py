@@ -74,6 +74,9 @@ def main():
     if args.save_dir:
         model.save_pretrained(args.save_dir, safe_serialization=True)
         save_file(inputs, os.path.join(args.save_dir, "inputs.safetensors"))
+        if args.runs == 0:
+            print(f"wrote the model and inputs to {args.save_dir}")
+            return
     if args.load_dir:
         inputs = load_file(os.path.join(args.load_dir, "inputs.safetensors"))
         k = inputs["pixel_values"].shape[0]

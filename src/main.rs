@@ -111,6 +111,15 @@ enum Command {
         /// Also time each stage (embeddings, blocks, decoder), waiting for the device after each.
         #[arg(long)]
         profile: bool,
+        /// Time these weights (as `infer --model`) instead of random ones of --config.
+        #[arg(long, conflicts_with = "config")]
+        model: Option<PathBuf>,
+        /// Time on these inputs (as `infer --inputs`; K from the file) instead of synthetic ones.
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// Write the last run's `pred_masks` (sample 0, f32) here, to compare with another runtime.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -194,8 +203,9 @@ fn main() -> ExitCode {
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
         }
-        Command::Bench { config, backend, prompts, runs, profile } => {
-            bench(config.as_deref(), backend, prompts, runs, profile).map(|()| Finished::All)
+        Command::Bench { config, backend, prompts, runs, profile, model, inputs, output } => {
+            let files = BenchFiles { model, inputs, output };
+            bench(config.as_deref(), backend, prompts, runs, profile, &files).map(|()| Finished::All)
         }
     };
     match result {
@@ -276,24 +286,7 @@ fn infer(model_args: &ModelArgs, inputs: &Path, output: &Path, forward: &Forward
     let source = SafetensorsSource::from_file(inputs).map_err(|e| format!("{}: {e}", inputs.display()))?;
     check_writable(output)?;
     let (model, device) = load_model(model_args)?;
-    let input = |name: &str| -> CliResult<Tensor<4>> {
-        let shape =
-            source.shape(name).ok_or_else(|| format!("{} has no tensor `{name}`", inputs.display()))?;
-        let dims: [usize; 4] = shape
-            .clone()
-            .try_into()
-            .map_err(|_| format!("`{name}` has shape {shape:?}; expected (K, 3, H, W)"))?;
-        let values = source.read_f32(name).map_err(|e| e.to_string())?;
-        match count_non_finite(&values) {
-            0 => {}
-            count => {
-                return Err(format!("{}: `{name}` holds {count} NaN or infinite value(s)", inputs.display()));
-            }
-        }
-        Ok(Tensor::from_data(TensorData::new(values, dims), &device))
-    };
-    let (pixel_values, prompt_pixel_values, prompt_masks) =
-        (input("pixel_values")?, input("prompt_pixel_values")?, input("prompt_masks")?);
+    let [pixel_values, prompt_pixel_values, prompt_masks] = read_inputs(&source, inputs, &device)?;
     let start = Instant::now();
     let pred = model
         .forward(pixel_values, prompt_pixel_values, prompt_masks, forward.options(), &mut progress_printer())
@@ -305,6 +298,26 @@ fn infer(model_args: &ModelArgs, inputs: &Path, output: &Path, forward: &Forward
     let mut out = HostTensors::new();
     out.insert("pred_masks".into(), (dims, values));
     write_atomically(output, &weights::write_safetensors(&out, StoreDType::F32)?)
+}
+
+/// `pixel_values`, `prompt_pixel_values` and `prompt_masks` of an inputs file (`path`), checked finite.
+fn read_inputs(source: &SafetensorsSource, path: &Path, device: &Device) -> CliResult<[Tensor<4>; 3]> {
+    let input = |name: &str| -> CliResult<Tensor<4>> {
+        let shape = source.shape(name).ok_or_else(|| format!("{} has no tensor `{name}`", path.display()))?;
+        let dims: [usize; 4] = shape
+            .clone()
+            .try_into()
+            .map_err(|_| format!("`{name}` has shape {shape:?}; expected (K, 3, H, W)"))?;
+        let values = source.read_f32(name).map_err(|e| e.to_string())?;
+        match count_non_finite(&values) {
+            0 => {}
+            count => {
+                return Err(format!("{}: `{name}` holds {count} NaN or infinite value(s)", path.display()));
+            }
+        }
+        Ok(Tensor::from_data(TensorData::new(values, dims), device))
+    };
+    Ok([input("pixel_values")?, input("prompt_pixel_values")?, input("prompt_masks")?])
 }
 
 /// Reads an input image file: a regular file of at most [`MAX_FILE_BYTES`], so that a named
@@ -443,36 +456,65 @@ fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> Cli
     Ok(())
 }
 
+/// Real weights, inputs and an output file for `bench`, instead of random ones and no output.
+struct BenchFiles {
+    model: Option<PathBuf>,
+    inputs: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
 fn bench(
     config: Option<&Path>,
     backend: Backend,
     prompts: usize,
     runs: usize,
     profile: bool,
+    files: &BenchFiles,
 ) -> CliResult<()> {
-    let config = match config {
-        Some(path) => weights::read_config(path).map_err(|e| e.to_string())?,
-        None => SegGptConfig::default(),
+    if let Some(output) = &files.output {
+        check_writable(output)?;
+    }
+    let (model, device) = match &files.model {
+        Some(path) => load_model(&ModelArgs { model: path.clone(), backend })?,
+        None => {
+            let config = match config {
+                Some(path) => weights::read_config(path).map_err(|e| e.to_string())?,
+                None => SegGptConfig::default(),
+            };
+            let device = device(backend);
+            let start = Instant::now();
+            let random = weights::RandomSource::new(&config, 0).map_err(|e| e.to_string())?;
+            let model =
+                SegGpt::load(&random, config, &device, MemoryBudget::DEFAULT).map_err(|e| e.to_string())?;
+            eprintln!("random weights loaded in {:.1} s", start.elapsed().as_secs_f64());
+            (model, device)
+        }
     };
-    let device = device(backend);
-    let start = Instant::now();
-    let random = weights::RandomSource::new(&config, 0).map_err(|e| e.to_string())?;
-    let model =
-        SegGpt::load(&random, config.clone(), &device, MemoryBudget::DEFAULT).map_err(|e| e.to_string())?;
-    eprintln!("random weights loaded in {:.1} s", start.elapsed().as_secs_f64());
+    let config = model.config().clone();
     let (h, w) = config.half_image_size();
-    let input = |seed: f32| {
+    let synthetic = |seed: f32| {
         let n = prompts * 3 * h * w;
         let values: Vec<f32> = (0..n).map(|i| ((i as f32 * 0.618 + seed).fract() - 0.5) * 4.0).collect();
         Tensor::<4>::from_data(TensorData::new(values, [prompts, 3, h, w]), &device)
     };
+    let given = match &files.inputs {
+        Some(path) => {
+            let source =
+                SafetensorsSource::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(read_inputs(&source, path, &device)?)
+        }
+        None => None,
+    };
+    let prompts = given.as_ref().map_or(prompts, |inputs| inputs[0].dims()[0]);
+    let input = || given.clone().unwrap_or_else(|| [synthetic(0.1), synthetic(0.2), synthetic(0.3)]);
     // What `segment` runs with the default (official) ensemble: sample 0 decoded alone.
     let samples = Samples::First;
     let flops = stage_flops(&config, prompts, samples);
     let mut times = Vec::new();
     let mut stage_times: Vec<[f64; 3]> = Vec::new();
+    let mut last_values = Vec::new();
     for run in 0..=runs {
-        let inputs = [input(0.1), input(0.2), input(0.3)];
+        let inputs = input();
         let start = Instant::now();
         let mut stages = [0.0f64; 3];
         let mut last = start;
@@ -504,6 +546,12 @@ fn bench(
             times.push(secs);
             stage_times.push(stages);
         }
+        last_values = values;
+    }
+    if let Some(output) = &files.output {
+        let mut out = HostTensors::new();
+        out.insert("pred_masks".into(), (vec![1, 3, 2 * h, w], last_values));
+        write_atomically(output, &weights::write_safetensors(&out, StoreDType::F32)?)?;
     }
     // `runs` is at least 1, so `times` is never empty.
     let mean = times.iter().sum::<f64>() / times.len() as f64;
