@@ -1,9 +1,9 @@
 //! The `q8` checkpoint layout (docs/MODEL.md §17): weight-only int8, symmetric per output channel.
 //!
-//! A q8 file is an ordinary safetensors file. Every matrix or convolution weight outside the
-//! embeddings (the `.weight` tensors of 2 or more dimensions not under `model.embeddings.`) is stored
-//! as `I8` under its own name and shape, with its scales beside it as `<name>.q8_scale`, `F32`, shape
-//! `[rows]` (`rows` = the first dimension, the output channel). A value is `q * scale[row]`; `q` lies
+//! A q8 file is an ordinary safetensors file. Every linear weight outside the embeddings and the
+//! decoder's last two layers (the 2-D `.weight` tensors not under `model.embeddings.` or
+//! `decoder.decoder_pred.`) is stored as `I8` under its own name and shape, with its scales beside it
+//! as `<name>.q8_scale`, `F32`, shape `[rows]` (`rows` = the first dimension, the output channel). A value is `q * scale[row]`; `q` lies
 //! in -127..=127 and `scale[row]` is the row's largest magnitude / 127. Everything else (norms,
 //! biases, embeddings, tokens, relative-position tables) is `F16`. Weights are widened to f32 when
 //! they are read, before upload: the file is a quarter of the f32 one, the model in memory is not.
@@ -19,7 +19,8 @@ pub const SCALE_SUFFIX: &str = ".q8_scale";
 /// The largest quantised magnitude: symmetric, so -128 is never used.
 const Q_MAX: f32 = 127.0;
 
-/// Whether `convert --dtype q8` stores this tensor as int8 (the rest is f16).
+/// Whether `convert --dtype q8` stores this tensor as int8 (the rest is f16). The decoder's 3 x 3 conv
+/// and head stay f16: the head writes pixels directly, and both are 74 KB in the released model.
 pub fn is_quantized(name: &str, shape: &[usize]) -> bool {
     let excluded = ["model.embeddings.", "decoder.decoder_pred."];
     shape.len() == 2 && name.ends_with(".weight") && !excluded.iter().any(|p| name.starts_with(p))
@@ -126,7 +127,9 @@ mod tests {
     #[test]
     fn which_tensors_are_quantized() {
         assert!(is_quantized("model.encoder.layers.0.mlp.lin1.weight", &[16, 8]));
-        assert!(is_quantized("decoder.decoder_pred.conv.weight", &[8, 8, 3, 3]));
+        assert!(is_quantized("decoder.decoder_embed.weight", &[64, 16]));
+        assert!(!is_quantized("decoder.decoder_pred.conv.weight", &[8, 8, 3, 3]));
+        assert!(!is_quantized("decoder.decoder_pred.head.weight", &[3, 8, 1, 1]));
         assert!(!is_quantized("model.encoder.layers.0.mlp.lin1.bias", &[16]));
         assert!(!is_quantized("model.encoder.layernorm.weight", &[8]));
         assert!(!is_quantized("model.embeddings.patch_embeddings.projection.weight", &[8, 3, 2, 2]));
