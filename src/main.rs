@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use cli::output;
 
+use seggpt::model::{Samples, Stage, stage_flops};
 use seggpt::pipeline::{InputError, MAX_FILE_BYTES, MAX_LABELS};
 use seggpt::weights::{self, HostTensors, SafetensorsSource, StoreDType, TensorSource};
 use seggpt::{EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig};
@@ -81,7 +82,8 @@ enum Command {
         output: PathBuf,
         #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
         dtype: DTypeArg,
-        /// With --dtype f16: clamp values beyond f16's range (65504) instead of refusing them.
+        /// With --dtype f16 or q8: clamp values stored as f16 beyond its range (65504) instead of
+        /// refusing them.
         #[arg(long)]
         clamp_f16: bool,
     },
@@ -98,6 +100,18 @@ enum Command {
         /// Timed runs after the warm-up (at least 1).
         #[arg(long, default_value_t = 3, value_parser = parse_runs)]
         runs: usize,
+        /// Also time each stage (embeddings, blocks, decoder), waiting for the device after each.
+        #[arg(long)]
+        profile: bool,
+        /// Time these weights (as `infer --model`) instead of random ones of --config.
+        #[arg(long, conflicts_with = "config")]
+        model: Option<PathBuf>,
+        /// Time on these inputs (as `infer --inputs`; K from the file) instead of synthetic ones.
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// Write the last run's `pred_masks` (sample 0, f32) here, to compare with another runtime.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Learn a prompt pair from training pairs, the model frozen (in-context tuning).
     Tune(cli::tune::TuneArgs),
@@ -113,6 +127,9 @@ enum Backend {
 enum DTypeArg {
     F32,
     F16,
+    /// Int8 weight matrices with per-row f32 scales, the rest f16: a quarter of f32's size
+    /// (docs/MODEL.md §17).
+    Q8,
 }
 
 impl ForwardArgs {
@@ -196,8 +213,9 @@ fn main() -> ExitCode {
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
         }
-        Command::Bench { config, backend, prompts, runs } => {
-            bench(config.as_deref(), backend, prompts, runs).map(|()| Finished::All)
+        Command::Bench { config, backend, prompts, runs, profile, model, inputs, output } => {
+            let files = BenchFiles { model, inputs, output };
+            bench(config.as_deref(), backend, prompts, runs, profile, &files).map(|()| Finished::All)
         }
     };
     match result {
@@ -286,24 +304,7 @@ fn infer(model_args: &ModelArgs, inputs: &Path, output: &Path, forward: &Forward
     let source = SafetensorsSource::from_file(inputs).map_err(|e| format!("{}: {e}", inputs.display()))?;
     check_writable(output)?;
     let (model, device) = load_model(model_args)?;
-    let input = |name: &str| -> CliResult<Tensor<4>> {
-        let shape =
-            source.shape(name).ok_or_else(|| format!("{} has no tensor `{name}`", inputs.display()))?;
-        let dims: [usize; 4] = shape
-            .clone()
-            .try_into()
-            .map_err(|_| format!("`{name}` has shape {shape:?}; expected (K, 3, H, W)"))?;
-        let values = source.read_f32(name).map_err(|e| e.to_string())?;
-        match count_non_finite(&values) {
-            0 => {}
-            count => {
-                return Err(format!("{}: `{name}` holds {count} NaN or infinite value(s)", inputs.display()));
-            }
-        }
-        Ok(Tensor::from_data(TensorData::new(values, dims), &device))
-    };
-    let (pixel_values, prompt_pixel_values, prompt_masks) =
-        (input("pixel_values")?, input("prompt_pixel_values")?, input("prompt_masks")?);
+    let [pixel_values, prompt_pixel_values, prompt_masks] = read_inputs(&source, inputs, &device)?;
     let start = Instant::now();
     let pred = model
         .forward(pixel_values, prompt_pixel_values, prompt_masks, forward.options(), &mut progress_printer())
@@ -315,6 +316,26 @@ fn infer(model_args: &ModelArgs, inputs: &Path, output: &Path, forward: &Forward
     let mut out = HostTensors::new();
     out.insert("pred_masks".into(), (dims, values));
     write_atomically(output, &weights::write_safetensors(&out, StoreDType::F32)?)
+}
+
+/// `pixel_values`, `prompt_pixel_values` and `prompt_masks` of an inputs file (`path`), checked finite.
+fn read_inputs(source: &SafetensorsSource, path: &Path, device: &Device) -> CliResult<[Tensor<4>; 3]> {
+    let input = |name: &str| -> CliResult<Tensor<4>> {
+        let shape = source.shape(name).ok_or_else(|| format!("{} has no tensor `{name}`", path.display()))?;
+        let dims: [usize; 4] = shape
+            .clone()
+            .try_into()
+            .map_err(|_| format!("`{name}` has shape {shape:?}; expected (K, 3, H, W)"))?;
+        let values = source.read_f32(name).map_err(|e| e.to_string())?;
+        match count_non_finite(&values) {
+            0 => {}
+            count => {
+                return Err(format!("{}: `{name}` holds {count} NaN or infinite value(s)", path.display()));
+            }
+        }
+        Ok(Tensor::from_data(TensorData::new(values, dims), device))
+    };
+    Ok([input("pixel_values")?, input("prompt_pixel_values")?, input("prompt_masks")?])
 }
 
 /// Reads an input image file: a regular file of at most [`MAX_FILE_BYTES`], so that a named
@@ -350,15 +371,23 @@ fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> Cli
     let dtype = match dtype {
         DTypeArg::F32 => StoreDType::F32,
         DTypeArg::F16 => StoreDType::F16,
+        DTypeArg::Q8 => StoreDType::Q8,
     };
-    if dtype == StoreDType::F16 && clamp_f16 {
-        for overflow in weights::f16_overflows(&tensors) {
+    if dtype != StoreDType::F32 && clamp_f16 {
+        // q8 stores its matrices as int8, which hold any finite value: only the f16 part is clamped.
+        let mut stored_f16: weights::HostTensors = tensors
+            .extract_if(.., |name, (shape, _)| {
+                dtype == StoreDType::F16 || !weights::q8::is_quantized(name, shape)
+            })
+            .collect();
+        for overflow in weights::f16_overflows(&stored_f16) {
             eprintln!("clamped to f16's range: {overflow}");
         }
-        weights::clamp_to_f16(&mut tensors);
+        weights::clamp_to_f16(&mut stored_f16);
+        tensors.append(&mut stored_f16);
     }
     let bytes = weights::write_safetensors(&tensors, dtype).map_err(|e| {
-        if dtype == StoreDType::F16 {
+        if dtype != StoreDType::F32 {
             format!("{e}; keep --dtype f32, or pass --clamp-f16 to clamp them")
         } else {
             e
@@ -374,47 +403,127 @@ fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> Cli
     Ok(())
 }
 
-fn bench(config: Option<&Path>, backend: Backend, prompts: usize, runs: usize) -> CliResult<()> {
-    let config = match config {
-        Some(path) => weights::read_config(path).map_err(|e| e.to_string())?,
-        None => SegGptConfig::default(),
+/// Real weights, inputs and an output file for `bench`, instead of random ones and no output.
+struct BenchFiles {
+    model: Option<PathBuf>,
+    inputs: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+fn bench(
+    config: Option<&Path>,
+    backend: Backend,
+    prompts: usize,
+    runs: usize,
+    profile: bool,
+    files: &BenchFiles,
+) -> CliResult<()> {
+    if let Some(output) = &files.output {
+        check_writable(output)?;
+    }
+    let (model, device) = match &files.model {
+        Some(path) => load_model(&ModelArgs { model: path.clone(), backend })?,
+        None => {
+            let config = match config {
+                Some(path) => weights::read_config(path).map_err(|e| e.to_string())?,
+                None => SegGptConfig::default(),
+            };
+            let device = device(backend);
+            let start = Instant::now();
+            let random = weights::RandomSource::new(&config, 0).map_err(|e| e.to_string())?;
+            let model =
+                SegGpt::load(&random, config, &device, MemoryBudget::DEFAULT).map_err(|e| e.to_string())?;
+            eprintln!("random weights loaded in {:.1} s", start.elapsed().as_secs_f64());
+            (model, device)
+        }
     };
-    let device = device(backend);
-    let start = Instant::now();
-    let random = weights::RandomSource::new(&config, 0).map_err(|e| e.to_string())?;
-    let model =
-        SegGpt::load(&random, config.clone(), &device, MemoryBudget::DEFAULT).map_err(|e| e.to_string())?;
-    eprintln!("random weights loaded in {:.1} s", start.elapsed().as_secs_f64());
+    let config = model.config().clone();
     let (h, w) = config.half_image_size();
-    let input = |seed: f32| {
+    let synthetic = |seed: f32| {
         let n = prompts * 3 * h * w;
         let values: Vec<f32> = (0..n).map(|i| ((i as f32 * 0.618 + seed).fract() - 0.5) * 4.0).collect();
         Tensor::<4>::from_data(TensorData::new(values, [prompts, 3, h, w]), &device)
     };
+    let given = match &files.inputs {
+        Some(path) => {
+            let source =
+                SafetensorsSource::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(read_inputs(&source, path, &device)?)
+        }
+        None => None,
+    };
+    let prompts = given.as_ref().map_or(prompts, |inputs| inputs[0].dims()[0]);
+    let input = || given.clone().unwrap_or_else(|| [synthetic(0.1), synthetic(0.2), synthetic(0.3)]);
+    // What `segment` runs with the default (official) ensemble: sample 0 decoded alone.
+    let samples = Samples::First;
+    let flops = stage_flops(&config, prompts, samples);
     let mut times = Vec::new();
+    let mut stage_times: Vec<[f64; 3]> = Vec::new();
+    let mut last_values = Vec::new();
     for run in 0..=runs {
+        let inputs = input();
         let start = Instant::now();
+        let mut stages = [0.0f64; 3];
+        let mut last = start;
+        let mut stage_done = |stage: Stage| {
+            if profile {
+                if let Err(e) = device.sync() {
+                    eprintln!("waiting for the device failed: {e:?}");
+                }
+                let now = Instant::now();
+                stages[stage as usize] = (now - last).as_secs_f64();
+                last = now;
+            }
+        };
         let pred = model
-            .forward(input(0.1), input(0.2), input(0.3), ForwardOptions::default(), &mut |_, _| {})
+            .forward_stages(inputs, ForwardOptions::default(), samples, &mut |_, _| {}, &mut stage_done)
             .map_err(|e| e.to_string())?;
         let values = pred.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
         let secs = start.elapsed().as_secs_f64();
         check_finite_output(&values)?;
         let label = if run == 0 { "warm-up".to_string() } else { format!("run {run}") };
-        eprintln!("{label}: {secs:.3} s (checksum {:.4})", values.iter().map(|v| *v as f64).sum::<f64>());
+        let checksum = values.iter().map(|v| *v as f64).sum::<f64>();
+        let per_stage: Vec<String> = Stage::ALL
+            .iter()
+            .filter(|_| profile)
+            .map(|s| format!(" {} {:.3} s", s.name(), stages[*s as usize]))
+            .collect();
+        eprintln!("{label}: {secs:.3} s{} (checksum {checksum:.4})", per_stage.concat());
         if run > 0 {
             times.push(secs);
+            stage_times.push(stages);
         }
+        last_values = values;
+    }
+    if let Some(output) = &files.output {
+        let mut out = HostTensors::new();
+        out.insert("pred_masks".into(), (vec![1, 3, 2 * h, w], last_values));
+        write_atomically(output, &weights::write_safetensors(&out, StoreDType::F32)?)?;
     }
     // `runs` is at least 1, so `times` is never empty.
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    println!(
-        "seggpt bench: backend={} prompts={prompts} runs={runs} mean={mean:.3}s min={min:.3}s",
-        match backend {
-            Backend::Cpu => "cpu(flex)",
-            Backend::Wgpu => "wgpu",
+    let total_flops: u64 = flops.iter().map(|(_, f)| f).sum();
+    let backend_name = match backend {
+        Backend::Cpu => "cpu(flex)",
+        Backend::Wgpu => "wgpu",
+    };
+    if profile {
+        for (stage, stage_flops) in flops {
+            let secs = stage_times.iter().map(|t| t[stage as usize]).sum::<f64>() / stage_times.len() as f64;
+            println!(
+                "stage {:<10} mean {secs:8.3} s  {:10.3} GFLOP  {:8.2} GFLOP/s",
+                stage.name(),
+                stage_flops as f64 / 1e9,
+                stage_flops as f64 / 1e9 / secs.max(1e-9)
+            );
         }
+    }
+    println!(
+        "seggpt bench: backend={backend_name} prompts={prompts} runs={runs} mean={mean:.3}s min={min:.3}s \
+         flops={:.3}GFLOP rate={:.2}GFLOP/s",
+        total_flops as f64 / 1e9,
+        total_flops as f64 / 1e9 / mean
     );
     Ok(())
 }

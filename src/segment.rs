@@ -223,20 +223,12 @@ impl<'m> Segmenter<'m> {
         let k = self.prompt_pixel_values.dims()[0];
         let query = prepare_image(&target.image, h as u32, w as u32)?;
         let query = stack(&vec![query; k], &self.device);
-        let pred = self.model.forward(
-            query,
-            self.prompt_pixel_values.clone(),
-            self.prompt_masks.clone(),
-            self.options,
-            progress,
-        )?;
-        let bottom = pred.narrow(2, h, h);
-        // Official and HF ensembles: sample 0, as the reference code returns (docs/MODEL.md §6,
-        // §8.1). Independent predictions: their mean, so that every prompt counts.
-        let query_half = match self.options.ensemble.unwrap_or(Ensemble::Official) {
-            Ensemble::None if k > 1 => bottom.mean_dim(0),
-            _ => bottom.narrow(0, 0, 1),
-        };
+        let (prompt_pixel_values, prompt_masks) =
+            (self.prompt_pixel_values.clone(), self.prompt_masks.clone());
+        let query_half = self
+            .model
+            .answer(query, prompt_pixel_values, prompt_masks, self.options, progress)?
+            .narrow(2, h, h);
         Ok(query_half.reshape([3, h, w]))
     }
 

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::SegGptConfig;
-use crate::model::{Ensemble, ForwardOptions, MemoryBudget, SegGpt, max_prompts};
+use crate::model::{ForwardOptions, MemoryBudget, SegGpt, max_prompts};
 use crate::pipeline::resize::{resize_bicubic, resize_nearest};
 use crate::pipeline::{
     ChwImage, InputError, MAX_LABELS, RgbImage, binary_mask, build_palette, class_map, denormalize,
@@ -213,21 +213,16 @@ impl<'m> Propagator<'m> {
             }
             Tensor::from_data(TensorData::new(values, [k, 3, h, w]), &self.device)
         };
-        let pred = self.model.forward(
-            upload(vec![&query; k]),
-            upload(self.prompt_images.iter().chain(&cached_images).collect()),
-            upload(self.prompt_masks.iter().chain(&cached_masks).collect()),
-            self.options.forward,
-            progress,
-        )?;
-        let bottom = pred.narrow(2, h, h);
-        // The same answer as `Segmenter::predict` (docs/MODEL.md §6): sample 0 for the official and
-        // transformers' ensembles (the official loop returns sample 0), the mean of the
-        // independent predictions for `none`.
-        let query_half = match self.options.forward.ensemble.unwrap_or(Ensemble::Official) {
-            Ensemble::None if k > 1 => bottom.mean_dim(0),
-            _ => bottom.narrow(0, 0, 1),
-        };
+        let query_half = self
+            .model
+            .answer(
+                upload(vec![&query; k]),
+                upload(self.prompt_images.iter().chain(&cached_images).collect()),
+                upload(self.prompt_masks.iter().chain(&cached_masks).collect()),
+                self.options.forward,
+                progress,
+            )?
+            .narrow(2, h, h);
         Ok(query_half.reshape([3, h, w]))
     }
 

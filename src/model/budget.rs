@@ -89,7 +89,10 @@ fn tokens(config: &SegGptConfig) -> usize {
 }
 
 /// The largest single tensor (bytes, f32) a forward pass with `k` prompts allocates under
-/// `budget`: what the device's `maxStorageBufferBindingSize` must hold.
+/// `budget`: what the device's `maxStorageBufferBindingSize` must hold. The same for
+/// [`SegGpt::forward`](crate::model::SegGpt::forward) and `forward_first`: both decode one sample
+/// at a time, so only the hidden states (and, past ~27 prompts, all K predictions) grow with K
+/// (docs/MODEL.md §17).
 pub fn largest_buffer_bytes(config: &SegGptConfig, k: usize, budget: MemoryBudget) -> u64 {
     let n = tokens(config) as u64;
     let (k, d) = (k.max(1) as u64, config.hidden_size as u64);
@@ -100,10 +103,12 @@ pub fn largest_buffer_bytes(config: &SegGptConfig, k: usize, budget: MemoryBudge
     let (d_in, _) = decoder_embed_size(config);
     let weight_piece = plan.decoder_embed.per_piece * nn::column_bytes(d_in);
     let (h, w) = config.image_size.hw();
+    let pixels = (h * w) as u64;
     [
-        (config.decoder_hidden_size * h * w * 4) as u64, // one sample's full-resolution decoder map
-        2 * k * n * d * 4,                               // the hidden states of both streams
-        k * n * features * d * 4,                        // the concatenated features the decoder reads
+        config.decoder_hidden_size as u64 * pixels * 4, // one sample's full-resolution decoder map
+        2 * k * n * d * 4, // the hidden states of both streams (each kept feature is half of it)
+        n * features * d * 4, // one sample's concatenated features, the decoder's input
+        k * config.num_channels as u64 * pixels * 4, // all K predictions (`forward` only)
         block_piece as u64,
         score_group as u64,
         weight_piece as u64,
@@ -154,15 +159,17 @@ mod tests {
     fn released_model_buffers_per_prompt_count() {
         let config = SegGptConfig::default();
         let budget = MemoryBudget::DEFAULT;
-        // 1568 tokens: features (K, N, 4 * 1024) f32 = 24.5 MiB per prompt, hidden states of both
-        // streams 12.25 MiB per prompt; every split piece stays within 64 MiB.
-        // One decoder map (64 x 896 x 448 f32) is 98 MiB.
+        // 1568 tokens: the hidden states of both streams are 12.25 MiB per prompt; one decoder map
+        // (64 x 896 x 448 f32) is 98 MiB; every split piece stays within 64 MiB.
         assert_eq!(largest_buffer_bytes(&config, 1, budget), 64 * 896 * 448 * 4);
-        assert_eq!(largest_buffer_bytes(&config, 5, budget), 5 * 1568 * 4096 * 4);
-        // WebGPU's default 128 MiB binding: 5 prompts; a 1 GiB binding: 41 (the K-dependent
-        // terms grow by 24.5 MiB each).
-        assert_eq!(max_prompts(&config, 128 * MIB, budget), 5);
-        assert_eq!(max_prompts(&config, 1024 * MIB, budget), 41);
+        assert_eq!(largest_buffer_bytes(&config, 8, budget), 64 * 896 * 448 * 4);
+        assert_eq!(largest_buffer_bytes(&config, 9, budget), 2 * 9 * 1568 * 1024 * 4);
+        // WebGPU's default 128 MiB binding: 10 prompts (122.5 MiB of hidden states; 11 need
+        // 134.75 MiB), enough for 8 previous video frames plus the user's prompt. It was 5 while
+        // the features of all K samples were one (K, N, 4096) buffer (24.5 MiB per prompt).
+        assert_eq!(max_prompts(&config, 128 * MIB, budget), 10);
+        assert_eq!(largest_buffer_bytes(&config, 11, budget), 2 * 11 * 1568 * 1024 * 4);
+        assert_eq!(max_prompts(&config, 512 * MIB, budget), 41);
         // Below the decoder map nothing fits.
         assert_eq!(max_prompts(&config, 97 * MIB, budget), 0);
         // A budget larger than the binding makes the pieces themselves too large.

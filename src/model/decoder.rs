@@ -57,12 +57,15 @@ impl<S: Store> Decoder<S> {
 }
 
 impl Decoder {
-    /// `features`: `(K, Hp, Wp, F*D)` -> `(K, 3, H, W)`. Samples are decoded one at a time to
-    /// bound the size of the full-resolution intermediates (98 MiB each for the released model).
-    pub fn forward(&self, features: Tensor<4>) -> Tensor<4> {
-        let k = features.dims()[0];
-        let outs: Vec<_> = (0..k).map(|i| self.forward_one(features.clone().narrow(0, i, 1))).collect();
-        if outs.len() == 1 { outs.into_iter().next().unwrap() } else { Tensor::cat(outs, 0) }
+    /// `features`: the F intermediate features, each `(K, Hp, Wp, D)` -> `(K, 3, H, W)`. Samples
+    /// are decoded one at a time, their features concatenated on channels only then, to bound the
+    /// size of the full-resolution intermediates (98 MiB each for the released model) and of the
+    /// decoder's input (24.5 MiB per sample) whatever K (docs/MODEL.md §17).
+    pub fn forward(&self, features: &[Tensor<4>]) -> Tensor<4> {
+        let k = features.first().map_or(0, |f| f.dims()[0]);
+        let sample = |i: usize| Tensor::cat(features.iter().map(|f| f.clone().narrow(0, i, 1)).collect(), 3);
+        let mut outs: Vec<_> = (0..k).map(|i| self.forward_one(sample(i))).collect();
+        if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(outs, 0) }
     }
 
     fn forward_one(&self, features: Tensor<4>) -> Tensor<4> {

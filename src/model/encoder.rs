@@ -4,6 +4,7 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
+use crate::model::Samples;
 use crate::model::budget::MemoryBudget;
 use crate::model::layer::{Layer, Merge};
 use crate::model::load::{Loader, Store};
@@ -110,15 +111,18 @@ impl<S: Store> Encoder<S> {
 }
 
 impl Encoder {
-    /// `h`: `(2K, Hp, Wp, D)` embeddings -> decoder input `(K, Hp, Wp, F*D)`, the normed
-    /// intermediate features concatenated on channels in index order.
+    /// `h`: `(2K, Hp, Wp, D)` embeddings -> the decoder's input: the normed intermediate features
+    /// in index order, each `(K, Hp, Wp, D)` (or `(1, Hp, Wp, D)`, sample 0's, for
+    /// [`Samples::First`]). They stay separate tensors: concatenated on channels they would be one
+    /// buffer of 4 x 6.1 MiB per prompt for the released model (docs/MODEL.md §17).
     pub fn forward(
         &self,
         mut h: Tensor<4>,
         ensemble: Ensemble,
         budget: MemoryBudget,
+        samples: Samples,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Tensor<4> {
+    ) -> Vec<Tensor<4>> {
         let k = h.dims()[0] / 2;
         let mut features = Vec::with_capacity(self.feature_indices.len());
         for (i, layer) in self.layers.iter().enumerate() {
@@ -129,11 +133,15 @@ impl Encoder {
                 h = (image + mask).mul_scalar(0.5);
             }
             if self.feature_indices.contains(&i) {
-                features.push(self.layernorm.forward(h.clone()));
+                let kept = match samples {
+                    Samples::All => h.clone(),
+                    Samples::First => h.clone().narrow(0, 0, 1),
+                };
+                features.push(self.layernorm.forward(kept));
             }
             progress(i + 1, self.layers.len());
         }
-        Tensor::cat(features, 3)
+        features
     }
 }
 

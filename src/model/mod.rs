@@ -4,6 +4,7 @@
 
 mod attention;
 mod budget;
+mod cost;
 mod decoder;
 mod embeddings;
 mod encoder;
@@ -14,6 +15,7 @@ mod nn;
 use burn::tensor::{Device, Tensor};
 
 pub use budget::{MemoryBudget, Split, SplitPlan, largest_buffer_bytes, max_prompts};
+pub use cost::{Stage, block_flops, stage_flops};
 pub use embeddings::EmbeddingType;
 pub use encoder::Ensemble;
 
@@ -70,6 +72,15 @@ fn load_components<S: Store>(
     Ok(Components { embeddings, encoder, decoder })
 }
 
+/// Which samples of the batch a forward pass decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Samples {
+    /// All K (the `pred_masks` of `transformers`).
+    All,
+    /// Sample 0 only.
+    First,
+}
+
 /// Inputs whose shapes do not fit the model.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -114,6 +125,58 @@ impl SegGpt {
         options: ForwardOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Tensor<4>, ShapeError> {
+        let inputs = [pixel_values, prompt_pixel_values, prompt_masks];
+        self.forward_stages(inputs, options, Samples::All, progress, &mut |_| {})
+    }
+
+    /// [`Self::forward`]'s sample 0 alone, `(1, 3, H, W)`: what the official and `transformers`
+    /// ensembles return (docs/MODEL.md §6, §17). The encoder still runs all K prompts (the merges
+    /// need them), but only sample 0's features are kept and decoded, so the decoder's work and the
+    /// features' memory do not grow with K.
+    pub fn forward_first(
+        &self,
+        pixel_values: Tensor<4>,
+        prompt_pixel_values: Tensor<4>,
+        prompt_masks: Tensor<4>,
+        options: ForwardOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor<4>, ShapeError> {
+        let inputs = [pixel_values, prompt_pixel_values, prompt_masks];
+        self.forward_stages(inputs, options, Samples::First, progress, &mut |_| {})
+    }
+
+    /// The one prediction `(1, 3, H, W)` that the K prompts give together: sample 0 for the
+    /// official and `transformers` ensembles, as the reference code returns it (docs/MODEL.md §6,
+    /// §8.1), decoded alone ([`Self::forward_first`]); for independent predictions (`none`) the
+    /// mean of the K, so that every prompt counts. Images and video frames both take this answer.
+    pub fn answer(
+        &self,
+        pixel_values: Tensor<4>,
+        prompt_pixel_values: Tensor<4>,
+        prompt_masks: Tensor<4>,
+        options: ForwardOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor<4>, ShapeError> {
+        let k = pixel_values.dims()[0];
+        match options.ensemble.unwrap_or(Ensemble::Official) {
+            Ensemble::None if k > 1 => Ok(self
+                .forward(pixel_values, prompt_pixel_values, prompt_masks, options, progress)?
+                .mean_dim(0)),
+            _ => self.forward_first(pixel_values, prompt_pixel_values, prompt_masks, options, progress),
+        }
+    }
+
+    /// The forward pass decoding `samples`, with `stage_done` called after each [`Stage`] has been
+    /// queued (a profiler waits for the device there, see `seggpt bench --profile`).
+    /// `[pixel_values, prompt_pixel_values, prompt_masks]` as for [`Self::forward`].
+    pub fn forward_stages(
+        &self,
+        [pixel_values, prompt_pixel_values, prompt_masks]: [Tensor<4>; 3],
+        options: ForwardOptions,
+        samples: Samples,
+        progress: &mut dyn FnMut(usize, usize),
+        stage_done: &mut dyn FnMut(Stage),
+    ) -> Result<Tensor<4>, ShapeError> {
         let (h, w) = self.config.half_image_size();
         let expected = [pixel_values.dims()[0], self.config.num_channels, h, w];
         for (name, t) in [
@@ -138,7 +201,11 @@ impl SegGpt {
         }
         let h =
             self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
-        let features = self.encoder.forward(h, ensemble, options.budget, progress);
-        Ok(self.decoder.forward(features))
+        stage_done(Stage::Embeddings);
+        let features = self.encoder.forward(h, ensemble, options.budget, samples, progress);
+        stage_done(Stage::Blocks);
+        let pred = self.decoder.forward(&features);
+        stage_done(Stage::Decoder);
+        Ok(pred)
     }
 }

@@ -15,7 +15,7 @@ use super::storage::{self, Writer};
 use super::{js_text, now_s};
 use crate::SegGptConfig;
 use crate::model_fetch::{FetchError, Validators};
-use crate::weights::{LoadError, SafetensorsHeader, TensorSource, bytes_to_f32};
+use crate::weights::{LoadError, SafetensorsHeader, TensorSource};
 
 /// A safetensors file behind a JS `Blob` (an OPFS file, a picked file or downloaded chunks).
 pub struct BlobSource {
@@ -58,16 +58,25 @@ impl TensorSource for BlobSource {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
         let entry = self.header.entry(name)?;
         let what = format!("tensor `{name}`");
-        let part = self
-            .blob
-            .slice_with_f64_and_f64(entry.range.start as f64, entry.range.end as f64)
-            .map_err(|e| read_error(&what, &e))?;
-        let buffer = self.reader.read_as_array_buffer(&part).map_err(|e| read_error(&what, &e))?;
-        match entry.dtype.as_str() {
+        let read = |range: &std::ops::Range<u64>| {
+            let part = self
+                .blob
+                .slice_with_f64_and_f64(range.start as f64, range.end as f64)
+                .map_err(|e| read_error(&what, &e))?;
+            self.reader.read_as_array_buffer(&part).map_err(|e| read_error(&what, &e))
+        };
+        let buffer = read(&entry.range)?;
+        if entry.dtype == "F32" {
             // Straight from the JS buffer into f32s (little-endian, like every WebGPU platform).
-            "F32" => Ok(Float32Array::new(&buffer).to_vec()),
-            dtype => bytes_to_f32(name, dtype, &Uint8Array::new(&buffer).to_vec()),
+            return Ok(Float32Array::new(&buffer).to_vec());
         }
+        // An int8 tensor of a q8 file is widened here with its scales, before upload.
+        let scales = entry
+            .scale
+            .as_ref()
+            .map(|range| read(range).map(|b| Uint8Array::new(&b).to_vec()))
+            .transpose()?;
+        entry.decode(name, &Uint8Array::new(&buffer).to_vec(), scales.as_deref())
     }
 }
 

@@ -9,6 +9,7 @@ mod files;
 mod names;
 #[cfg(not(target_arch = "wasm32"))]
 mod pth;
+pub mod q8;
 mod random;
 mod safetensors;
 
@@ -64,8 +65,13 @@ pub enum LoadError {
     NonFinite { name: String, count: usize, total: usize },
     #[error("tensor `{name}` has shape {found:?}, the config needs {expected:?}")]
     Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
-    #[error("tensor `{name}` has dtype {dtype}; only F32, F16 and BF16 are supported")]
+    #[error(
+        "tensor `{name}` has dtype {dtype}; only F32, F16, BF16 and I8 (q8 files, with scales) are supported"
+    )]
     DType { name: String, dtype: String },
+    /// A q8 file whose int8 tensors and scales do not pair up (docs/MODEL.md §17).
+    #[error("q8 checkpoint: tensor `{name}` {reason}")]
+    Q8 { name: String, reason: String },
 }
 
 /// A checkpoint whose tensors can be read one at a time, under HF names.

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use safetensors::tensor::{Dtype, Metadata, TensorView};
 
-use super::{HostTensors, LoadError, TensorSource, bytes_to_f32, check_layout, names::hf_name_for_official};
+use super::{
+    HostTensors, LoadError, TensorSource, bytes_to_f32, check_layout, names::hf_name_for_official, q8,
+};
 use crate::SegGptConfig;
 
 /// Where one tensor lies in a safetensors file.
@@ -15,6 +17,19 @@ pub struct TensorEntry {
     pub shape: Vec<usize>,
     /// Byte range in the whole file.
     pub range: std::ops::Range<u64>,
+    /// For an `I8` tensor of a q8 file: the byte range of its per-row f32 scales
+    /// (docs/MODEL.md §17).
+    pub scale: Option<std::ops::Range<u64>>,
+}
+
+impl TensorEntry {
+    /// The tensor's values from its bytes and, for an int8 tensor, its scales' bytes.
+    pub fn decode(&self, name: &str, data: &[u8], scales: Option<&[u8]>) -> Result<Vec<f32>, LoadError> {
+        match scales {
+            Some(scales) => q8::dequantize(name, &self.shape, data, scales),
+            None => bytes_to_f32(name, &self.dtype, data),
+        }
+    }
 }
 
 /// Largest header accepted (the safetensors crate's own limit): a bigger length field means the
@@ -67,6 +82,7 @@ impl SafetensorsHeader {
                 dtype: format!("{:?}", info.dtype),
                 shape: info.shape.clone(),
                 range: need + start as u64..need + end as u64,
+                scale: None,
             };
             if entries.insert(name.clone(), entry).is_some() {
                 return Err(LoadError::NotSafetensors(format!(
@@ -74,6 +90,7 @@ impl SafetensorsHeader {
                 )));
             }
         }
+        q8::attach_scales(&mut entries)?;
         Ok(Self { entries, file_len: need + metadata.data_len() as u64 })
     }
 
@@ -109,7 +126,8 @@ impl SafetensorsHeader {
     /// Checks names, shapes and dtypes against what `config` needs, before any data is read.
     pub fn check_against(&self, config: &SegGptConfig) -> Result<(), LoadError> {
         check_layout(self.names(), |name| self.shape(name), config)?;
-        match self.entries.iter().find(|(_, e)| !matches!(e.dtype.as_str(), "F32" | "F16" | "BF16")) {
+        // `I8` entries have their scales: `parse` refuses them otherwise.
+        match self.entries.iter().find(|(_, e)| !matches!(e.dtype.as_str(), "F32" | "F16" | "BF16" | "I8")) {
             Some((name, entry)) => Err(LoadError::DType { name: name.clone(), dtype: entry.dtype.clone() }),
             None => Ok(()),
         }
@@ -180,19 +198,29 @@ impl TensorSource for SafetensorsSource {
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
         let entry = self.header.entry(name)?;
-        // Ranges lie inside the data: the file's length was checked against the header.
-        let range = entry.range.start as usize..entry.range.end as usize;
+        let data = self.bytes(&entry.range)?;
+        let scales = entry.scale.as_ref().map(|range| self.bytes(range)).transpose()?;
+        entry.decode(name, &data, scales.as_deref())
+    }
+}
+
+impl SafetensorsSource {
+    /// The bytes of `range`, which lies inside the data: the file's length was checked against the
+    /// header.
+    fn bytes(&self, range: &std::ops::Range<u64>) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> {
         match &self.data {
-            Data::Memory(bytes) => bytes_to_f32(name, &entry.dtype, &bytes[range]),
+            Data::Memory(bytes) => {
+                Ok(std::borrow::Cow::Borrowed(&bytes[range.start as usize..range.end as usize]))
+            }
             #[cfg(not(target_arch = "wasm32"))]
             Data::File { file, path } => {
                 use std::io::{Read, Seek, SeekFrom};
                 let io = |source| LoadError::Io { path: path.clone(), source };
                 let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                file.seek(SeekFrom::Start(entry.range.start)).map_err(io)?;
-                let mut bytes = vec![0u8; range.len()];
+                file.seek(SeekFrom::Start(range.start)).map_err(io)?;
+                let mut bytes = vec![0u8; (range.end - range.start) as usize];
                 file.read_exact(&mut bytes).map_err(io)?;
-                bytes_to_f32(name, &entry.dtype, &bytes)
+                Ok(std::borrow::Cow::Owned(bytes))
             }
         }
     }
@@ -203,6 +231,8 @@ impl TensorSource for SafetensorsSource {
 pub enum StoreDType {
     F32,
     F16,
+    /// Int8 matrices with per-row f32 scales, the rest f16 (docs/MODEL.md §17, [`q8`]).
+    Q8,
 }
 
 /// A tensor holding values that f16 would store as infinity (beyond its largest, 65504).
@@ -252,45 +282,69 @@ pub fn clamp_to_f16(tensors: &mut HostTensors) {
     }
 }
 
-/// Serializes host tensors (HF names) to safetensors bytes in `dtype`. F16 refuses values it
-/// cannot hold rather than store them as infinity (see [`clamp_to_f16`]).
+/// Serializes host tensors (HF names) to safetensors bytes in `dtype`. F16 (and the f16 part of
+/// Q8) refuses values it cannot hold rather than store them as infinity (see [`clamp_to_f16`]).
 pub fn write_safetensors(tensors: &HostTensors, dtype: StoreDType) -> Result<Vec<u8>, String> {
-    if dtype == StoreDType::F16 {
-        let overflows = f16_overflows(tensors);
-        if !overflows.is_empty() {
-            let listed: Vec<String> = overflows.iter().map(ToString::to_string).collect();
-            return Err(format!(
-                "{} tensor(s) hold values f16 cannot store (they would become infinity): {}",
-                overflows.len(),
-                listed.join("; ")
-            ));
+    let stored_f16: HostTensors = match dtype {
+        StoreDType::F32 => HostTensors::new(),
+        StoreDType::F16 => tensors.clone(),
+        StoreDType::Q8 => tensors
+            .iter()
+            .filter(|(name, (shape, _))| !q8::is_quantized(name, shape))
+            .map(|(name, t)| (name.clone(), t.clone()))
+            .collect(),
+    };
+    let overflows = f16_overflows(&stored_f16);
+    if !overflows.is_empty() {
+        let listed: Vec<String> = overflows.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "{} tensor(s) hold values f16 cannot store (they would become infinity): {}",
+            overflows.len(),
+            listed.join("; ")
+        ));
+    }
+    let f16_bytes =
+        |values: &[f32]| values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, (shape, values)) in tensors {
+        match dtype {
+            StoreDType::F32 => buffers.push((
+                name.clone(),
+                Dtype::F32,
+                shape.clone(),
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )),
+            StoreDType::Q8 if q8::is_quantized(name, shape) => {
+                let (q, scales) = q8::quantize(shape, values);
+                buffers.push((name.clone(), Dtype::I8, shape.clone(), q.iter().map(|&v| v as u8).collect()));
+                buffers.push((
+                    format!("{name}{}", q8::SCALE_SUFFIX),
+                    Dtype::F32,
+                    vec![scales.len()],
+                    scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ));
+            }
+            StoreDType::F16 | StoreDType::Q8 => {
+                buffers.push((name.clone(), Dtype::F16, shape.clone(), f16_bytes(values)))
+            }
         }
     }
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(name, (shape, values))| {
-            let bytes = match dtype {
-                StoreDType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                StoreDType::F16 => {
-                    values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
-                }
-            };
-            (name.clone(), shape.clone(), bytes)
-        })
-        .collect();
-    let st_dtype = match dtype {
-        StoreDType::F32 => Dtype::F32,
-        StoreDType::F16 => Dtype::F16,
-    };
     let views = buffers
         .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(st_dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{e:?}"))?;
-    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
-    safetensors::tensor::serialize(views, metadata).map_err(|e| format!("{e:?}"))
+    let mut metadata: std::collections::HashMap<String, String> =
+        [("format".to_string(), "pt".to_string())].into_iter().collect();
+    if dtype == StoreDType::Q8 {
+        metadata.insert(
+            "seggpt_layout".into(),
+            format!("q8: I8 weights, per-row F32 scales in <name>{}", q8::SCALE_SUFFIX),
+        );
+    }
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| format!("{e:?}"))
 }
 
 #[cfg(test)]
