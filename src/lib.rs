@@ -6,6 +6,7 @@
 //! the CLI and the browser alike; `web` (wasm32 only) is the browser app's page and worker.
 
 pub mod archive;
+pub mod clip;
 pub mod config;
 pub mod fnv;
 pub mod model;
