@@ -660,9 +660,9 @@ impl VideoPanel {
     }
 
     fn stop_playback(&mut self) {
-        if let Some(playback) = self.playback.take() {
+        if let Some(mut playback) = self.playback.take() {
             self.play.set_text_content(Some("Play"));
-            if let Some(recording) = playback.recorder {
+            if let Some(recording) = playback.recorder.take() {
                 // The recorder's `stop` event hands the video over; its listeners live until then.
                 let _ = recording.recorder.stop();
                 self.recording = Some(recording);
