@@ -14,6 +14,7 @@ pub mod model_fetch;
 pub mod paint;
 pub mod pipeline;
 pub mod segment;
+pub mod video;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;

@@ -19,24 +19,32 @@
 //! - [`palette`]: HF's `build_palette` / `mask_to_rgb` (docs/MODEL.md §3.7).
 //! - [`postprocess`]: HF's `post_process_semantic_segmentation`
 //!   (docs/MODEL.md §8.1, §8.3).
+//! - [`overlay`], [`propagation`], [`davis`]: the official overlay, the masks a video keeps for
+//!   its next frames, and class maps in the DAVIS annotation format (docs/MODEL.md §13).
 //! - [`image_io`]: decoding like PIL's `Image.open(f).convert("RGB")` (docs/MODEL.md §3.6). JPEG
 //!   is the one input that is not bit-exact: `zune-jpeg` is not libjpeg-turbo (IDCT and chroma
 //!   upsampling differ; a few levels at some pixels).
 //!
 //! Every fallible step returns an [`InputError`] that says what is wrong and what to do.
 
+pub mod davis;
 pub mod image_io;
+pub mod overlay;
 pub mod palette;
 pub mod postprocess;
 pub mod preprocess;
+pub mod propagation;
 pub mod resize;
 
+pub use davis::{davis_palette, encode_palette_png};
 pub use image_io::{
     ClassMap, RgbImage, check_image, decode_class_map, decode_rgb, encode_gray_png, encode_rgb_png,
 };
+pub use overlay::{OFFICIAL_OPACITY, overlay};
 pub use palette::{build_palette, mask_to_rgb};
 pub use postprocess::{class_map, denormalize, mean_intensity, to_rgb_u8, upsample};
 pub use preprocess::{ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb};
+pub use propagation::{BINARY_THRESHOLD, binary_mask, mask_colours, snap_to_colours};
 
 /// ImageNet channel means (R, G, B) applied after scaling to [0, 1] (docs/MODEL.md §3).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
