@@ -437,6 +437,10 @@ impl VideoPanel {
         if self.run.is_some() {
             return Err("a propagation is running: stop it first".into());
         }
+        if self.show_decoding {
+            // One decode at a time on the clip's `<video>`.
+            return Err("the frame is still being decoded: press Propagate again in a moment".into());
+        }
         let from = self.shown.as_ref().map(|(i, _)| *i).unwrap_or(0);
         let step = self
             .step

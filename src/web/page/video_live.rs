@@ -133,6 +133,9 @@ impl LivePanel {
 
     /// The camera's current frame as a picture (to become a prompt).
     pub async fn capture(video: HtmlVideoElement) -> Result<ImageBitmap, JsValue> {
+        if video.video_width() == 0 || video.video_height() == 0 {
+            return Err("the camera gives no picture yet; try again in a moment".into());
+        }
         let canvas: HtmlCanvasElement = element("canvas", "")?;
         canvas.set_width(video.video_width());
         canvas.set_height(video.video_height());
@@ -148,7 +151,11 @@ impl LivePanel {
     pub fn begin(&mut self, session: u32, worker: Option<&WorkerLink>) -> Result<(), JsValue> {
         self.running = Some(Running { session, in_flight: None, next: 0, rate: FrameRate::new() });
         self.status.set_text_content(Some("segmenting live ..."));
-        self.send_frame(worker)
+        let sent = self.send_frame(worker);
+        if sent.is_err() {
+            self.running = None;
+        }
+        sent
     }
 
     /// Takes the camera's newest frame and sends it.

@@ -25,6 +25,8 @@ use crate::web::protocol::FrameInput;
 
 /// How many presented frames the opening playback measures.
 const MEASURED_FRAMES: usize = 8;
+/// How long a video may take to load its first frame (a blocked or stalled load sends no event).
+const LOAD_TIMEOUT_MS: i32 = 30_000;
 /// How long to wait for the browser to present a frame (a seek on a slow machine takes a while).
 const PRESENT_TIMEOUT_MS: i32 = 5_000;
 
@@ -257,21 +259,25 @@ fn with_timeout(promise: Promise, ms: i32) -> Promise {
     Promise::race(&js_sys::Array::of2(&promise, &timeout))
 }
 
-/// Resolves at the first `ok` event of `target`, fails at its first `fail` event (with the media
-/// error's message, if any).
+/// Resolves at the first `ok` event of `target`; fails at its first `fail` event (with the media
+/// error's message, if any) or when neither comes in time.
 async fn wait_event(target: &HtmlVideoElement, ok: &'static str, fail: &'static str) -> Result<(), String> {
     let mut listeners = Vec::new();
     let promise = Promise::new(&mut |resolve: Function, reject: Function| {
         let media = target.clone();
         listeners.push(Listener::new(target, ok, move |_| {
-            let _ = resolve.call0(&JsValue::NULL);
+            let _ = resolve.call1(&JsValue::NULL, &JsValue::TRUE);
         }));
         listeners.push(Listener::new(target, fail, move |_| {
             let why = media.error().map(|e| e.message()).filter(|m| !m.is_empty());
             let _ = reject.call1(&JsValue::NULL, &why.unwrap_or_else(|| "unsupported format".into()).into());
         }));
     });
-    let result = JsFuture::from(promise).await.map(|_| ()).map_err(|e| js_text(&e));
+    let result = match JsFuture::from(with_timeout(promise, LOAD_TIMEOUT_MS)).await {
+        Ok(loaded) if loaded.is_truthy() => Ok(()),
+        Ok(_) => Err(format!("it did not load within {} s", LOAD_TIMEOUT_MS / 1000)),
+        Err(why) => Err(js_text(&why)),
+    };
     drop(listeners);
     result
 }
