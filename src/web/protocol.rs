@@ -128,14 +128,7 @@ pub enum ToPage {
     /// (then the run goes on with the next target), else the run is over.
     Error { message: String, index: Option<usize> },
     /// Frame `index` of video `session` is segmented; its pixels are in the [`ResultBuffers`] fields.
-    VideoResult {
-        session: u32,
-        index: usize,
-        seconds: f64,
-        width: u32,
-        height: u32,
-        colours: Vec<[u8; 3]>,
-    },
+    VideoResult { session: u32, index: usize, seconds: f64, width: u32, height: u32, colours: Vec<[u8; 3]> },
     /// Video `session` cannot go on (a bad prompt, too many previous frames, a frame that is not an
     /// image); the worker has ended it.
     VideoFailed { session: u32, message: String },
@@ -350,8 +343,9 @@ impl FrameInput {
         if let Some(file) = frame.dyn_ref::<File>() {
             return Ok(FrameInput::File(file.clone()));
         }
-        let rgba: ArrayBuffer =
-            get(&frame, "rgba").dyn_into().map_err(|_| "the frame is neither a file nor pixels".to_string())?;
+        let rgba: ArrayBuffer = get(&frame, "rgba")
+            .dyn_into()
+            .map_err(|_| "the frame is neither a file nor pixels".to_string())?;
         let size = |field: &str| {
             get(&frame, field)
                 .as_f64()
@@ -359,6 +353,10 @@ impl FrameInput {
                 .map(|v| v as u32)
                 .ok_or_else(|| format!("the frame has no {field}"))
         };
-        Ok(FrameInput::Pixels { rgba: Uint8Array::new(&rgba).to_vec(), width: size("width")?, height: size("height")? })
+        Ok(FrameInput::Pixels {
+            rgba: Uint8Array::new(&rgba).to_vec(),
+            width: size("width")?,
+            height: size("height")?,
+        })
     }
 }

@@ -11,8 +11,8 @@ use web_sys::{Blob, DedicatedWorkerGlobalScope, File, FileReaderSync, MessageEve
 
 use super::load::{self, BlobSource, Progress};
 use super::protocol::{
-    self, FrameInput, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers, RunOptions, SegmentFiles,
-    ToPage, ToWorker, VideoSettings,
+    self, FrameInput, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers, RunOptions,
+    SegmentFiles, ToPage, ToWorker, VideoSettings,
 };
 use super::storage::{self, Cached};
 use super::{js_text, now_s};
@@ -661,7 +661,8 @@ async fn segment_one(
 /// (docs/MODEL.md §13), until `VideoEnd` or another message (which is handled next, in order).
 async fn video_session(session: u32, settings: &VideoSettings, data: &JsValue) -> Result<(), String> {
     let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
-    let files = SegmentFiles::from_js(data).map_err(|why| format!("the page sent unreadable prompts: {why}"))?;
+    let files =
+        SegmentFiles::from_js(data).map_err(|why| format!("the page sent unreadable prompts: {why}"))?;
     if files.prompts.is_empty() {
         return Err("add a prompt: a frame (or any image) and its mask".into());
     }
@@ -704,7 +705,9 @@ async fn video_session(session: u32, settings: &VideoSettings, data: &JsValue) -
             ToWorker::VideoFrame { session: of, index } if of == session => {
                 let start = now_s();
                 let frame = frame_image(&data).map_err(|why| format!("frame {}: {why}", index + 1))?;
-                let pred = propagator.predict(&frame, &mut |_, _| {}).map_err(|e| format!("frame {}: {e}", index + 1))?;
+                let pred = propagator
+                    .predict(&frame, &mut |_, _| {})
+                    .map_err(|e| format!("frame {}: {e}", index + 1))?;
                 let values = match pred.into_data_async().await {
                     Ok(data) => data.try_into_vec_as::<f32>().map_err(|_| {
                         "the GPU returned the result in an unexpected number format".to_string()
@@ -714,7 +717,8 @@ async fn video_session(session: u32, settings: &VideoSettings, data: &JsValue) -
                         return Ok(());
                     }
                 };
-                let result = propagator.finish(values, &frame).map_err(|e| format!("frame {}: {e}", index + 1))?;
+                let result =
+                    propagator.finish(values, &frame).map_err(|e| format!("frame {}: {e}", index + 1))?;
                 let buffers = ResultBuffers {
                     mask_png: result.mask_png().map_err(|e| e.to_string())?,
                     mask_rgb: result.mask.as_raw().to_vec(),

@@ -10,14 +10,14 @@ use js_sys::Array;
 use wasm_bindgen::{Clamped, JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{
-    Blob, BlobEvent, CanvasRenderingContext2d, Element, File, HtmlCanvasElement, HtmlElement, HtmlInputElement,
-    HtmlOptionElement, HtmlProgressElement, HtmlSelectElement, ImageBitmap, ImageData, MediaRecorder,
-    MediaRecorderOptions,
+    Blob, BlobEvent, CanvasRenderingContext2d, Element, File, HtmlCanvasElement, HtmlElement,
+    HtmlInputElement, HtmlOptionElement, HtmlProgressElement, HtmlSelectElement, ImageBitmap, ImageData,
+    MediaRecorder, MediaRecorderOptions,
 };
 
 use super::dom::{
-    Listener, blob, canvas_png, context, css_rgb, element, files, find, save, set_disabled, set_hidden,
-    stem, window,
+    Listener, blob, canvas_png, context, css_rgb, element, files, find, save, set_disabled, set_hidden, stem,
+    window,
 };
 use super::video_source::{Decoded, Source};
 use super::worker_link::WorkerLink;
@@ -32,16 +32,27 @@ use crate::web::protocol::{self, FrameInput, ResultBuffers, ToWorker};
 pub enum VideoMsg {
     Picked,
     Dropped(Vec<File>),
-    Opened { generation: u32, source: Result<Source, String> },
+    Opened {
+        generation: u32,
+        source: Result<Source, String>,
+    },
     Scrub,
-    Decoded { generation: u32, purpose: Purpose, index: usize, frame: Result<Decoded, String> },
+    Decoded {
+        generation: u32,
+        purpose: Purpose,
+        index: usize,
+        frame: Result<Decoded, String>,
+    },
     /// "Use this frame as the prompt": handled by the app, which owns the prompts.
     UseFrame,
     Stop,
     Play,
     Tick,
     Opacity,
-    Toggle { colour: usize, shown: bool },
+    Toggle {
+        colour: usize,
+        shown: bool,
+    },
     DownloadMasks,
     DownloadFrames,
     DownloadOverlay,
@@ -237,10 +248,8 @@ impl VideoPanel {
             .trim()
             .parse::<usize>()
             .map_err(|_| "the number of previous frames must be a whole number, 0 or more".to_string())?;
-        let rule = Propagate::ALL
-            .into_iter()
-            .find(|p| p.name() == self.propagate.value())
-            .unwrap_or_default();
+        let rule =
+            Propagate::ALL.into_iter().find(|p| p.name() == self.propagate.value()).unwrap_or_default();
         Ok((k, rule))
     }
 
@@ -253,7 +262,11 @@ impl VideoPanel {
         let png = canvas_png(&canvas).await?;
         let options = web_sys::FilePropertyBag::new();
         options.set_type("image/png");
-        File::new_with_u8_array_sequence_and_options(&Array::of1(&js_sys::Uint8Array::from(png.as_slice())), &name, &options)
+        File::new_with_u8_array_sequence_and_options(
+            &Array::of1(&js_sys::Uint8Array::from(png.as_slice())),
+            &name,
+            &options,
+        )
     }
 
     /// The shown frame's picture and a file name for it (`clip-00007.png`).
@@ -280,7 +293,10 @@ impl VideoPanel {
             "previous frames the model sees beside the prompts (the CLI's --num-frames)".to_string()
         } else {
             let fits = max_prompts.saturating_sub(prompts.max(1));
-            format!("your GPU's buffer limit fits up to {fits} previous frames beside {} prompt(s)", prompts.max(1))
+            format!(
+                "your GPU's buffer limit fits up to {fits} previous frames beside {} prompt(s)",
+                prompts.max(1)
+            )
         };
         self.previous_hint.set_text_content(Some(&hint));
     }
@@ -353,7 +369,8 @@ impl VideoPanel {
                     *hidden = !shown;
                 }
                 for frame in self.frames.values_mut() {
-                    frame.mask = mask_canvas(&frame.rgb, &frame.labels, frame.width, frame.height, &self.hidden)?;
+                    frame.mask =
+                        mask_canvas(&frame.rgb, &frame.labels, frame.width, frame.height, &self.hidden)?;
                 }
                 if let Some((index, _)) = &self.shown {
                     self.draw(*index)?;
@@ -389,7 +406,8 @@ impl VideoPanel {
                 self.recording = None;
                 let video = recorded.map_err(|why| JsValue::from_str(&format!("recording failed: {why}")))?;
                 let name = self.source.as_ref().map(|s| stem(&s.name()).to_string()).unwrap_or_default();
-                self.status.set_text_content(Some(&format!("overlay video: {} KB", (video.size() / 1024.0).ceil())));
+                self.status
+                    .set_text_content(Some(&format!("overlay video: {} KB", (video.size() / 1024.0).ceil())));
                 save(&video, &format!("{name}.overlay.webm"))?;
             }
             VideoMsg::PreviousFramesEdited => {}
@@ -639,8 +657,10 @@ impl VideoPanel {
         // Real time: the clip's rate, divided by the step between segmented frames.
         let interval = (1000.0 * step as f64 / source.frames_per_second()).round().max(1.0) as i32;
         let tick = Closure::<dyn FnMut()>::new(|| dispatch(Msg::Video(VideoMsg::Tick)));
-        let timer = window()
-            .set_interval_with_callback_and_timeout_and_arguments_0(tick.as_ref().unchecked_ref(), interval)?;
+        let timer = window().set_interval_with_callback_and_timeout_and_arguments_0(
+            tick.as_ref().unchecked_ref(),
+            interval,
+        )?;
         self.play.set_text_content(Some("Pause"));
         self.playback = Some(Playback { order, position: 0, timer, _tick: tick, recorder });
         self.tick()
@@ -741,9 +761,7 @@ async fn frames_zip(source: &Source, indices: &[usize]) -> Result<(), String> {
     let mut entries = Vec::new();
     for &index in indices {
         let png = match source.frame(index).await?.input {
-            FrameInput::File(file) => {
-                super::dom::blob_bytes(&file).await.map_err(|e| js_text(&e))?
-            }
+            FrameInput::File(file) => super::dom::blob_bytes(&file).await.map_err(|e| js_text(&e))?,
             FrameInput::Pixels { rgba, width, height } => {
                 let rgb = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
                 let image = RgbImage::new(width, height, rgb).map_err(|e| e.to_string())?;

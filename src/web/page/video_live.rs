@@ -276,7 +276,8 @@ async fn camera() -> Result<MediaStream, String> {
     match JsFuture::from(promise).await {
         Ok(stream) => Ok(stream.unchecked_into()),
         Err(err) => {
-            let name = Reflect::get(&err, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
+            let name =
+                Reflect::get(&err, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
             Err(match name.as_str() {
                 "NotAllowedError" | "SecurityError" => "The camera is blocked for this page: allow it in the \
                     browser's site settings (the camera icon in the address bar), then press Start camera again."

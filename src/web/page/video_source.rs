@@ -73,7 +73,9 @@ impl Source {
     pub fn stem(&self, index: usize) -> String {
         match self {
             Source::Clip(_) => frame_stem(index),
-            Source::Images(files) => files.get(index).map(|f| stem(&f.name()).to_string()).unwrap_or_default(),
+            Source::Images(files) => {
+                files.get(index).map(|f| stem(&f.name()).to_string()).unwrap_or_default()
+            }
         }
     }
 
@@ -220,8 +222,12 @@ impl Clip {
         }
         let (w, h) = (self.width, self.height);
         self.context.draw_image_with_html_video_element(&self.video, 0.0, 0.0).map_err(|e| js_text(&e))?;
-        let rgba =
-            self.context.get_image_data(0.0, 0.0, f64::from(w), f64::from(h)).map_err(|e| js_text(&e))?.data().0;
+        let rgba = self
+            .context
+            .get_image_data(0.0, 0.0, f64::from(w), f64::from(h))
+            .map_err(|e| js_text(&e))?
+            .data()
+            .0;
         let bitmap = canvas_bitmap(&self.canvas).await?;
         Ok(Decoded { bitmap, input: FrameInput::Pixels { rgba, width: w, height: h } })
     }
