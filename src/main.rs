@@ -3,6 +3,7 @@
 mod cli {
     pub mod interrupt;
     pub mod output;
+    pub mod video;
 }
 
 use std::io::{IsTerminal, Read, Write};
@@ -81,6 +82,7 @@ enum Command {
         #[command(flatten)]
         forward: ForwardArgs,
     },
+    Video(cli::video::VideoArgs),
     /// Rewrite any accepted checkpoint as HF-named safetensors.
     Convert {
         #[arg(long)]
@@ -162,6 +164,7 @@ fn parse_bench_prompts(text: &str) -> Result<usize, String> {
 enum Finished {
     All,
     Interrupted { written: usize, total: usize },
+    InterruptedFrames { written: usize, total: usize },
 }
 
 fn main() -> ExitCode {
@@ -171,6 +174,7 @@ fn main() -> ExitCode {
             matches!(model.backend, Backend::Wgpu)
         }
         Command::Bench { backend, .. } => matches!(backend, Backend::Wgpu),
+        Command::Video(args) => matches!(args.model.backend, Backend::Wgpu),
         Command::Convert { .. } => false,
     };
     if uses_wgpu {
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
         Command::Segment { model, prompt, target, out_dir, num_labels, forward } => {
             segment(&model, &prompt, &target, &out_dir, num_labels, &forward)
         }
+        Command::Video(args) => cli::video::run(&args),
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
         }
@@ -194,6 +199,10 @@ fn main() -> ExitCode {
         Ok(Finished::All) => ExitCode::SUCCESS,
         Ok(Finished::Interrupted { written, total }) => {
             eprintln!("interrupted: {written} of {total} targets written");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Ok(Finished::InterruptedFrames { written, total }) => {
+            eprintln!("interrupted: {written} of {total} frames written");
             ExitCode::from(EXIT_INTERRUPTED)
         }
         Err(message) => {
