@@ -121,6 +121,7 @@ pub struct VideoPanel {
     previous_frames: HtmlInputElement,
     previous_hint: Element,
     propagate: HtmlSelectElement,
+    from: HtmlInputElement,
     step: HtmlInputElement,
     run_button: Element,
     stop: Element,
@@ -206,6 +207,7 @@ impl VideoPanel {
             previous_frames,
             previous_hint: find(doc, "video-previous-hint")?,
             propagate,
+            from: find(doc, "video-from")?,
             step: find(doc, "video-step")?,
             run_button,
             stop,
@@ -269,10 +271,12 @@ impl VideoPanel {
         )
     }
 
-    /// The shown frame's picture and a file name for it (`clip-00007.png`).
-    pub fn shown_frame(&self) -> Option<(ImageBitmap, String)> {
+    /// The shown frame's picture and a file name for it (`clip-00007.png`); a propagation will
+    /// start from it (the frame that shows the objects is where following them starts).
+    pub fn use_shown_frame(&self) -> Option<(ImageBitmap, String)> {
         let source = self.source.as_ref()?;
         let (index, bitmap) = self.shown.as_ref()?;
+        self.from.set_value(&(index + 1).to_string());
         Some((bitmap.clone(), format!("{}-{}.png", stem(&source.name()), source.stem(*index))))
     }
 
@@ -313,6 +317,7 @@ impl VideoPanel {
                 self.info.set_text_content(Some(&source.describe()));
                 self.scrub.set_max(&(source.count().saturating_sub(1)).to_string());
                 self.scrub.set_value("0");
+                self.from.set_value("1");
                 self.source = Some(source);
                 self.show(0);
             }
@@ -449,7 +454,7 @@ impl VideoPanel {
         });
     }
 
-    /// The frames a propagation would segment: from the shown frame on, every n-th.
+    /// The frames a propagation would segment: from the chosen frame on, every n-th.
     pub fn plan(&self) -> Result<Vec<usize>, String> {
         let source = self.source.as_ref().ok_or("open a clip first: a video file or its frames")?;
         if self.run.is_some() {
@@ -459,7 +464,14 @@ impl VideoPanel {
             // One decode at a time on the clip's `<video>`.
             return Err("the frame is still being decoded: press Propagate again in a moment".into());
         }
-        let from = self.shown.as_ref().map(|(i, _)| *i).unwrap_or(0);
+        let from = self
+            .from
+            .value()
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|f| (1..=source.count()).contains(f))
+            .ok_or(format!("start from a frame between 1 and {}", source.count()))?;
         let step = self
             .step
             .value()
@@ -468,11 +480,7 @@ impl VideoPanel {
             .ok()
             .filter(|s| *s >= 1)
             .ok_or("segment every n-th frame: n must be a whole number, 1 or more")?;
-        let plan = planned_frames(source.count(), from, step);
-        if plan.is_empty() {
-            return Err("there are no frames from this one on".into());
-        }
-        Ok(plan)
+        Ok(planned_frames(source.count(), from - 1, step))
     }
 
     /// Starts a propagation of `plan` as `session` (the app has sent `VideoStart` with the prompts).

@@ -21,7 +21,8 @@ impl App {
     pub(super) fn video_msg(&mut self, msg: VideoMsg) -> Result<(), JsValue> {
         let result = match msg {
             VideoMsg::UseFrame => {
-                let (bitmap, name) = self.video.shown_frame().ok_or("open a clip and show a frame first")?;
+                let (bitmap, name) =
+                    self.video.use_shown_frame().ok_or("open a clip and show a frame first")?;
                 spawn_local(async move {
                     let file = VideoPanel::frame_file(bitmap, name).await.map_err(|e| js_text(&e));
                     dispatch(Msg::FrameForPrompt(file));

@@ -167,6 +167,11 @@ impl Clip {
             }
         }
         video.pause().map_err(|e| js_text(&e))?;
+        // The playback's first report may be a later frame (the first one was on screen before it
+        // started): back at 0, the browser presents the first frame, whose time starts the timeline.
+        let first = presented_frame(&video);
+        video.set_current_time(0.0);
+        times.extend(first.await);
         let timeline = Timeline::from_presented(&times)
             .ok_or_else(|| cannot("it showed fewer than two frames when played"))?;
         let count = timeline.frame_count(video.duration());
