@@ -57,7 +57,6 @@ pub enum VideoMsg {
     DownloadFrames,
     DownloadOverlay,
     Recorded(Result<Blob, String>),
-    PreviousFramesEdited,
 }
 
 /// Why a frame was decoded.
@@ -188,7 +187,6 @@ impl VideoPanel {
             })?,
             Listener::new(&scrub, "input", move |_| send(VideoMsg::Scrub))?,
             Listener::new(&use_frame, "click", move |_| send(VideoMsg::UseFrame))?,
-            Listener::new(&previous_frames, "input", move |_| send(VideoMsg::PreviousFramesEdited))?,
             Listener::new(&run_button, "click", |_| dispatch(Msg::Propagate))?,
             Listener::new(&stop, "click", move |_| send(VideoMsg::Stop))?,
             Listener::new(&play, "click", move |_| send(VideoMsg::Play))?,
@@ -415,7 +413,6 @@ impl VideoPanel {
                     .set_text_content(Some(&format!("overlay video: {} KB", (video.size() / 1024.0).ceil())));
                 save(&video, &format!("{name}.overlay.webm"))?;
             }
-            VideoMsg::PreviousFramesEdited => {}
         }
         Ok(())
     }

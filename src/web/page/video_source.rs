@@ -25,6 +25,8 @@ use crate::web::protocol::FrameInput;
 
 /// How many presented frames the opening playback measures.
 const MEASURED_FRAMES: usize = 8;
+/// How long after pausing a frame the playback had under way may still be reported.
+const SETTLE_MS: i32 = 250;
 /// How long a video may take to load its first frame (a blocked or stalled load sends no event).
 const LOAD_TIMEOUT_MS: i32 = 30_000;
 /// How long to wait for the browser to present a frame (a seek on a slow machine takes a while).
@@ -161,7 +163,7 @@ impl Clip {
             let _ = JsFuture::from(playing).await;
         }
         while times.len() < MEASURED_FRAMES && !video.ended() {
-            match presented_frame(&video).await {
+            match wait_presented(presented_frame(&video)).await {
                 Some(time) => times.push(time),
                 None => break,
             }
@@ -169,9 +171,11 @@ impl Clip {
         video.pause().map_err(|e| js_text(&e))?;
         // The playback's first report may be a later frame (the first one was on screen before it
         // started): back at 0, the browser presents the first frame, whose time starts the timeline.
+        // A frame the playback had under way may still be reported after the pause: let it pass.
+        sleep(SETTLE_MS).await;
         let first = presented_frame(&video);
         video.set_current_time(0.0);
-        times.extend(first.await);
+        times.extend(wait_presented(first).await);
         let timeline = Timeline::from_presented(&times)
             .ok_or_else(|| cannot("it showed fewer than two frames when played"))?;
         let count = timeline.frame_count(video.duration());
@@ -211,7 +215,7 @@ impl Clip {
         if shown != Some(index) {
             let presented = presented_frame(&self.video);
             self.video.set_current_time(self.timeline.seek_time(index));
-            let time = presented.await.ok_or_else(|| {
+            let time = wait_presented(presented).await.ok_or_else(|| {
                 format!("frame {}: the browser presented no frame after seeking to it", index + 1)
             })?;
             self.presented.set(Some(time));
@@ -244,10 +248,10 @@ pub async fn canvas_bitmap(canvas: &HtmlCanvasElement) -> Result<ImageBitmap, St
     Ok(JsFuture::from(promise).await.map_err(|e| js_text(&e))?.unchecked_into())
 }
 
-/// The media time of the next frame `video` presents, or `None` when none comes in time.
+/// Asks for the media time of the next frame `video` presents, from now on (before a seek).
 /// (`requestVideoFrameCallback` is called through `Reflect`: web-sys has it only as an unstable API.)
-async fn presented_frame(video: &HtmlVideoElement) -> Option<f64> {
-    let promise = Promise::new(&mut |resolve: Function, _| {
+fn presented_frame(video: &HtmlVideoElement) -> Promise {
+    Promise::new(&mut |resolve: Function, _| {
         let on_frame = Closure::once_into_js(move |_now: JsValue, metadata: JsValue| {
             let time = Reflect::get(&metadata, &"mediaTime".into()).unwrap_or(JsValue::NULL);
             let _ = resolve.call1(&JsValue::NULL, &time);
@@ -258,8 +262,19 @@ async fn presented_frame(video: &HtmlVideoElement) -> Option<f64> {
         if let Some(request) = request {
             let _ = request.call1(video, &on_frame);
         }
+    })
+}
+
+/// The media time [`presented_frame`] asked for, or `None` when no frame comes in time.
+async fn wait_presented(presented: Promise) -> Option<f64> {
+    JsFuture::from(with_timeout(presented, PRESENT_TIMEOUT_MS)).await.ok()?.as_f64()
+}
+
+async fn sleep(ms: i32) {
+    let done = Promise::new(&mut |resolve: Function, _| {
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
     });
-    JsFuture::from(with_timeout(promise, PRESENT_TIMEOUT_MS)).await.ok()?.as_f64()
+    let _ = JsFuture::from(done).await;
 }
 
 /// `promise`, or `null` after `ms` milliseconds.
