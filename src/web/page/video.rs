@@ -718,7 +718,7 @@ impl VideoPanel {
             options.set_type("video/webm");
             let video = Blob::new_with_blob_sequence_and_options(&chunks, &options).map_err(|e| js_text(&e));
             for track in stream.get_tracks() {
-                let _ = track.unchecked_into::<web_sys::MediaStreamTrack>().stop();
+                track.unchecked_into::<web_sys::MediaStreamTrack>().stop();
             }
             dispatch(Msg::Video(VideoMsg::Recorded(video)));
         })?;
