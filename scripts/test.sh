@@ -46,4 +46,5 @@ trunk build --release --features test-hooks
 node tests/browser/e2e.mjs      # the user journeys, every mask compared with the CLI's
 node tests/browser/worker.mjs   # model storage: revalidation, offline, damaged copies, message order
 node tests/browser/ux.mjs       # accessibility (axe-core), offline through the service worker, screenshots
+node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`
 echo "== all tests passed"

@@ -7,6 +7,7 @@
 //! (wasm32 only) is the browser app's page and worker.
 
 pub mod archive;
+pub mod clip;
 pub mod config;
 pub mod export;
 pub mod eval;

@@ -12,6 +12,9 @@
 //! | `Result`                 | `mask_png`    | [`ResultBuffers`]: the mask PNG, byte for byte what `seggpt segment` writes |
 //! | `Result`                 | `mask_rgb`    | [`ResultBuffers`]: the same mask as raw RGB, `width * height * 3` bytes |
 //! | `Result`                 | `labels`      | [`ResultBuffers`]: per pixel 0 (background) or 1 + the index in `colours` of its nearest colour |
+//! | `VideoStart`             | `prompts`     | [`SegmentFiles`] (no targets): the prompts of a propagation or of the Live mode |
+//! | `VideoFrame`             | `frame`       | [`FrameInput`]: an image file, or a decoded frame `{ rgba: ArrayBuffer, width, height }` |
+//! | `VideoResult`            | as `Result`   | [`ResultBuffers`]: the frame's mask PNG (what `seggpt video` writes), RGB and labels |
 //!
 //! The worker's buffers are transferred, not copied (they are detached on the worker side).
 
@@ -20,6 +23,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::File;
 
+use crate::video::Propagate;
 use crate::{EmbeddingType, Ensemble};
 
 /// Where the model comes from.
@@ -46,6 +50,16 @@ pub struct RunOptions {
     pub num_classes: Option<u32>,
 }
 
+/// Options of a propagation or of the Live mode.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VideoSettings {
+    pub run: RunOptions,
+    /// The number of previous frames (and their predicted masks) each frame is prompted with, after
+    /// the user's prompts: the CLI's `--num-frames`.
+    pub previous_frames: usize,
+    pub propagate: Propagate,
+}
+
 /// Page -> worker. Handled strictly one after the other, in the order they are posted.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -61,6 +75,16 @@ pub enum ToWorker {
     /// Segments every target of the `prompts` / `targets` fields ([`SegmentFiles`]) with every
     /// prompt: one [`ToPage::Running`] then one [`ToPage::Result`] or [`ToPage::Error`] per target.
     Segment { options: RunOptions },
+    /// Starts a propagation (the Video panel) or the Live mode: the prompts of the `prompts` field
+    /// ([`SegmentFiles`]) and, per frame, `settings.previous_frames` previous frames and their
+    /// predicted masks (docs/MODEL.md §13). The frames follow as [`ToWorker::VideoFrame`]s of the same
+    /// `session`, each answered with one [`ToPage::VideoResult`]; the session ends with
+    /// [`ToWorker::VideoEnd`] or any other message. A failure ends it with [`ToPage::VideoFailed`].
+    VideoStart { session: u32, settings: VideoSettings },
+    /// The next frame of `session` (in the `frame` field, [`FrameInput`]); `index` names it in the answer.
+    VideoFrame { session: u32, index: usize },
+    /// The end of `session`: the worker frees its cached frames.
+    VideoEnd { session: u32 },
     /// Removes every cached model from browser storage. Posted during a download, it runs once the
     /// download is over (messages are handled in order), so it never meets an open file.
     ClearCache,
@@ -103,6 +127,11 @@ pub enum ToPage {
     /// A run's error (bad input, too many prompts...); `index` names the target if it concerns one
     /// (then the run goes on with the next target), else the run is over.
     Error { message: String, index: Option<usize> },
+    /// Frame `index` of video `session` is segmented; its pixels are in the [`ResultBuffers`] fields.
+    VideoResult { session: u32, index: usize, seconds: f64, width: u32, height: u32, colours: Vec<[u8; 3]> },
+    /// Video `session` cannot go on (a bad prompt, too many previous frames, a frame that is not an
+    /// image); the worker has ended it.
+    VideoFailed { session: u32, message: String },
     /// The model could not be loaded (bad URL, network, wrong or corrupt weights, small GPU).
     LoadFailed { message: String },
     /// The cache was cleared.
@@ -281,5 +310,54 @@ impl ResultBuffers {
             Ok(Uint8Array::new(&buffer).to_vec())
         };
         Ok(Self { mask_png: read("mask_png")?, mask_rgb: read("mask_rgb")?, labels: read("labels")? })
+    }
+}
+
+/// One frame of a video session: an image file (a frame picked as a file, decoded by the worker as
+/// the CLI decodes it), or a frame the page decoded from a video, as RGBA.
+pub enum FrameInput {
+    File(File),
+    Pixels { rgba: Vec<u8>, width: u32, height: u32 },
+}
+
+impl FrameInput {
+    /// Adds the `frame` field to `envelope`; returns the transfer list (the decoded pixels).
+    pub fn to_js(&self, envelope: &Object) -> Array {
+        let transfer = Array::new();
+        match self {
+            FrameInput::File(file) => set(envelope, "frame", file),
+            FrameInput::Pixels { rgba, width, height } => {
+                let pixels = Object::new();
+                let buffer = Uint8Array::from(rgba.as_slice()).buffer();
+                set(&pixels, "rgba", &buffer);
+                set(&pixels, "width", &(*width).into());
+                set(&pixels, "height", &(*height).into());
+                set(envelope, "frame", &pixels);
+                transfer.push(&buffer);
+            }
+        }
+        transfer
+    }
+
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        let frame = get(data, "frame");
+        if let Some(file) = frame.dyn_ref::<File>() {
+            return Ok(FrameInput::File(file.clone()));
+        }
+        let rgba: ArrayBuffer = get(&frame, "rgba")
+            .dyn_into()
+            .map_err(|_| "the frame is neither a file nor pixels".to_string())?;
+        let size = |field: &str| {
+            get(&frame, field)
+                .as_f64()
+                .filter(|v| v.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(v))
+                .map(|v| v as u32)
+                .ok_or_else(|| format!("the frame has no {field}"))
+        };
+        Ok(FrameInput::Pixels {
+            rgba: Uint8Array::new(&rgba).to_vec(),
+            width: size("width")?,
+            height: size("height")?,
+        })
     }
 }

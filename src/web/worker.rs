@@ -11,8 +11,8 @@ use web_sys::{Blob, DedicatedWorkerGlobalScope, File, FileReaderSync, MessageEve
 
 use super::load::{self, BlobSource, Progress};
 use super::protocol::{
-    self, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers, RunOptions, SegmentFiles, ToPage,
-    ToWorker,
+    self, FrameInput, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers, RunOptions,
+    SegmentFiles, ToPage, ToWorker, VideoSettings,
 };
 use super::storage::{self, Cached};
 use super::{js_text, now_s};
@@ -20,6 +20,7 @@ use crate::model_fetch::{self, FetchError, Freshness, ModelUrls, OFFLINE_NOTE, m
 use crate::paint::{inferred_num_classes, mask_colours, nearest_colour_labels};
 use crate::pipeline::{ClassMap, InputError, RgbImage, decode_class_map, decode_rgb};
 use crate::segment::{Prompt, PromptMask, Segmenter, Target};
+use crate::video::{Propagator, VideoOptions, max_cached_frames};
 use crate::weights::LoadError;
 use crate::{ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts};
 
@@ -89,6 +90,8 @@ struct Queue {
 
 thread_local! {
     static QUEUE: RefCell<Queue> = RefCell::default();
+    /// Resolves the promise a video session waits on for its next message ([`next_queued`]).
+    static WAKE: RefCell<Option<Function>> = const { RefCell::new(None) };
 }
 
 /// Queues a message; starts the one task that handles messages, one after the other, unless it
@@ -100,6 +103,9 @@ fn enqueue(data: JsValue) {
         q.waiting.push_back(data);
         !std::mem::replace(&mut q.busy, true)
     });
+    if let Some(wake) = WAKE.with(|w| w.borrow_mut().take()) {
+        let _ = wake.call0(&JsValue::NULL);
+    }
     if start {
         spawn_local(async {
             while let Some(data) = QUEUE.with(|q| {
@@ -112,6 +118,24 @@ fn enqueue(data: JsValue) {
             }
         });
     }
+}
+
+/// The next message, for a video session, which handles its frames inside the one task that
+/// handles messages (so they stay in order with everything else); waits for one if none is queued.
+async fn next_queued() -> JsValue {
+    loop {
+        if let Some(data) = QUEUE.with(|q| q.borrow_mut().waiting.pop_front()) {
+            return data;
+        }
+        let arrived = Promise::new(&mut |resolve, _| WAKE.with(|w| *w.borrow_mut() = Some(resolve)));
+        let _ = JsFuture::from(arrived).await;
+    }
+}
+
+/// Puts back a message a video session took but does not handle (it ended the session): it is
+/// handled next, in its place.
+fn requeue_first(data: JsValue) {
+    QUEUE.with(|q| q.borrow_mut().waiting.push_front(data));
 }
 
 /// The text for a panic: GPU out-of-memory and device loss get a plain explanation.
@@ -194,6 +218,13 @@ async fn handle(data: JsValue) {
                 error(message, None);
             }
         }
+        ToWorker::VideoStart { session, settings } => {
+            if let Err(message) = video_session(session, &settings, &data).await {
+                post(&ToPage::VideoFailed { session, message });
+            }
+        }
+        // Frames of a session that has ended (it failed, or another message ended it): dropped.
+        ToWorker::VideoFrame { .. } | ToWorker::VideoEnd { .. } => {}
         #[cfg(feature = "test-hooks")]
         ToWorker::DebugPanic => PANIC_IN_NEXT_RUN.with(|flag| flag.set(true)),
         ToWorker::ClearCache => match storage::clear().await {
@@ -623,4 +654,104 @@ async fn segment_one(
     let result = segmenter.finish(values, &target, num_labels).map_err(|e| input(&e))?;
     let png = result.mask_png().map_err(|e| input(&e))?;
     Ok((png, result.mask))
+}
+
+/// A propagation or the Live mode: prepares the prompts, then segments the session's frames as they
+/// come, each prompted by the user's prompts and the previous frames with their predicted masks
+/// (docs/MODEL.md §13), until `VideoEnd` or another message (which is handled next, in order).
+async fn video_session(session: u32, settings: &VideoSettings, data: &JsValue) -> Result<(), String> {
+    let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
+    let files =
+        SegmentFiles::from_js(data).map_err(|why| format!("the page sent unreadable prompts: {why}"))?;
+    if files.prompts.is_empty() {
+        return Err("add a prompt: a frame (or any image) and its mask".into());
+    }
+    let fits = max_cached_frames(
+        loaded.model.config(),
+        files.prompts.len(),
+        loaded.gpu.max_binding,
+        MemoryBudget::DEFAULT,
+    );
+    if settings.previous_frames > fits {
+        return Err(format!(
+            "your GPU's buffer limit fits at most {fits} previous frames beside {} prompt(s); this run \
+             asks for {}: choose fewer",
+            files.prompts.len(),
+            settings.previous_frames
+        ));
+    }
+    let forward = ForwardOptions {
+        ensemble: Some(settings.run.ensemble),
+        embedding_type: settings.run.embedding,
+        budget: MemoryBudget::DEFAULT,
+    };
+    let (prompts, num_classes) = prompts(&files.prompts, &settings.run)?;
+    let colours = mask_colours(&prompts);
+    let options = VideoOptions {
+        num_frames: settings.previous_frames,
+        propagate: settings.propagate,
+        forward,
+        num_labels: num_classes,
+    };
+    let mut propagator =
+        Propagator::new(&loaded.model, &loaded.gpu.device, &prompts, options).map_err(|e| e.to_string())?;
+    loop {
+        let data = next_queued().await;
+        let Ok(msg) = protocol::message::<ToWorker>(&data) else {
+            requeue_first(data);
+            return Ok(());
+        };
+        match msg {
+            ToWorker::VideoFrame { session: of, index } if of == session => {
+                let start = now_s();
+                let frame = frame_image(&data).map_err(|why| format!("frame {}: {why}", index + 1))?;
+                let pred = propagator
+                    .predict(&frame, &mut |_, _| {})
+                    .map_err(|e| format!("frame {}: {e}", index + 1))?;
+                let values = match pred.into_data_async().await {
+                    Ok(data) => data.try_into_vec_as::<f32>().map_err(|_| {
+                        "the GPU returned the result in an unexpected number format".to_string()
+                    })?,
+                    Err(e) => {
+                        post(&ToPage::Fatal { message: fatal_message(&format!("device lost: {e}")) });
+                        return Ok(());
+                    }
+                };
+                let result =
+                    propagator.finish(values, &frame).map_err(|e| format!("frame {}: {e}", index + 1))?;
+                let buffers = ResultBuffers {
+                    mask_png: result.mask_png().map_err(|e| e.to_string())?,
+                    mask_rgb: result.mask.as_raw().to_vec(),
+                    labels: nearest_colour_labels(result.mask.as_raw(), &colours),
+                };
+                let msg = ToPage::VideoResult {
+                    session,
+                    index,
+                    seconds: now_s() - start,
+                    width: result.mask.width(),
+                    height: result.mask.height(),
+                    colours: colours.clone(),
+                };
+                post_with(&msg, |envelope| buffers.to_js(envelope));
+            }
+            ToWorker::VideoEnd { session: of } if of == session => return Ok(()),
+            // An older session's frame or end: nothing left to do for it.
+            ToWorker::VideoFrame { .. } | ToWorker::VideoEnd { .. } => {}
+            _ => {
+                requeue_first(data);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A session's frame as RGB: a file decoded as the CLI decodes it, or the page's decoded pixels.
+fn frame_image(data: &JsValue) -> Result<RgbImage, String> {
+    match FrameInput::from_js(data)? {
+        FrameInput::File(file) => decode_rgb(&read_bytes(&file)?, &file.name()).map_err(|e| e.to_string()),
+        FrameInput::Pixels { rgba, width, height } => {
+            let rgb = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+            RgbImage::new(width, height, rgb).map_err(|e| e.to_string())
+        }
+    }
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 // response, not from the page's meta tag, so only the header binds the worker (docs/ARCHITECTURE.md).
 export const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
   + "connect-src 'self' https://huggingface.co https://*.huggingface.co https://*.hf.co; "
-  + "img-src 'self' blob: data:; style-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'";
+  + "img-src 'self' blob: data:; media-src blob:; style-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'";
 
 const MIME = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',

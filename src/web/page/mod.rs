@@ -17,6 +17,10 @@ mod results;
 mod run;
 mod session;
 mod targets;
+mod video;
+mod video_app;
+mod video_live;
+mod video_source;
 mod worker_link;
 
 use std::cell::{Cell, RefCell};
@@ -34,6 +38,8 @@ use self::prompt_card::{PromptCard, PromptId, PromptMsg};
 use self::result_card::{ResultMsg, ResultState, Segmented};
 use self::results::ResultsPanel;
 use self::targets::TargetsPanel;
+use self::video::{VideoMsg, VideoPanel};
+use self::video_live::{LiveMsg, LivePanel};
 use self::worker_link::WorkerLink;
 use super::js_text;
 use super::protocol::{ModelSource, ToWorker};
@@ -91,6 +97,20 @@ pub enum Msg {
     Pasted(Vec<File>),
     /// Work done outside `update` (a download, a zip) failed: show why.
     Failed(String),
+    Video(VideoMsg),
+    Propagate,
+    /// A propagation or the camera started or stopped: the video controls change.
+    VideoChanged,
+    Live(LiveMsg),
+    LiveRun,
+    /// The picture of a live frame sent to the worker, for drawing its mask over.
+    LiveFrameKept {
+        session: u32,
+        index: usize,
+        bitmap: ImageBitmap,
+    },
+    /// A video frame or camera frame made into a PNG, to become prompt 1's image.
+    FrameForPrompt(Result<File, String>),
 }
 
 thread_local! {
@@ -161,6 +181,10 @@ struct App {
     segment: Element,
     run_status: Element,
     results: ResultsPanel,
+    video: VideoPanel,
+    live: LivePanel,
+    /// The last video session (a propagation or the Live mode) started in the worker.
+    video_session: u32,
     _listeners: Vec<Listener>,
 }
 
@@ -234,6 +258,9 @@ impl App {
             segment,
             run_status: find(&doc, "run-status")?,
             results: ResultsPanel::new(&doc)?,
+            video: VideoPanel::new(&doc)?,
+            live: LivePanel::new(&doc)?,
+            video_session: 0,
             _listeners: listeners,
         })
     }
@@ -306,6 +333,8 @@ impl App {
             Msg::ClassCountRead { .. } => {}
             Msg::Segment => {
                 self.error.hide();
+                // The worker runs one thing at a time: an image run ends a video session.
+                self.end_video_sessions("the image run took the model")?;
                 self.start_run()?;
             }
             Msg::ResultDecoded { run, index, result, target } if run == self.run => {
@@ -350,6 +379,19 @@ impl App {
                 }
             }
             Msg::Failed(message) => self.error.show(&message, false),
+            Msg::Video(msg) => self.video_msg(msg)?,
+            Msg::Propagate => {
+                self.error.hide();
+                self.start_propagation()?;
+            }
+            Msg::VideoChanged => self.render_video(),
+            Msg::Live(msg) => self.live_msg(msg)?,
+            Msg::LiveRun => {
+                self.error.hide();
+                self.start_live()?;
+            }
+            Msg::LiveFrameKept { session, index, bitmap } => self.live.keep_frame(session, index, bitmap),
+            Msg::FrameForPrompt(file) => self.frame_for_prompt(file?)?,
         }
         Ok(())
     }

@@ -207,6 +207,11 @@ impl PromptCard {
         set_input_files(&self.mask_input, std::slice::from_ref(mask))
     }
 
+    /// Makes `image` this prompt's image, as picking it would (a video or camera frame).
+    pub fn set_image(&self, image: &File) -> Result<(), JsValue> {
+        set_input_files(&self.image_input, std::slice::from_ref(image))
+    }
+
     /// The image and mask to send, or why the prompt is not ready (`number`: its place, 1-based).
     pub fn files(&self, number: usize) -> Result<PromptFiles, String> {
         let image = self.image().ok_or(format!("prompt {number}: choose its image"))?;

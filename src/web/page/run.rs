@@ -26,6 +26,7 @@ impl App {
             self.run_status.set_text_content(Some(""));
         }
         self.results.set_busy(running);
+        self.render_video();
         Ok(())
     }
 

@@ -118,6 +118,10 @@ impl App {
                 }
                 self.render_run()?;
             }
+            ToPage::VideoResult { session, index, width, height, colours, .. } => {
+                self.on_video_result(session, index, (width, height), colours, ResultBuffers::from_js(data)?)?
+            }
+            ToPage::VideoFailed { session, message } => self.on_video_failed(session, &message)?,
             ToPage::LoadFailed { message } => {
                 self.model.set_loading(false);
                 self.model.set_status("failed: retry, or load other weights from files");
@@ -138,6 +142,7 @@ impl App {
         self.worker = None;
         self.ready = false;
         self.results.fail_open(message)?;
+        self.end_video_sessions(message)?;
         self.model.set_loading(false);
         self.model.set_status("stopped");
         self.error.show(message, true);

@@ -56,6 +56,13 @@ impl WorkerLink {
             .post_message(envelope)
             .map_err(|err| JsValue::from_str(&format!("cannot reach the model worker: {}", js_text(&err))))
     }
+
+    /// Posts a message whose buffers in `transfer` move to the worker instead of being copied.
+    pub fn post_transfer(&self, envelope: &js_sys::Object, transfer: &js_sys::Array) -> Result<(), JsValue> {
+        self.worker
+            .post_message_with_transfer(envelope, transfer)
+            .map_err(|err| JsValue::from_str(&format!("cannot reach the model worker: {}", js_text(&err))))
+    }
 }
 
 impl Drop for WorkerLink {
