@@ -9,8 +9,8 @@
 pub mod archive;
 pub mod clip;
 pub mod config;
-pub mod export;
 pub mod eval;
+pub mod export;
 pub mod fnv;
 pub mod model;
 pub mod model_fetch;

@@ -4,9 +4,9 @@ mod cli {
     pub mod eval;
     pub mod interrupt;
     pub mod output;
-    pub mod video;
     pub mod segment;
     pub mod tune;
+    pub mod video;
 }
 
 use std::io::{IsTerminal, Read, Write};

@@ -178,8 +178,7 @@ impl<'m> Segmenter<'m> {
             }
             // One grid prompt (docs/MODEL.md §14): the model runs K = 1.
             let rgb_masks = prompts.iter().map(Prompt::rgb_mask).collect::<Result<Vec<_>, _>>()?;
-            let pairs: Vec<_> =
-                prompts.iter().zip(&rgb_masks).map(|(p, m)| (&p.image, m.as_ref())).collect();
+            let pairs: Vec<_> = prompts.iter().zip(&rgb_masks).map(|(p, m)| (&p.image, m.as_ref())).collect();
             let (image, mask) = spatial_grid(&pairs, h as u32, w as u32)?;
             (vec![normalize_image(&image)], vec![normalize_image(&mask)])
         } else {

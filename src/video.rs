@@ -21,11 +21,11 @@ use std::collections::VecDeque;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::SegGptConfig;
-use crate::model::{ForwardOptions, MemoryBudget, SegGpt, max_prompts};
+use crate::model::{Ensemble, ForwardOptions, MemoryBudget, SegGpt, max_prompts};
 use crate::pipeline::resize::{resize_bicubic, resize_nearest};
 use crate::pipeline::{
     ChwImage, InputError, MAX_LABELS, RgbImage, binary_mask, build_palette, class_map, denormalize,
-    mask_colours, mask_to_rgb, normalize_image, snap_to_colours, to_rgb_u8, upsample,
+    mask_colours, mask_to_rgb, normalize_image, snap_to_colours, spatial_grid, to_rgb_u8, upsample,
 };
 use crate::segment::{Prompt, PromptMask, SegmentError, Segmentation};
 
@@ -125,6 +125,9 @@ pub struct Propagator<'m> {
     /// The user's prompt images and masks, resized and normalised as model input.
     prompt_images: Vec<ChwImage>,
     prompt_masks: Vec<ChwImage>,
+    /// The same prompts resized but not normalised, from which the spatial ensemble tiles its
+    /// grid together with the cached frames (docs/MODEL.md §14).
+    resized_prompts: Vec<CachedFrame>,
     /// With [`Propagate::Colour`]: black, then the prompt masks' colours.
     colours: Vec<[u8; 3]>,
     /// Oldest first; at most `options.num_frames`.
@@ -147,8 +150,10 @@ impl<'m> Propagator<'m> {
         let mut prompt_images = Vec::with_capacity(prompts.len());
         let mut prompt_masks = Vec::with_capacity(prompts.len());
         let mut rgb_masks = Vec::with_capacity(prompts.len());
+        let mut resized_prompts = Vec::with_capacity(prompts.len());
         for prompt in prompts {
-            prompt_images.push(normalize_image(&resize_image(&prompt.image, h, w)?));
+            let image = resize_image(&prompt.image, h, w)?;
+            prompt_images.push(normalize_image(&image));
             let rgb = match &prompt.mask {
                 PromptMask::Rgb(rgb) => rgb.clone(),
                 PromptMask::Classes { map, num_labels } => {
@@ -157,7 +162,9 @@ impl<'m> Propagator<'m> {
             };
             // Pillow NEAREST, as the official loop resizes its prompt target (docs/MODEL.md §3.5).
             let resized = resize_nearest(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize, 3, w, h);
-            prompt_masks.push(normalize_image(&RgbImage::new(w as u32, h as u32, resized)?));
+            let mask = RgbImage::new(w as u32, h as u32, resized)?;
+            prompt_masks.push(normalize_image(&mask));
+            resized_prompts.push(CachedFrame { image, mask });
             rgb_masks.push(rgb);
         }
         let colours = match options.propagate {
@@ -170,6 +177,7 @@ impl<'m> Propagator<'m> {
             options,
             prompt_images,
             prompt_masks,
+            resized_prompts,
             colours,
             cache: VecDeque::with_capacity(options.num_frames),
         })
@@ -203,6 +211,24 @@ impl<'m> Propagator<'m> {
     ) -> Result<Tensor<3>, SegmentError> {
         let (h, w) = self.model.config().half_image_size();
         let query = normalize_image(&resize_image(frame, h, w)?);
+        if self.options.forward.ensemble == Some(Ensemble::Spatial) {
+            // The user's prompts and the cached frames tiled into one grid prompt, oldest frame
+            // last, as the batch would order them; the model runs K = 1 (docs/MODEL.md §14).
+            let pairs: Vec<(&RgbImage, &RgbImage)> =
+                self.resized_prompts.iter().chain(&self.cache).map(|c| (&c.image, &c.mask)).collect();
+            let (image, mask) = spatial_grid(&pairs, h as u32, w as u32)?;
+            let upload = |image: &ChwImage| {
+                Tensor::from_data(TensorData::new(image.as_slice().to_vec(), [1, 3, h, w]), &self.device)
+            };
+            let answer = self.model.answer(
+                upload(&query),
+                upload(&normalize_image(&image)),
+                upload(&normalize_image(&mask)),
+                self.options.forward,
+                progress,
+            )?;
+            return Ok(answer.narrow(2, h, h).reshape([3, h, w]));
+        }
         let cached_images: Vec<ChwImage> = self.cache.iter().map(|c| normalize_image(&c.image)).collect();
         let cached_masks: Vec<ChwImage> = self.cache.iter().map(|c| normalize_image(&c.mask)).collect();
         let k = self.prompt_images.len() + cached_images.len();
@@ -418,8 +444,10 @@ mod tests {
     #[test]
     fn cached_frames_are_the_prompt_count_left_over() {
         let config = SegGptConfig::default();
-        // WebGPU's default 128 MiB binding holds 5 prompts of the released model.
-        assert_eq!(max_cached_frames(&config, 1, 128 << 20, MemoryBudget::DEFAULT), 4);
-        assert_eq!(max_cached_frames(&config, 6, 128 << 20, MemoryBudget::DEFAULT), 0);
+        // WebGPU's default 128 MiB binding holds 10 prompts of the released model (docs/MODEL.md
+        // §17): one user prompt and the paper's best K = 8 fit, with one to spare.
+        assert_eq!(max_cached_frames(&config, 1, 128 << 20, MemoryBudget::DEFAULT), 9);
+        assert_eq!(max_cached_frames(&config, 6, 128 << 20, MemoryBudget::DEFAULT), 4);
+        assert_eq!(max_cached_frames(&config, 11, 128 << 20, MemoryBudget::DEFAULT), 0);
     }
 }

@@ -83,3 +83,46 @@ fn video_matches_the_official_propagation_loop() {
         }
     }
 }
+
+/// The spatial ensemble in video tiles the user's prompts (and the cached frames) into one grid
+/// prompt (docs/MODEL.md §14). With K = 0 only the prompts are tiled, so every frame's mask must be
+/// exactly `segment --ensemble spatial`'s for the same two prompts.
+#[test]
+fn spatial_video_without_cached_frames_equals_spatial_segment() {
+    let root = fixtures().join("video");
+    let frames = ["f01.png", "f02.png", "f03.png"];
+    let frames_dir = tempfile::tempdir().unwrap();
+    for frame in frames {
+        std::fs::copy(root.join("frames").join(frame), frames_dir.path().join(frame)).unwrap();
+    }
+    let prompts =
+        ["--prompt", "frames/f00.png", "first_mask.png", "--prompt", "frames/f05.png", "first_mask.png"];
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).current_dir(&root).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (video_out, segment_out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let frames_arg = frames_dir.path().to_str().unwrap();
+    let video_arg = video_out.path().to_str().unwrap();
+    let mut video = vec!["video", "--model", "model", "--frames", frames_arg, "--out-dir", video_arg];
+    video.extend(prompts);
+    video.extend(["--num-frames", "0", "--ensemble", "spatial"]);
+    run(&video);
+    let segment_arg = segment_out.path().to_str().unwrap();
+    let targets: Vec<String> =
+        frames.iter().map(|f| frames_dir.path().join(f).display().to_string()).collect();
+    let mut segment = vec!["segment", "--model", "model", "--out-dir", segment_arg, "--ensemble", "spatial"];
+    segment.extend(prompts);
+    for target in &targets {
+        segment.extend(["--target", target]);
+    }
+    run(&segment);
+    for frame in frames {
+        let stem = frame.trim_end_matches(".png");
+        let from_video = read(&video_out.path().join(format!("{stem}.mask.png")));
+        let from_segment = read(&segment_out.path().join(format!("{frame}.mask.png")));
+        let label = format!("{frame}: video and segment, spatial");
+        let (a, b) = (decode_rgb(&from_video, &label).unwrap(), decode_rgb(&from_segment, &label).unwrap());
+        assert_eq!(a.as_raw(), b.as_raw(), "{label}");
+    }
+}
