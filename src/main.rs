@@ -21,6 +21,7 @@ use cli::output;
 
 use seggpt::model::{Samples, Stage, stage_flops};
 use seggpt::pipeline::{InputError, MAX_FILE_BYTES, MAX_LABELS};
+use seggpt::segment::Prompt;
 use seggpt::weights::{self, HostTensors, SafetensorsSource, StoreDType, TensorSource};
 use seggpt::{EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig};
 
@@ -336,6 +337,24 @@ fn read_inputs(source: &SafetensorsSource, path: &Path, device: &Device) -> CliR
         Ok(Tensor::from_data(TensorData::new(values, dims), device))
     };
     Ok([input("pixel_values")?, input("prompt_pixel_values")?, input("prompt_masks")?])
+}
+
+/// Decodes `--prompt IMAGE MASK` pairs (`paths` holds them in order), naming the file on error.
+fn decode_prompts(paths: &[PathBuf], num_labels: Option<usize>) -> CliResult<Vec<Prompt>> {
+    paths
+        .chunks(2)
+        .map(|pair| {
+            let (image, mask) = (&pair[0], &pair[1]);
+            Prompt::decode(
+                &read_image_file(image)?,
+                &named(image),
+                &read_image_file(mask)?,
+                &named(mask),
+                num_labels,
+            )
+            .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// Reads an input image file: a regular file of at most [`MAX_FILE_BYTES`], so that a named

@@ -14,13 +14,14 @@ use seggpt::export::coco::{self, CocoFile};
 use seggpt::export::{Components, Shard, yolo};
 use seggpt::paint::{mask_colours, nearest_colour_labels};
 use seggpt::pipeline::{ClassMap, MAX_FILE_BYTES, check_image, encode_gray_png};
-use seggpt::segment::{Prompt, Segmenter, Target};
+use seggpt::segment::{Segmenter, Target};
 use seggpt::weights;
 
 use super::interrupt;
 use super::output::{self, CLASSES_SUFFIX, MASK_SUFFIX, Naming, Planned};
 use crate::{
-    CliResult, Finished, ForwardArgs, ModelArgs, load_model, named, read_image_file, write_atomically,
+    CliResult, Finished, ForwardArgs, ModelArgs, decode_prompts, load_model, named, read_image_file,
+    write_atomically,
 };
 
 /// Appended to a target's file name for its own COCO file (the pieces of the run's file).
@@ -172,21 +173,7 @@ pub fn run(args: SegmentArgs) -> CliResult<Finished> {
     // complete PNG or JPEG of an acceptable size), outputs are planned and their folders made
     // and tried. Targets are decoded one at a time later, so memory does not grow with their
     // number.
-    let prompts = args
-        .prompt
-        .chunks(2)
-        .map(|pair| {
-            let (image, mask) = (&pair[0], &pair[1]);
-            Prompt::decode(
-                &read_image_file(image)?,
-                &named(image),
-                &read_image_file(mask)?,
-                &named(mask),
-                args.num_labels,
-            )
-            .map_err(|e| e.to_string())
-        })
-        .collect::<CliResult<Vec<_>>>()?;
+    let prompts = decode_prompts(&args.prompt, args.num_labels)?;
     let class_source = match args.num_labels {
         Some(_) => ClassSource::Palette,
         None => ClassSource::Colours(mask_colours(&prompts)),

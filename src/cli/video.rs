@@ -19,7 +19,8 @@ use seggpt::video::{DEFAULT_NUM_FRAMES, Propagate, Propagator, VideoOptions};
 
 use crate::cli::{interrupt, output};
 use crate::{
-    CliResult, Finished, ForwardArgs, ModelArgs, load_model, named, read_image_file, write_atomically,
+    CliResult, Finished, ForwardArgs, ModelArgs, decode_prompts, load_model, named, read_image_file,
+    write_atomically,
 };
 
 /// Appended to a frame's stem for its painted mask.
@@ -184,23 +185,6 @@ fn list_frames(folder: &Path) -> CliResult<Vec<PathBuf>> {
     }
     frames.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     Ok(frames)
-}
-
-fn decode_prompts(paths: &[PathBuf], num_labels: Option<usize>) -> CliResult<Vec<Prompt>> {
-    paths
-        .chunks(2)
-        .map(|pair| {
-            let (image, mask) = (&pair[0], &pair[1]);
-            Prompt::decode(
-                &read_image_file(image)?,
-                &named(image),
-                &read_image_file(mask)?,
-                &named(mask),
-                num_labels,
-            )
-            .map_err(|e| e.to_string())
-        })
-        .collect()
 }
 
 /// The prompt of `--first-mask`: the first frame and the mask, which must be the frame's size.

@@ -1,6 +1,7 @@
 //! DOM plumbing shared by the components: listeners and object URLs that clean up after themselves,
 //! element builders, image decoding, downloads.
 
+use crate::paint::colour_name;
 use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::JsFuture;
@@ -184,6 +185,35 @@ pub fn stem(name: &str) -> &str {
 
 pub fn css_rgb(c: [u8; 3]) -> String {
     format!("rgb({}, {}, {})", c[0], c[1], c[2])
+}
+
+/// A checked "show this colour" toggle, appended to `parent`: a checkbox, a swatch and the colour's
+/// name with its 1-based number. `on_change(shown)` runs when it is toggled; the listener is returned
+/// for the component to keep (image results and the video panel share this).
+pub fn colour_toggle(
+    parent: &Element,
+    colour: [u8; 3],
+    number: usize,
+    test_id: &str,
+    mut on_change: impl FnMut(bool) + 'static,
+) -> Result<Listener, JsValue> {
+    let label: Element = element("label", "colour-toggle")?;
+    let input: HtmlInputElement = element("input", "")?;
+    input.set_type("checkbox");
+    input.set_checked(true);
+    input.set_attribute("data-testid", test_id)?;
+    let swatch: HtmlElement = element("span", "swatch")?;
+    swatch.set_attribute("aria-hidden", "true")?;
+    swatch.style().set_property("background-color", &css_rgb(colour))?;
+    let text: Element = element("span", "")?;
+    text.set_text_content(Some(&format!("{} ({number})", colour_name(colour))));
+    let checkbox = input.clone();
+    let listener = Listener::new(&input, "change", move |_| on_change(checkbox.checked()))?;
+    label.append_child(&input)?;
+    label.append_child(&swatch)?;
+    label.append_child(&text)?;
+    parent.append_child(&label)?;
+    Ok(listener)
 }
 
 /// Why this browser cannot run the model, if it cannot: no WebGPU, or no adapter. Checked before the

@@ -3,14 +3,11 @@
 //! and downloads of the mask PNG (the CLI's bytes) and of the overlay.
 
 use wasm_bindgen::{Clamped, JsValue};
-use web_sys::{
-    Element, File, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, ImageBitmap,
-    ImageData,
-};
+use web_sys::{Element, File, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, ImageBitmap, ImageData};
 
-use super::dom::{Listener, ObjectUrl, blob, button, context, css_rgb, element, set_hidden, stem};
+use super::dom::{Listener, ObjectUrl, blob, button, colour_toggle, context, element, set_hidden, stem};
 use super::{Msg, dispatch};
-use crate::paint::{colour_name, visible_mask_rgba};
+use crate::paint::visible_mask_rgba;
 
 /// What the worker sent for a finished target (see `protocol::ToPage::Result`).
 pub struct Segmented {
@@ -176,25 +173,13 @@ impl ResultCard {
         self.mask_link.set_href(url.as_str());
         let mut toggles = Vec::new();
         for (colour_index, colour) in result.colours.iter().enumerate() {
-            let label: Element = element("label", "colour-toggle")?;
-            let input: HtmlInputElement = element("input", "")?;
-            input.set_type("checkbox");
-            input.set_checked(true);
-            input.set_attribute("data-testid", "colour-toggle")?;
-            let swatch: HtmlElement = element("span", "swatch")?;
-            swatch.set_attribute("aria-hidden", "true")?;
-            swatch.style().set_property("background-color", &css_rgb(*colour))?;
-            let text: Element = element("span", "")?;
-            text.set_text_content(Some(&format!("{} ({})", colour_name(*colour), colour_index + 1)));
-            let checkbox = input.clone();
-            toggles.push(Listener::new(&input, "change", move |_| {
-                let shown = checkbox.checked();
-                dispatch(Msg::Result(index, ResultMsg::Toggle { colour: colour_index, shown }))
-            })?);
-            label.append_child(&input)?;
-            label.append_child(&swatch)?;
-            label.append_child(&text)?;
-            self.toggles.append_child(&label)?;
+            toggles.push(colour_toggle(
+                &self.toggles,
+                *colour,
+                colour_index + 1,
+                "colour-toggle",
+                move |shown| dispatch(Msg::Result(index, ResultMsg::Toggle { colour: colour_index, shown })),
+            )?);
         }
         let hidden = vec![false; result.colours.len()];
         let mask = mask_canvas(&result, &hidden)?;

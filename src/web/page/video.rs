@@ -10,20 +10,20 @@ use js_sys::Array;
 use wasm_bindgen::{Clamped, JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{
-    Blob, BlobEvent, CanvasRenderingContext2d, Element, File, HtmlCanvasElement, HtmlElement,
-    HtmlInputElement, HtmlOptionElement, HtmlProgressElement, HtmlSelectElement, ImageBitmap, ImageData,
-    MediaRecorder, MediaRecorderOptions,
+    Blob, BlobEvent, CanvasRenderingContext2d, Element, File, HtmlCanvasElement, HtmlInputElement,
+    HtmlOptionElement, HtmlProgressElement, HtmlSelectElement, ImageBitmap, ImageData, MediaRecorder,
+    MediaRecorderOptions,
 };
 
 use super::dom::{
-    Listener, blob, canvas_png, context, css_rgb, element, files, find, save, set_disabled, set_hidden, stem,
-    window,
+    Listener, blob, canvas_png, colour_toggle, context, element, files, find, save, set_disabled, set_hidden,
+    stem, window,
 };
 use super::video_source::{Decoded, Source};
 use super::worker_link::WorkerLink;
 use super::{Msg, dispatch, dropped_files};
 use crate::clip::{FrameRate, mask_name, planned_frames, progress_text};
-use crate::paint::{colour_name, visible_mask_rgba};
+use crate::paint::visible_mask_rgba;
 use crate::pipeline::{RgbImage, encode_rgb_png};
 use crate::video::{DEFAULT_NUM_FRAMES, Propagate};
 use crate::web::js_text;
@@ -606,25 +606,13 @@ impl VideoPanel {
         self.toggle_listeners.clear();
         self.toggles.set_inner_html("");
         for (colour_index, colour) in colours.iter().enumerate() {
-            let label: Element = element("label", "colour-toggle")?;
-            let input: HtmlInputElement = element("input", "")?;
-            input.set_type("checkbox");
-            input.set_checked(true);
-            input.set_attribute("data-testid", "video-colour-toggle")?;
-            let swatch: HtmlElement = element("span", "swatch")?;
-            swatch.set_attribute("aria-hidden", "true")?;
-            swatch.style().set_property("background-color", &css_rgb(*colour))?;
-            let text: Element = element("span", "")?;
-            text.set_text_content(Some(&format!("{} ({})", colour_name(*colour), colour_index + 1)));
-            let checkbox = input.clone();
-            self.toggle_listeners.push(Listener::new(&input, "change", move |_| {
-                let shown = checkbox.checked();
-                dispatch(Msg::Video(VideoMsg::Toggle { colour: colour_index, shown }))
-            })?);
-            label.append_child(&input)?;
-            label.append_child(&swatch)?;
-            label.append_child(&text)?;
-            self.toggles.append_child(&label)?;
+            self.toggle_listeners.push(colour_toggle(
+                &self.toggles,
+                *colour,
+                colour_index + 1,
+                "video-colour-toggle",
+                move |shown| dispatch(Msg::Video(VideoMsg::Toggle { colour: colour_index, shown })),
+            )?);
         }
         self.hidden = vec![false; colours.len()];
         self.colours = colours;
