@@ -15,6 +15,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { runTests, serve } from './server.mjs';
+import { unzipStored } from './zip.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const model = path.join(root, 'tests/fixtures/segment/model');
@@ -56,27 +57,6 @@ async function openApp(server, page) {
   await load.or(ready).first().waitFor({ timeout: 180_000 });
   if (await load.isVisible()) await load.click();
   await ready.waitFor({ timeout: 180_000 });
-}
-
-/** The entries of a stored ZIP: [[name, Buffer]], in order. */
-function unzipStored(zip) {
-  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-  assert.ok(end >= 0, 'a zip with an end record');
-  const count = zip.readUInt16LE(end + 10);
-  let at = zip.readUInt32LE(end + 16);
-  const entries = [];
-  for (let i = 0; i < count; i++) {
-    assert.equal(zip.readUInt32LE(at), 0x02014b50, 'a central directory entry');
-    const size = zip.readUInt32LE(at + 20);
-    const nameLength = zip.readUInt16LE(at + 28);
-    const skip = nameLength + zip.readUInt16LE(at + 30) + zip.readUInt16LE(at + 32);
-    const name = zip.subarray(at + 46, at + 46 + nameLength).toString('utf8');
-    const local = zip.readUInt32LE(at + 42);
-    const data = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
-    entries.push([name, zip.subarray(data, data + size)]);
-    at += 46 + skip;
-  }
-  return entries;
 }
 
 async function download(page, testid) {
