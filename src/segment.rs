@@ -79,6 +79,20 @@ pub struct TunedPrompt {
     pub masks: ChwImage,
 }
 
+impl TunedPrompt {
+    /// Refuses a prompt that is not `(3, height, width)`, the half canvas of the model it joins.
+    pub fn check_shape(&self, (height, width): (usize, usize)) -> Result<(), SegmentError> {
+        let expected = [3, height, width];
+        for part in [&self.pixel_values, &self.masks] {
+            let found = [part.channels(), part.height(), part.width()];
+            if found != expected {
+                return Err(SegmentError::TunedPromptShape { found, expected });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A target image to segment.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -191,14 +205,8 @@ impl<'m> Segmenter<'m> {
             }
             (images, masks)
         };
-        let expected = [3, h, w];
         for prompt in tuned {
-            for part in [&prompt.pixel_values, &prompt.masks] {
-                let found = [part.channels(), part.height(), part.width()];
-                if found != expected {
-                    return Err(SegmentError::TunedPromptShape { found, expected });
-                }
-            }
+            prompt.check_shape((h, w))?;
             images.push(prompt.pixel_values.clone());
             masks.push(prompt.masks.clone());
         }

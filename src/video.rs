@@ -27,7 +27,7 @@ use crate::pipeline::{
     ChwImage, InputError, MAX_LABELS, RgbImage, binary_mask, build_palette, class_map, denormalize,
     mask_colours, mask_to_rgb, normalize_image, snap_to_colours, spatial_grid, to_rgb_u8, upsample,
 };
-use crate::segment::{Prompt, PromptMask, SegmentError, Segmentation};
+use crate::segment::{Prompt, PromptMask, SegmentError, Segmentation, TunedPrompt};
 
 /// What a segmented frame leaves in the cache as the mask of its prompt for the next frames.
 ///
@@ -90,6 +90,26 @@ impl Default for VideoOptions {
     }
 }
 
+impl VideoOptions {
+    /// Refuses user prompts these options cannot propagate from (`prompts` ordinary ones,
+    /// `tuned` tuned ones): none at all, or tuned prompts with the spatial ensemble or, without an
+    /// ordinary prompt, with colour propagation. The spatial grid is tiled from images and masks,
+    /// and colour propagation keeps the colours of masks; a tuned prompt is model input and has
+    /// neither. Cheap, so that a caller can check before it writes anything.
+    pub fn check_prompts(&self, prompts: usize, tuned: usize) -> Result<(), VideoError> {
+        if prompts == 0 && tuned == 0 {
+            return Err(SegmentError::NoPrompt.into());
+        }
+        if tuned > 0 && self.forward.ensemble == Some(Ensemble::Spatial) {
+            return Err(SegmentError::SpatialTunedPrompt.into());
+        }
+        if tuned > 0 && prompts == 0 && self.propagate == Propagate::Colour {
+            return Err(VideoError::ColourWithoutMask);
+        }
+        Ok(())
+    }
+}
+
 /// Why a propagation cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
@@ -102,6 +122,13 @@ pub enum VideoError {
          propagate binary masks"
     )]
     TooManyColours,
+    /// Colour propagation with tuned prompts only.
+    #[error(
+        "colour propagation keeps the colours of the prompt masks, and a tuned prompt has no mask \
+         colours (its mask is learned model input); add an ordinary prompt (an image and its \
+         mask), or propagate binary masks"
+    )]
+    ColourWithoutMask,
 }
 
 impl From<InputError> for VideoError {
@@ -122,7 +149,8 @@ pub struct Propagator<'m> {
     model: &'m SegGpt,
     device: Device,
     options: VideoOptions,
-    /// The user's prompt images and masks, resized and normalised as model input.
+    /// The user's prompt images and masks, resized and normalised as model input, then those of
+    /// the tuned prompts.
     prompt_images: Vec<ChwImage>,
     prompt_masks: Vec<ChwImage>,
     /// The same prompts resized but not normalised, from which the spatial ensemble tiles its
@@ -143,9 +171,19 @@ impl<'m> Propagator<'m> {
         prompts: &[Prompt],
         options: VideoOptions,
     ) -> Result<Self, VideoError> {
-        if prompts.is_empty() {
-            return Err(SegmentError::NoPrompt.into());
-        }
+        Self::with_tuned(model, device, prompts, &[], options)
+    }
+
+    /// [`Self::new`] with tuned prompts too (docs/MODEL.md §16): user prompts that follow
+    /// `prompts` in every batch, before the cached frames.
+    pub fn with_tuned(
+        model: &'m SegGpt,
+        device: &Device,
+        prompts: &[Prompt],
+        tuned: &[TunedPrompt],
+        options: VideoOptions,
+    ) -> Result<Self, VideoError> {
+        options.check_prompts(prompts.len(), tuned.len())?;
         let (h, w) = model.config().half_image_size();
         let mut prompt_images = Vec::with_capacity(prompts.len());
         let mut prompt_masks = Vec::with_capacity(prompts.len());
@@ -166,6 +204,11 @@ impl<'m> Propagator<'m> {
             prompt_masks.push(normalize_image(&mask));
             resized_prompts.push(CachedFrame { image, mask });
             rgb_masks.push(rgb);
+        }
+        for prompt in tuned {
+            prompt.check_shape((h, w))?;
+            prompt_images.push(prompt.pixel_values.clone());
+            prompt_masks.push(prompt.masks.clone());
         }
         let colours = match options.propagate {
             Propagate::Binary => Vec::new(),
@@ -439,6 +482,76 @@ mod tests {
         assert!(matches!(err, VideoError::TooManyColours), "{err}");
         // Binary propagation does not need the colours.
         assert!(Propagator::new(&model, &device, &prompts, VideoOptions::default()).is_ok());
+    }
+
+    /// A tuned prompt of the tiny model's half canvas: any values, as a learned one has.
+    fn tuned(seed: usize) -> TunedPrompt {
+        let values =
+            |k: usize| (0..3 * 8 * 8).map(move |i| ((i * 7 + seed * 13 + k) % 17) as f32 / 8.0 - 1.0);
+        let image = |k| ChwImage::new(3, 8, 8, values(k).collect()).unwrap();
+        TunedPrompt { pixel_values: image(0), masks: image(5) }
+    }
+
+    #[test]
+    fn tuned_prompts_lead_the_batch_like_in_segment() {
+        let device = Device::flex();
+        let model = tiny_model(&device);
+        let prompts = [prompt(&[[0, 0, 0], [255, 0, 0]])];
+        let tuned = [tuned(1)];
+        for ordinary in [&prompts[..], &[]] {
+            // K = 0: every frame is the segmentation of `segment` with the same prompts.
+            let options = VideoOptions { num_frames: 0, ..VideoOptions::default() };
+            let mut propagator = Propagator::with_tuned(&model, &device, ordinary, &tuned, options).unwrap();
+            let segmenter = crate::segment::Segmenter::with_tuned(
+                &model,
+                &device,
+                ordinary,
+                &tuned,
+                ForwardOptions::default(),
+            )
+            .unwrap();
+            let frame = image(9, 6, 2);
+            let result = propagator.run(&frame, &mut |_, _| {}).unwrap();
+            let single =
+                segmenter.run(&crate::segment::Target { image: frame }, None, &mut |_, _| {}).unwrap();
+            assert_eq!(result.mask.as_raw(), single.mask.as_raw());
+        }
+        // Cached frames follow the tuned prompt.
+        let options = VideoOptions { num_frames: 2, ..VideoOptions::default() };
+        let mut propagator = Propagator::with_tuned(&model, &device, &[], &tuned, options).unwrap();
+        for _ in 0..3 {
+            propagator.run(&image(9, 6, 3), &mut |_, _| {}).unwrap();
+        }
+        assert_eq!(propagator.cached_frames(), 2);
+    }
+
+    #[test]
+    fn tuned_prompts_of_another_shape_spatial_or_colour_alone_are_refused() {
+        let device = Device::flex();
+        let model = tiny_model(&device);
+        let small = ChwImage::new(3, 4, 8, vec![0.0; 3 * 4 * 8]).unwrap();
+        let other = TunedPrompt { pixel_values: small.clone(), masks: small };
+        let err =
+            Propagator::with_tuned(&model, &device, &[], &[other], VideoOptions::default()).err().unwrap();
+        assert!(
+            matches!(err, VideoError::Segment(SegmentError::TunedPromptShape { found: [3, 4, 8], .. })),
+            "{err}"
+        );
+        let spatial = VideoOptions {
+            forward: ForwardOptions { ensemble: Some(Ensemble::Spatial), ..ForwardOptions::default() },
+            ..VideoOptions::default()
+        };
+        let err =
+            Propagator::with_tuned(&model, &device, &[prompt(&[[255, 255, 255]])], &[tuned(0)], spatial)
+                .err()
+                .unwrap();
+        assert!(matches!(err, VideoError::Segment(SegmentError::SpatialTunedPrompt)), "{err}");
+        let colour = VideoOptions { propagate: Propagate::Colour, ..VideoOptions::default() };
+        let err = Propagator::with_tuned(&model, &device, &[], &[tuned(0)], colour).err().unwrap();
+        assert!(matches!(err, VideoError::ColourWithoutMask), "{err}");
+        // With an ordinary prompt, its mask gives the colours.
+        let with_mask = [prompt(&[[0, 0, 0], [0, 255, 0]])];
+        assert!(Propagator::with_tuned(&model, &device, &with_mask, &[tuned(0)], colour).is_ok());
     }
 
     #[test]

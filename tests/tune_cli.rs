@@ -278,3 +278,149 @@ fn tune_refuses_bad_inputs_and_writes_nothing() {
     assert!(stderr(&r).contains("exists; pass --resume"), "{}", stderr(&r));
     assert_eq!(std::fs::read(&out).unwrap(), b"earlier work");
 }
+
+/// Every file below `dir` with its bytes, to show that a refused run changed nothing.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn tune_refuses_an_out_that_would_overwrite_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs");
+    let val = dir.path().join("val");
+    let model_copy = dir.path().join("model");
+    for folder in [&pairs, &val, &model_copy] {
+        std::fs::create_dir(folder).unwrap();
+    }
+    for (from, to) in [
+        ("prompt0.png", "pairs/a.png"),
+        ("prompt0_mask.png", "pairs/a.png.mask.png"),
+        ("prompt1.png", "val/b.png"),
+        ("prompt1_mask.png", "val/b.png.mask.png"),
+        ("prompt1.png", "init.png"),
+        // An init mask named like the mask preview of --out x.safetensors.
+        ("prompt1_mask.png", "x.prompt_masks.png"),
+        ("model/config.json", "model/config.json"),
+        ("model/model.safetensors", "model/model.safetensors"),
+    ] {
+        std::fs::copy(segment_fixtures().join(from), dir.path().join(to)).unwrap();
+    }
+    let before = snapshot(dir.path());
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    for (out, input) in [
+        ("pairs/a.png", "pairs/a.png"),
+        ("pairs/a.png.mask.png", "pairs/a.png.mask.png"),
+        ("val/b.png", "val/b.png"),
+        ("x.safetensors", "x.prompt_masks.png"),
+        ("model/model.safetensors", "model/model.safetensors"),
+        ("model/config.json", "model/config.json"),
+    ] {
+        for resume in [false, true] {
+            let mut args = vec![
+                "tune".to_string(),
+                "--model".into(),
+                path("model"),
+                "--pairs".into(),
+                path("pairs"),
+                "--val-pairs".into(),
+                path("val"),
+                "--init".into(),
+                path("init.png"),
+                path("x.prompt_masks.png"),
+                "--steps".into(),
+                "1".into(),
+                "--batch".into(),
+                "1".into(),
+                "--out".into(),
+                path(out),
+            ];
+            if resume {
+                args.push("--resume".into());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = seggpt(&args);
+            assert!(!r.status.success(), "--out {out}");
+            assert!(
+                stderr(&r).contains("would overwrite the input") && stderr(&r).contains(&path(input)),
+                "--out {out}: {}",
+                stderr(&r)
+            );
+            assert_eq!(snapshot(dir.path()), before, "--out {out}: the files changed");
+        }
+    }
+}
+
+#[test]
+fn tune_refuses_bad_folders_files_and_resumes() {
+    let pairs = pairs_folder();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.safetensors");
+    let expect = |r: &Output, needle: &str| {
+        assert!(!r.status.success(), "{needle}: succeeded");
+        assert!(stderr(r).contains(needle), "expected `{needle}` in: {}", stderr(r));
+    };
+
+    // A --pairs or --val-pairs folder that is missing or not a pairs folder, a broken --init.
+    expect(&tune(&dir.path().join("nowhere"), &out, &[]), "cannot read the folder");
+    let lonely = tempfile::tempdir().unwrap();
+    std::fs::copy(segment_fixtures().join("prompt0.png"), lonely.path().join("v.png")).unwrap();
+    expect(&tune(pairs.path(), &out, &["--val-pairs", lonely.path().to_str().unwrap()]), "v.png has no mask");
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"not a png").unwrap();
+    let image = file("prompt0.png");
+    expect(&tune(pairs.path(), &out, &["--init", &image, broken.to_str().unwrap()]), "broken.png");
+    // An --out that is a folder.
+    expect(&tune(pairs.path(), dir.path(), &[]), "is a folder");
+    assert!(files_in(dir.path()).iter().all(|name| name == "broken.png"), "{:?}", files_in(dir.path()));
+
+    // --resume with a prompt but no optimiser state beside it.
+    let run = tune(pairs.path(), &out, &["--steps", "2", "--batch", "1"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let optimiser = dir.path().join("p.optim.safetensors");
+    let saved_optimiser = std::fs::read(&optimiser).unwrap();
+    std::fs::remove_file(&optimiser).unwrap();
+    expect(
+        &tune(pairs.path(), &out, &["--steps", "3", "--batch", "1", "--resume"]),
+        "p.optim.safetensors does not exist",
+    );
+
+    // --resume with the optimiser state of another step (a run stopped between its writes).
+    let one = dir.path().join("one.safetensors");
+    assert!(tune(pairs.path(), &one, &["--steps", "1", "--batch", "1"]).status.success());
+    std::fs::copy(dir.path().join("one.optim.safetensors"), &optimiser).unwrap();
+    let prompt = std::fs::read(&out).unwrap();
+    expect(
+        &tune(pairs.path(), &out, &["--steps", "3", "--batch", "1", "--resume"]),
+        "stopped between the two writes",
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), prompt);
+    std::fs::write(&optimiser, &saved_optimiser).unwrap();
+
+    // --resume of a prompt tuned with another model.
+    let (tuned, mut metadata) = read_prompt(&out);
+    metadata.config_hash = "0123456789abcdef".into();
+    let other = encode_prompt(&tuned, &metadata);
+    std::fs::write(&out, &other).unwrap();
+    expect(
+        &tune(pairs.path(), &out, &["--steps", "3", "--batch", "1", "--resume"]),
+        "was tuned with another model",
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), other);
+
+    // --resume of a file that is not a tuned prompt.
+    std::fs::write(&out, b"earlier work").unwrap();
+    expect(&tune(pairs.path(), &out, &["--steps", "3", "--resume"]), "not a safetensors file");
+    assert_eq!(std::fs::read(&out).unwrap(), b"earlier work");
+    assert_eq!(std::fs::read(&optimiser).unwrap(), saved_optimiser);
+}

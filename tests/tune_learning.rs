@@ -136,3 +136,14 @@ fn learning_rate_sweep() {
         }
     }
 }
+
+#[test]
+#[ignore = "a measurement, not a check: cargo test --release --test tune_learning -- --ignored default_curve --nocapture"]
+fn default_curve() {
+    let task = task();
+    let settings = settings(seggpt::tune::DEFAULT_LR, seggpt::tune::DEFAULT_BATCH);
+    let steps: Vec<u64> = (1..=10).map(|i| i * 10).collect();
+    for (step, loss) in curve(&task, settings, &steps) {
+        println!("step {step:3}: held-out loss {loss:.4}");
+    }
+}

@@ -22,10 +22,11 @@ use seggpt::eval::davis::{Labels, ObjectScores, Summary, VOID_LABEL, object_coun
 use seggpt::eval::episodes::{Episode, Sample, draw_class};
 use seggpt::eval::fewshot::{EpisodeAreas, FewShotScores};
 use seggpt::pipeline::{ClassMap, RgbImage, decode_class_map, decode_rgb, encode_palette_png};
-use seggpt::segment::{Prompt, PromptMask, Segmenter, Target};
+use seggpt::segment::{Prompt, PromptMask, Segmenter, Target, TunedPrompt};
 use seggpt::video::{DEFAULT_NUM_FRAMES, Propagate, Propagator, VideoOptions};
 
 use crate::cli::interrupt;
+use crate::cli::tune::read_tuned_prompts;
 use crate::{
     CliResult, Finished, ForwardArgs, ModelArgs, load_model, named, read_image_file, write_atomically,
 };
@@ -61,7 +62,7 @@ struct FssArgs {
     /// "supports": [...], "label"?, "ignore"?}]}, paths relative to the file's folder.
     #[arg(long, value_name = "FILE")]
     episodes: Option<PathBuf>,
-    /// Supports per episode.
+    /// Supports per episode (0: the tuned prompts alone, which needs --tuned-prompt).
     #[arg(long, default_value_t = 1, value_parser = parse_shots)]
     shots: usize,
     /// Episodes drawn per class.
@@ -73,6 +74,9 @@ struct FssArgs {
     /// The run's folder: run.json, episodes.json, results.jsonl, report.json.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// A prompt learned by `seggpt tune`, joining every episode's supports in the ensemble.
+    #[arg(long, value_name = "FILE")]
+    tuned_prompt: Vec<PathBuf>,
     #[command(flatten)]
     forward: ForwardArgs,
 }
@@ -100,6 +104,10 @@ struct VosArgs {
     /// The run's folder: run.json, <sequence>/<frame>.png predictions (DAVIS format), report.json.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// A prompt learned by `seggpt tune`, following the first frame's in every batch (before the
+    /// previous frames).
+    #[arg(long, value_name = "FILE")]
+    tuned_prompt: Vec<PathBuf>,
     #[command(flatten)]
     forward: ForwardArgs,
 }
@@ -114,7 +122,7 @@ impl EvalArgs {
 }
 
 fn parse_shots(text: &str) -> Result<usize, String> {
-    crate::parse_count(text, 1, 64, "")
+    crate::parse_count(text, 0, 64, "")
 }
 
 fn parse_positive(text: &str) -> Result<usize, String> {
@@ -147,16 +155,23 @@ fn sha256_file(path: &Path) -> CliResult<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn model_settings(model: &ModelArgs, forward: &ForwardArgs) -> CliResult<Value> {
+/// The settings of the model and its prompts: with tuned prompts, their SHA-256s too (a run
+/// without keeps the record it always had, so that its folder still resumes).
+fn model_settings(model: &ModelArgs, forward: &ForwardArgs, tuned_prompts: &[PathBuf]) -> CliResult<Value> {
     let (weights, config) = seggpt::weights::model_paths(&model.model);
     let config_sha256 = if config.exists() { Some(sha256_file(&config)?) } else { None };
     let options = forward.options();
-    Ok(json!({
+    let mut settings = json!({
         "model_sha256": sha256_file(&weights)?,
         "config_sha256": config_sha256,
         "ensemble": options.ensemble.unwrap_or(seggpt::Ensemble::Official).name(),
         "embedding_type": options.embedding_type.name(),
-    }))
+    });
+    if !tuned_prompts.is_empty() {
+        let hashes = tuned_prompts.iter().map(|p| sha256_file(p)).collect::<CliResult<Vec<_>>>()?;
+        settings["tuned_prompts_sha256"] = json!(hashes);
+    }
+    Ok(settings)
 }
 
 /// Creates `out` with its `run.json`, or checks that the run it holds has the same settings.
@@ -270,6 +285,10 @@ struct EpisodeList {
 const IMAGE_EXTENSIONS: [&str; 2] = ["jpg", "jpeg"];
 
 fn fss(args: &FssArgs) -> CliResult<Finished> {
+    let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
+    if args.shots == 0 && tuned.is_empty() {
+        return Err("--shots 0 leaves an episode without a prompt; give a --tuned-prompt, or shots".into());
+    }
     let (base, episodes, source) = match (&args.data, &args.episodes) {
         (Some(data), _) => {
             let episodes =
@@ -284,8 +303,12 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
             if list.episodes.is_empty() {
                 return Err(format!("{} holds no episodes", file.display()));
             }
-            if let Some(e) = list.episodes.iter().find(|e| e.supports.is_empty()) {
-                return Err(format!("{}: the episode of {} has no support", file.display(), e.query.image));
+            if let Some(e) = list.episodes.iter().find(|e| e.supports.is_empty() && tuned.is_empty()) {
+                return Err(format!(
+                    "{}: the episode of {} has no support (and there is no --tuned-prompt)",
+                    file.display(),
+                    e.query.image
+                ));
             }
             let base =
                 file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -304,7 +327,7 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
     }
     let episodes_text =
         serde_json::to_string(&EpisodeList { episodes: episodes.clone() }).map_err(|e| e.to_string())?;
-    let mut settings = model_settings(&args.model, &args.forward)?;
+    let mut settings = model_settings(&args.model, &args.forward, &args.tuned_prompt)?;
     let fields = settings.as_object_mut().expect("model settings are an object");
     fields.insert("benchmark".into(), json!("fss"));
     fields.insert("shots".into(), json!(args.shots));
@@ -338,7 +361,7 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
                 return Ok(Finished::Resumable { done: done.len(), total: episodes.len() });
             }
             let episode = &episodes[index];
-            let areas = run_episode(&model, &device, &base, episode, &args.forward)?;
+            let areas = run_episode(&model, &device, &base, episode, &tuned, &args.forward)?;
             let line = EpisodeResult {
                 index,
                 class: episode.class.clone(),
@@ -596,6 +619,7 @@ fn run_episode(
     device: &Device,
     base: &Path,
     episode: &Episode,
+    tuned: &[TunedPrompt],
     forward: &ForwardArgs,
 ) -> CliResult<EpisodeAreas> {
     let mut prompts = Vec::with_capacity(episode.supports.len());
@@ -611,7 +635,8 @@ fn run_episode(
         prompts.push(Prompt { image, mask: PromptMask::Classes { map, num_labels: 1 } });
     }
     let (query, truth) = load_sample(base, &episode.query, episode)?;
-    let segmenter = Segmenter::new(model, device, &prompts, forward.options()).map_err(|e| e.to_string())?;
+    let segmenter = Segmenter::with_tuned(model, device, &prompts, tuned, forward.options())
+        .map_err(|e| e.to_string())?;
     let result = segmenter
         .run(&Target { image: query }, Some(1), &mut |_, _| {})
         .map_err(|e| format!("{}: {e}", episode.query.image))?;
@@ -682,6 +707,7 @@ fn prediction_path(out: &Path, sequence: &Sequence, frame: &Path) -> PathBuf {
 }
 
 fn vos(args: &VosArgs) -> CliResult<Finished> {
+    let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
     let sequences = davis_sequences(args)?;
     // Cheap checks of every file before the model loads.
     for sequence in &sequences {
@@ -689,7 +715,7 @@ fn vos(args: &VosArgs) -> CliResult<Finished> {
             check_pair(frame, annotation)?;
         }
     }
-    let mut settings = model_settings(&args.model, &args.forward)?;
+    let mut settings = model_settings(&args.model, &args.forward, &args.tuned_prompt)?;
     let fields = settings.as_object_mut().expect("model settings are an object");
     fields.insert("benchmark".into(), json!("vos"));
     fields.insert("davis".into(), json!(absolute(&args.davis)));
@@ -715,7 +741,7 @@ fn vos(args: &VosArgs) -> CliResult<Finished> {
                 let finished = sequences.len() - todo.len() + done;
                 return Ok(Finished::Resumable { done: finished, total: sequences.len() });
             }
-            run_sequence(&model, &device, args, sequence, &mut progress)?;
+            run_sequence(&model, &device, args, sequence, &tuned, &mut progress)?;
         }
     }
 
@@ -812,6 +838,7 @@ fn run_sequence(
     device: &Device,
     args: &VosArgs,
     sequence: &Sequence,
+    tuned: &[TunedPrompt],
     progress: &mut Progress,
 ) -> CliResult<()> {
     let first = decode_rgb(&read_image_file(&sequence.frames[0])?, &named(&sequence.frames[0]))
@@ -840,8 +867,8 @@ fn run_sequence(
     };
     let prompt =
         Prompt { image: first, mask: PromptMask::Classes { map: prompt_map.clone(), num_labels: objects } };
-    let mut propagator =
-        Propagator::new(model, device, &[prompt], options).map_err(|e| format!("{}: {e}", sequence.name))?;
+    let mut propagator = Propagator::with_tuned(model, device, &[prompt], tuned, options)
+        .map_err(|e| format!("{}: {e}", sequence.name))?;
     let folder = args.out.join(&sequence.name);
     std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
     let write = |frame: &Path, map: &ClassMap| -> CliResult<()> {

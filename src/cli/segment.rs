@@ -19,6 +19,7 @@ use seggpt::weights;
 
 use super::interrupt;
 use super::output::{self, CLASSES_SUFFIX, MASK_SUFFIX, Naming, Planned};
+use super::tune::read_tuned_prompts;
 use crate::{
     CliResult, Finished, ForwardArgs, ModelArgs, decode_prompts, load_model, named, read_image_file,
     write_atomically,
@@ -219,10 +220,7 @@ pub fn run(args: SegmentArgs) -> CliResult<Finished> {
         Some(shard) => format!("coco.shard-{}-of-{}.json", shard.index, shard.count),
         None => "coco.json".into(),
     });
-    // Read now (regular files of bounded size, like images); their shape is checked once the
-    // model's config is known.
-    let tuned_bytes =
-        args.tuned_prompt.iter().map(|path| read_image_file(path)).collect::<CliResult<Vec<_>>>()?;
+    let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
     let (weights_path, config_path) = weights::model_paths(&args.model.model);
     let target_paths: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
     let mut inputs: Vec<&Path> = args
@@ -282,16 +280,6 @@ pub fn run(args: SegmentArgs) -> CliResult<Finished> {
     let categories = coco::categories(&names);
     if !todo.is_empty() {
         let (model, device) = load_model(&args.model)?;
-        let half = model.config().half_image_size();
-        let tuned = args
-            .tuned_prompt
-            .iter()
-            .zip(&tuned_bytes)
-            .map(|(path, bytes)| {
-                seggpt::tune::decode_prompt(bytes, &named(path), half).map(|(prompt, _)| prompt)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
         let segmenter = Segmenter::with_tuned(&model, &device, &prompts, &tuned, args.forward.options())
             .map_err(|e| e.to_string())?;
         let mut progress = Progress::new(todo.len());

@@ -5,15 +5,17 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use seggpt::EmbeddingType;
 use seggpt::pipeline::{ChwImage, denormalize, encode_rgb_png, to_rgb_u8};
-use seggpt::segment::{Prompt, TunedPrompt};
+use seggpt::segment::{Prompt, SegmentError, TunedPrompt};
 use seggpt::tune::{
     self, PromptMetadata, TrainingPair, TuneSettings, Tuner, config_hash, decode_optimiser, decode_prompt,
     encode_optimiser, encode_prompt, evaluate,
 };
+use seggpt::weights;
+use seggpt::{EmbeddingType, Ensemble};
 
-use crate::cli::{interrupt, output::MASK_SUFFIX};
+use crate::cli::interrupt;
+use crate::cli::output::{MASK_SUFFIX, resolve};
 use crate::{CliResult, EXIT_INTERRUPTED, ModelArgs, load_model, named, parse_num_labels, read_image_file};
 use crate::{check_writable, write_atomically};
 
@@ -111,6 +113,10 @@ struct Outputs {
 }
 
 impl Outputs {
+    fn all(&self) -> [&PathBuf; 4] {
+        [&self.prompt, &self.optimiser, &self.preview_pixel_values, &self.preview_masks]
+    }
+
     fn beside(prompt: &Path) -> Self {
         let stem = prompt.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let sibling = |suffix: &str| prompt.with_file_name(format!("{stem}{suffix}"));
@@ -207,6 +213,31 @@ fn clock(seconds: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// The `--tuned-prompt` files of `segment`, `video` and `eval`, read and checked before anything
+/// is written: refused with the spatial ensemble (its grid is tiled from images and masks), each
+/// refused unless it is a tuned prompt file for the half canvas of the model at `model` (read
+/// from its config, before the weights load).
+pub fn read_tuned_prompts(
+    paths: &[PathBuf],
+    model: &Path,
+    ensemble: Option<Ensemble>,
+) -> CliResult<Vec<TunedPrompt>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    if ensemble == Some(Ensemble::Spatial) {
+        return Err(SegmentError::SpatialTunedPrompt.to_string());
+    }
+    let half = weights::open_model(model).map_err(|e| e.to_string())?.config.half_image_size();
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = read_image_file(path)?;
+            decode_prompt(&bytes, &named(path), half).map(|(prompt, _)| prompt).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
 pub fn run(args: &TuneArgs) -> CliResult<()> {
     // Every input is read and checked before the model loads.
     let train_paths = match &args.pairs {
@@ -218,18 +249,35 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
     if args.batch > train.len() {
         return Err(format!("--batch {} is more than the {} training pair(s)", args.batch, train.len()));
     }
-    let val = match &args.val_pairs {
-        Some(dir) => folder_pairs(dir)?
-            .iter()
-            .map(|(i, m)| decode_pair(i, m, args.num_labels))
-            .collect::<CliResult<_>>()?,
+    let val_paths = match &args.val_pairs {
+        Some(dir) => folder_pairs(dir)?,
         None => Vec::new(),
     };
+    let val =
+        val_paths.iter().map(|(i, m)| decode_pair(i, m, args.num_labels)).collect::<CliResult<Vec<_>>>()?;
     let init = match args.init.as_slice() {
         [image, mask] => decode_pair(image, mask, args.num_labels)?,
         _ => train[0].clone(),
     };
     let outputs = Outputs::beside(&args.out);
+    // The prompt and the files beside it are rewritten at every checkpoint: none may be a file
+    // the run reads (`--out x.safetensors` writes x.prompt_masks.png, which may be a mask).
+    let (weights_path, config_path) = weights::model_paths(&args.model.model);
+    let inputs = train_paths
+        .iter()
+        .chain(&val_paths)
+        .flat_map(|(image, mask)| [image, mask])
+        .chain(&args.init)
+        .chain([&args.model.model, &weights_path, &config_path]);
+    for input in inputs {
+        if let Some(output) = outputs.all().into_iter().find(|o| resolve(o) == resolve(input)) {
+            return Err(format!(
+                "the output {} would overwrite the input {}; choose another --out",
+                output.display(),
+                input.display()
+            ));
+        }
+    }
     check_writable(&outputs.prompt)?;
     if args.resume {
         for path in [&outputs.prompt, &outputs.optimiser] {

@@ -17,6 +17,7 @@ use seggpt::pipeline::{
 use seggpt::segment::{Prompt, PromptMask, Segmentation};
 use seggpt::video::{DEFAULT_NUM_FRAMES, Propagate, Propagator, VideoOptions};
 
+use crate::cli::tune::read_tuned_prompts;
 use crate::cli::{interrupt, output};
 use crate::{
     CliResult, Finished, ForwardArgs, ModelArgs, decode_prompts, load_model, named, read_image_file,
@@ -53,12 +54,21 @@ pub struct VideoArgs {
     /// The first frame's mask: the first frame and this mask are the prompt, and the first frame
     /// is not segmented (its outputs are this mask). A palette PNG (as DAVIS annotations are) is
     /// read as class indices.
-    #[arg(long, value_name = "MASK", required_unless_present = "prompt", conflicts_with = "prompt")]
+    #[arg(
+        long,
+        value_name = "MASK",
+        required_unless_present_any = ["prompt", "tuned_prompt"],
+        conflicts_with = "prompt"
+    )]
     first_mask: Option<PathBuf>,
     /// A prompt image and its mask; every frame is segmented. Repeat for several prompts, which
     /// all lead every batch.
     #[arg(long, num_args = 2, value_names = ["IMAGE", "MASK"])]
     prompt: Vec<PathBuf>,
+    /// A prompt learned by `seggpt tune`: it leads every batch after the other prompts (the first
+    /// frame's or --prompt's), before the previous frames. Alone, every frame is segmented.
+    #[arg(long, value_name = "FILE")]
+    tuned_prompt: Vec<PathBuf>,
     #[arg(long, value_name = "OUT")]
     out_dir: PathBuf,
     /// K, previous frames (with their predicted masks) added to every batch; 0 is the official
@@ -119,24 +129,28 @@ pub fn run(args: &VideoArgs) -> CliResult<Finished> {
         }
         None => (decode_prompts(&args.prompt, args.num_labels)?, args.num_labels, false),
     };
-    let mut inputs: Vec<&Path> = frames.iter().chain(&args.prompt).map(PathBuf::as_path).collect();
+    let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
+    let mut inputs: Vec<&Path> =
+        frames.iter().chain(&args.prompt).chain(&args.tuned_prompt).map(PathBuf::as_path).collect();
     inputs.extend(args.first_mask.as_deref());
     let (weights_path, config_path) = seggpt::weights::model_paths(&args.model.model);
     inputs.extend([args.model.model.as_path(), &weights_path, &config_path]);
     let plan = plan(&frames, &args.out_dir, args.overlay, num_labels.is_some(), &inputs)?;
-    std::fs::create_dir_all(&args.out_dir)
-        .and_then(|()| output::temp_file_in(&args.out_dir).map(drop))
-        .map_err(|e| format!("cannot write to the output folder {}: {e}", args.out_dir.display()))?;
-
-    interrupt::stop_after_current_target()?;
-    let (model, device) = load_model(&args.model)?;
     let options = VideoOptions {
         num_frames: args.num_frames,
         propagate: args.propagate,
         forward: args.forward.options(),
         num_labels,
     };
-    let mut propagator = Propagator::new(&model, &device, &prompts, options).map_err(|e| e.to_string())?;
+    options.check_prompts(prompts.len(), tuned.len()).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.out_dir)
+        .and_then(|()| output::temp_file_in(&args.out_dir).map(drop))
+        .map_err(|e| format!("cannot write to the output folder {}: {e}", args.out_dir.display()))?;
+
+    interrupt::stop_after_current_target()?;
+    let (model, device) = load_model(&args.model)?;
+    let mut propagator =
+        Propagator::with_tuned(&model, &device, &prompts, &tuned, options).map_err(|e| e.to_string())?;
     let total = plan.len();
     let mut to_segment = plan.iter().enumerate();
     if first && let Some((_, planned)) = to_segment.next() {
