@@ -19,7 +19,9 @@ const NO_SCORE: f32 = -1.0e30;
 /// `out[s, n] = softmax_k(scale * q[s, n] . k[s, k] + Rh[qh, kh] . q[s, n] + Rw[qw, kw] . q[s, n]) v[s, k]`.
 ///
 /// `q, k, v, out`: contiguous `(S, N, head_dim)`, `N = grid_h * grid_w` tokens in row-major order;
-/// `rel_h`: `(grid_h, grid_h, head_dim)`, `rel_w`: `(grid_w, grid_w, head_dim)`. Launched with
+/// `rel_h`: `(grid_h, grid_h, head_dim)`, `rel_w`: `(grid_w, grid_w, head_dim)`; `columns` is
+/// `grid_w` again, as a runtime value: the query's grid position is one division by it, and the
+/// keys' positions are counted along the tile, not divided per key. Launched with
 /// `(ceil(N / CUBE_DIM_X), S)` workgroups.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -31,6 +33,7 @@ pub fn fused_attention_kernel<F: Float>(
     rel_w: &Tensor<F>,
     out: &mut Tensor<F>,
     scale: f32,
+    columns: u32,
     #[comptime] head_dim: usize,
     #[comptime] grid_h: usize,
     #[comptime] grid_w: usize,
@@ -40,6 +43,7 @@ pub fn fused_attention_kernel<F: Float>(
     let tokens = comptime!(grid_h * grid_w);
     let tiles = comptime!(tokens.div_ceil(tile_keys));
     let tile_len = comptime!(tile_keys * head_dim);
+    let sequence_len = comptime!(tokens * head_dim);
     let threads = CUBE_DIM_X as usize;
     let query = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
     let sequence_start = CUBE_POS_Y as usize * tokens * head_dim;
@@ -47,7 +51,8 @@ pub fn fused_attention_kernel<F: Float>(
     // and write nothing.
     let valid = query < tokens;
     let row = if valid { query } else { 0usize };
-    let (qh, qw) = (row / grid_w, row % grid_w);
+    let qh = row / columns as usize;
+    let qw = row - qh * grid_w;
 
     let mut q_row = Array::<f32>::new(head_dim);
     let mut acc = Array::<f32>::new(head_dim);
@@ -58,21 +63,26 @@ pub fn fused_attention_kernel<F: Float>(
 
     // The relative terms use the unscaled q (docs/MODEL.md §5.3): by key row, then by key column.
     let mut rel = Array::<f32>::new(comptime!(grid_h + grid_w));
-    for kh in 0..grid_h {
+    // Runtime loops over the grid: one body each, whatever the grid's size.
+    let mut kh = 0usize;
+    while kh < grid_h {
         let table = (qh * grid_h + kh) * head_dim;
         let mut dot = 0.0f32;
         for c in 0..head_dim {
             dot += q_row[c] * f32::cast_from(rel_h[table + c]);
         }
         rel[kh] = dot;
+        kh += 1;
     }
-    for kw in 0..grid_w {
+    let mut kw = 0usize;
+    while kw < grid_w {
         let table = (qw * grid_w + kw) * head_dim;
         let mut dot = 0.0f32;
         for c in 0..head_dim {
             dot += q_row[c] * f32::cast_from(rel_w[table + c]);
         }
         rel[grid_h + kw] = dot;
+        kw += 1;
     }
     for c in 0..head_dim {
         q_row[c] *= scale;
@@ -86,10 +96,11 @@ pub fn fused_attention_kernel<F: Float>(
 
     for tile in 0..tiles {
         let first_key = tile * tile_keys;
-        let tile_start = sequence_start + first_key * head_dim;
+        let tile_offset = first_key * head_dim;
+        let tile_start = sequence_start + tile_offset;
         let mut i = UNIT_POS_X as usize;
         while i < tile_len {
-            if first_key + i / head_dim < tokens {
+            if tile_offset + i < sequence_len {
                 k_tile[i] = k[tile_start + i];
                 v_tile[i] = v[tile_start + i];
             } else {
@@ -100,19 +111,26 @@ pub fn fused_attention_kernel<F: Float>(
         }
         sync_cube();
 
+        // The grid position (kh, kw) of the tile's keys, counted from its first key's.
+        let mut kh = first_key / columns as usize;
+        let mut kw = first_key - kh * grid_w;
         let mut tile_max = f32::new(NO_SCORE);
         for j in 0..tile_keys {
-            let key = first_key + j;
             let mut score = f32::new(NO_SCORE);
-            if key < tokens {
+            if first_key + j < tokens {
                 let mut dot = 0.0f32;
                 for c in 0..head_dim {
                     dot += q_row[c] * f32::cast_from(k_tile[j * head_dim + c]);
                 }
-                score = dot + rel[key / grid_w] + rel[grid_h + key % grid_w];
+                score = dot + rel[kh] + rel[grid_h + kw];
             }
             scores[j] = score;
             tile_max = f32::max(tile_max, score);
+            kw += 1;
+            if kw == grid_w {
+                kw = 0;
+                kh += 1;
+            }
         }
 
         // Rescale what was accumulated under the old maximum once per tile, not once per key.

@@ -40,7 +40,7 @@ fn fused_attention_matches_the_reference_path_on_the_fixtures() {
                     .unwrap()
             };
             let reference = run(AttentionKernel::Reference);
-            let reference_values = reference.into_data().to_vec::<f32>().unwrap();
+            let reference_values = reference.into_data().try_into_vec::<f32>().unwrap();
             let fused = run(AttentionKernel::Fused);
             let err = max_abs_diff(fused.clone(), &reference_values, &shape);
             let label = format!("{} {key}", dir.display());

