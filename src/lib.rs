@@ -27,6 +27,6 @@ pub mod weights;
 
 pub use config::SegGptConfig;
 pub use model::{
-    EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes, max_prompts,
-    parameter_shapes,
+    AttentionKernel, EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes,
+    max_prompts, parameter_shapes,
 };

@@ -139,6 +139,7 @@ impl ForwardArgs {
             ensemble: self.ensemble,
             embedding_type: self.embedding_type,
             budget: MemoryBudget::DEFAULT,
+            ..ForwardOptions::default()
         }
     }
 }

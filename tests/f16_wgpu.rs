@@ -40,6 +40,7 @@ fn fixtures_match_transformers_in_half_precision_on_wgpu() {
                         ensemble: Some(ensemble),
                         embedding_type: EmbeddingType::Instance,
                         budget: MemoryBudget::DEFAULT,
+                        ..ForwardOptions::default()
                     },
                     &mut |_, _| {},
                 )

@@ -46,6 +46,7 @@ fn forward_first_is_the_references_sample_zero() {
                             ensemble: Some(ensemble),
                             embedding_type,
                             budget: MemoryBudget::DEFAULT,
+                            ..ForwardOptions::default()
                         },
                         &mut |_, _| {},
                     )

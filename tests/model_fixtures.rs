@@ -43,7 +43,12 @@ fn check_all_fixtures(device: &Device, weights_file: Option<&str>, budget: Memor
                         tensor4(&inputs, "pixel_values", device),
                         tensor4(&inputs, "prompt_pixel_values", device),
                         tensor4(&inputs, "prompt_masks", device),
-                        ForwardOptions { ensemble: Some(ensemble), embedding_type, budget },
+                        ForwardOptions {
+                            ensemble: Some(ensemble),
+                            embedding_type,
+                            budget,
+                            ..ForwardOptions::default()
+                        },
                         &mut |_, _| {},
                     )
                     .unwrap();

@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor, activation::softmax};
 
 use crate::config::SegGptConfig;
 use crate::model::budget::MemoryBudget;
+use crate::model::fused_attention::{AttentionKernel, fused_attention};
 use crate::model::load::{Loader, Store};
 use crate::model::nn::Linear;
 use crate::weights::LoadError;
@@ -59,8 +60,9 @@ impl<S: Store> Attention<S> {
 
 impl Attention {
     /// `x`: `(B, Hp, Wp, D)` -> `(B, Hp, Wp, D)`, after the output projection. The `B * heads`
-    /// sequences are attended in groups whose scores stay within `budget`.
-    pub fn forward(&self, x: Tensor<4>, budget: MemoryBudget) -> Tensor<4> {
+    /// sequences are attended by the fused kernel where `kernel` asks for it and it can run
+    /// (docs/MODEL.md §21), otherwise in groups whose scores stay within `budget`.
+    pub fn forward(&self, x: Tensor<4>, budget: MemoryBudget, kernel: AttentionKernel) -> Tensor<4> {
         let [b, hp, wp, d] = x.dims();
         let (nh, hd) = (self.num_heads, self.head_dim);
         let n = hp * wp;
@@ -76,8 +78,16 @@ impl Attention {
         let k = qkv.clone().narrow(0, 1, 1).reshape([b * nh, n, hd]);
         let v = qkv.narrow(0, 2, 1).reshape([b * nh, n, hd]);
 
+        let fused = match (kernel, &self.rel_h, &self.rel_w) {
+            (AttentionKernel::Fused, Some(rel_h), Some(rel_w)) => {
+                fused_attention(&q, &k, &v, rel_h, rel_w, self.scale)
+            }
+            _ => None,
+        };
         let groups = budget.split(b * nh, score_bytes(n));
-        let out = if groups.pieces() == 1 {
+        let out = if let Some(out) = fused {
+            out
+        } else if groups.pieces() == 1 {
             self.attend(q, k, v, hp, wp)
         } else {
             let outs = groups

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 use crate::config::SegGptConfig;
 use crate::model::Samples;
 use crate::model::budget::MemoryBudget;
+use crate::model::fused_attention::AttentionKernel;
 use crate::model::layer::{Layer, Merge};
 use crate::model::load::{Loader, Store};
 use crate::model::nn::LayerNorm;
@@ -120,13 +121,14 @@ impl Encoder {
         mut h: Tensor<4>,
         ensemble: Ensemble,
         budget: MemoryBudget,
+        kernel: AttentionKernel,
         samples: Samples,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Vec<Tensor<4>> {
         let k = h.dims()[0] / 2;
         let mut features = Vec::with_capacity(self.feature_indices.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k), budget);
+            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k), budget, kernel);
             if i == self.merge_index {
                 let image = h.clone().narrow(0, 0, k);
                 let mask = h.narrow(0, k, k);

@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor};
 use crate::config::SegGptConfig;
 use crate::model::attention::Attention;
 use crate::model::budget::{MemoryBudget, Split};
+use crate::model::fused_attention::AttentionKernel;
 use crate::model::load::{Loader, Store};
 use crate::model::nn::{LayerNorm, Linear, gelu};
 use crate::weights::LoadError;
@@ -57,11 +58,17 @@ impl Layer {
     /// `h`: `(B, Hp, Wp, D)`.
     /// The batch is processed in pieces of whole samples so that no activation (qkv, MLP hidden)
     /// passes the budget (at least one sample per piece); only the ensemble merge sees all.
-    pub fn forward(&self, h: Tensor<4>, merge: Merge, budget: MemoryBudget) -> Tensor<4> {
+    pub fn forward(
+        &self,
+        h: Tensor<4>,
+        merge: Merge,
+        budget: MemoryBudget,
+        kernel: AttentionKernel,
+    ) -> Tensor<4> {
         let [b, hp, wp, d] = h.dims();
         let pieces = budget.split(b, sample_bytes(hp * wp, d, self.mlp.lin1.out_features()));
         let a = by_pieces(self.layernorm_before.forward(h.clone()), pieces, |x| {
-            self.attention.forward(x, budget)
+            self.attention.forward(x, budget, kernel)
         });
         let h = h + merge_query_half(a, merge);
         let m = by_pieces(self.layernorm_after.forward(h.clone()), pieces, |x| {

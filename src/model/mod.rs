@@ -8,6 +8,7 @@ mod cost;
 mod decoder;
 mod embeddings;
 mod encoder;
+mod fused_attention;
 mod layer;
 mod load;
 mod nn;
@@ -18,6 +19,7 @@ pub use budget::{MemoryBudget, Split, SplitPlan, largest_buffer_bytes, max_promp
 pub use cost::{Stage, block_flops, stage_flops};
 pub use embeddings::EmbeddingType;
 pub use encoder::Ensemble;
+pub use fused_attention::AttentionKernel;
 
 use crate::config::SegGptConfig;
 use crate::weights::{LoadError, TensorSource};
@@ -34,6 +36,8 @@ pub struct ForwardOptions {
     pub embedding_type: EmbeddingType,
     /// The largest piece the attention scores and the encoder blocks' activations are split into.
     pub budget: MemoryBudget,
+    /// The fused attention kernel or the reference path (docs/MODEL.md §21).
+    pub attention: AttentionKernel,
 }
 
 /// `(name, shape)` of every checkpoint tensor (HF names) that [`SegGpt::load`] reads under
@@ -202,7 +206,8 @@ impl SegGpt {
         let h =
             self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
         stage_done(Stage::Embeddings);
-        let features = self.encoder.forward(h, ensemble, options.budget, samples, progress);
+        let features =
+            self.encoder.forward(h, ensemble, options.budget, options.attention, samples, progress);
         stage_done(Stage::Blocks);
         let pred = self.decoder.forward(&features);
         stage_done(Stage::Decoder);

@@ -48,8 +48,12 @@ pub fn batch_loss(
     let b = batch.len();
     let queries = stack(batch.iter().map(|p| &p.image), device);
     let labels = stack(batch.iter().map(|p| &p.label), device);
-    let options =
-        ForwardOptions { ensemble: Some(Ensemble::None), embedding_type, budget: MemoryBudget::DEFAULT };
+    let options = ForwardOptions {
+        ensemble: Some(Ensemble::None),
+        embedding_type,
+        budget: MemoryBudget::DEFAULT,
+        ..ForwardOptions::default()
+    };
     let pred = model.forward(
         queries,
         prompt_pixel_values.expand([b, 3, h, w]),

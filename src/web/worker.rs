@@ -587,6 +587,7 @@ async fn segment(files: &SegmentFiles, options: &RunOptions) -> Result<(), Strin
         ensemble: Some(options.ensemble),
         embedding_type: options.embedding,
         budget: MemoryBudget::DEFAULT,
+        ..ForwardOptions::default()
     };
     let (prompts, num_classes) = prompts(&files.prompts, options)?;
     let colours = mask_colours(&prompts);
@@ -684,6 +685,7 @@ async fn video_session(session: u32, settings: &VideoSettings, data: &JsValue) -
         ensemble: Some(settings.run.ensemble),
         embedding_type: settings.run.embedding,
         budget: MemoryBudget::DEFAULT,
+        ..ForwardOptions::default()
     };
     let (prompts, num_classes) = prompts(&files.prompts, &settings.run)?;
     let colours = mask_colours(&prompts);
