@@ -205,6 +205,8 @@ impl TensorSource for SafetensorsSource {
 impl SafetensorsSource {
     /// The bytes of `range`, which lies inside the data: the data's length was checked against
     /// the header.
+    // In wasm there is no mapped file, so the match has one arm.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::infallible_destructuring_match))]
     fn bytes(&self, range: &std::ops::Range<u64>) -> &[u8] {
         let all: &[u8] = match &self.data {
             Data::Memory(bytes) => bytes,
