@@ -3,6 +3,7 @@
 mod cli {
     pub mod eval;
     pub mod interrupt;
+    pub mod memory;
     pub mod output;
     pub mod segment;
     pub mod tune;
@@ -190,6 +191,7 @@ enum Finished {
 }
 
 fn main() -> ExitCode {
+    cli::memory::reuse_freed_memory();
     let cli = Cli::parse();
     let uses_wgpu = match &cli.command {
         Command::Infer { model, .. } => matches!(model.backend, Backend::Wgpu),

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor, module::conv2d, ops::ConvOptions};
 use crate::config::SegGptConfig;
 use crate::model::budget::MemoryBudget;
 use crate::model::load::{Loader, Store};
-use crate::model::nn::{ColumnChunkedLinear, LayerNorm, Linear, gelu, transpose};
+use crate::model::nn::{ColumnChunkedLinear, LayerNorm, Linear, gelu};
 use crate::weights::LoadError;
 
 /// `(in, out)` features of `decoder_embed`: the concatenated intermediate features to one
@@ -41,8 +41,7 @@ impl<S: Store> Decoder<S> {
         let conv_weight = loader.tensor("decoder.decoder_pred.conv.weight", [c, c, 3, 3])?;
         let conv_bias = loader.tensor("decoder.decoder_pred.conv.bias", [c])?;
         let layernorm = LayerNorm::load(loader, "decoder.decoder_pred.layernorm", c, config.layer_norm_eps)?;
-        let head_w = loader
-            .tensor_as("decoder.decoder_pred.head.weight", &[3, c, 1, 1], [c, 3], |w| transpose(&w, 3, c))?;
+        let head_w = loader.tensor_as("decoder.decoder_pred.head.weight", &[3, c, 1, 1], [3, c], |w| w)?;
         let head_b = loader.tensor("decoder.decoder_pred.head.bias", [3])?;
         Ok(Self {
             decoder_embed,

@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
 use crate::model::load::{Loader, Store};
-use crate::model::nn::{Linear, transpose};
+use crate::model::nn::Linear;
 use crate::weights::LoadError;
 
 /// Which type token is added to every token (docs/MODEL.md §4).
@@ -58,8 +58,7 @@ impl<S: Store> Embeddings<S> {
         let prefix = "model.embeddings";
         // The conv weight (D, C, p, p) is the linear weight (D, C*p*p) of a flattened patch.
         let name = format!("{prefix}.patch_embeddings.projection.weight");
-        let weight =
-            loader.tensor_as(&name, &[d, c, p, p], [c * p * p, d], |w| transpose(&w, d, c * p * p))?;
+        let weight = loader.tensor_as(&name, &[d, c, p, p], [d, c * p * p], |w| w)?;
         let bias = loader.tensor(&format!("{prefix}.patch_embeddings.projection.bias"), [d])?;
         let patch_embeddings = Linear::from_parts(weight, Some(bias));
 

@@ -18,7 +18,7 @@ pub trait Store {
     type Tensor<const D: usize>;
 
     /// Stores one checkpoint tensor as one or more parameters of `shapes`: `read` gives its values
-    /// and `layout` rearranges them into one buffer per shape (transposed, gathered, split...).
+    /// and `layout` rearranges them into one buffer per shape (gathered, split, reshaped...).
     fn store<const D: usize>(
         &self,
         read: impl FnOnce() -> Result<Vec<f32>, LoadError>,

@@ -6,7 +6,9 @@ use crate::model::budget::MemoryBudget;
 use crate::model::load::{Loader, Store};
 use crate::weights::LoadError;
 
-/// `y = x W^T + b` with PyTorch's `(out, in)` weight, stored transposed as `(in, out)` for burn.
+/// `y = x W^T + b` with PyTorch's `(out, in)` weight, kept in that layout: the matmul reads it
+/// transposed in place (both backends' matmuls take strided operands), so loading copies no weight
+/// into another layout (docs/MODEL.md §20).
 pub struct Linear<S: Store = Device> {
     weight: S::Tensor<2>,
     bias: Option<S::Tensor<1>>,
@@ -20,14 +22,12 @@ impl<S: Store> Linear<S> {
         d_out: usize,
         bias: bool,
     ) -> Result<Self, LoadError> {
-        let weight = loader.tensor_as(&format!("{prefix}.weight"), &[d_out, d_in], [d_in, d_out], |w| {
-            transpose(&w, d_out, d_in)
-        })?;
+        let weight = loader.tensor(&format!("{prefix}.weight"), [d_out, d_in])?;
         let bias = if bias { Some(loader.tensor(&format!("{prefix}.bias"), [d_out])?) } else { None };
         Ok(Self { weight, bias })
     }
 
-    /// From burn-layout parts: `weight` is `(in, out)`.
+    /// From parts in PyTorch's layout: `weight` is `(out, in)`.
     pub fn from_parts(weight: S::Tensor<2>, bias: Option<S::Tensor<1>>) -> Self {
         Self { weight, bias }
     }
@@ -35,18 +35,19 @@ impl<S: Store> Linear<S> {
 
 impl Linear {
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[1]
+        self.weight.dims()[0]
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        module::linear(x, self.weight.clone(), self.bias.clone())
+        module::linear(x, self.weight.clone().transpose(), self.bias.clone())
     }
 }
 
 /// A linear layer whose weight is split by output columns into pieces within a memory budget,
 /// so that no single GPU buffer exceeds a small device's binding limit (`decoder_embed` is
 /// 256 MiB in f32; WebGPU's default `maxStorageBufferBindingSize` is 128 MiB). The split is made
-/// when the weight is uploaded, since the whole weight must never be one buffer.
+/// when the weight is uploaded, since the whole weight must never be one buffer. An output column
+/// is a row of PyTorch's `(out, in)` weight, so each piece is a contiguous run of it.
 pub struct ColumnChunkedLinear<S: Store = Device> {
     pieces: Vec<Linear<S>>,
 }
@@ -61,16 +62,24 @@ impl<S: Store> ColumnChunkedLinear<S> {
     ) -> Result<Self, LoadError> {
         let split = budget.split(d_out, column_bytes(d_in));
         let ranges: Vec<_> = split.ranges().collect();
-        let weight_shapes: Vec<[usize; 2]> = ranges.iter().map(|r| [d_in, r.len()]).collect();
+        let weight_shapes: Vec<[usize; 2]> = ranges.iter().map(|r| [r.len(), d_in]).collect();
         let weights = loader.pieces(&format!("{prefix}.weight"), &[d_out, d_in], &weight_shapes, |w| {
-            ranges.iter().map(|r| transpose(&w[r.start * d_in..r.end * d_in], r.len(), d_in)).collect()
+            split_rows(w, &ranges, d_in)
         })?;
         let bias_shapes: Vec<[usize; 1]> = ranges.iter().map(|r| [r.len()]).collect();
-        let biases = loader.pieces(&format!("{prefix}.bias"), &[d_out], &bias_shapes, |b| {
-            ranges.iter().map(|r| b[r.clone()].to_vec()).collect()
-        })?;
+        let biases = loader
+            .pieces(&format!("{prefix}.bias"), &[d_out], &bias_shapes, |b| split_rows(b, &ranges, 1))?;
         let pieces = weights.into_iter().zip(biases).map(|(w, b)| Linear::from_parts(w, Some(b))).collect();
         Ok(Self { pieces })
+    }
+}
+
+/// The rows `ranges` of a row-major matrix with `row_len` values a row, one buffer each; a single
+/// range is the matrix itself, not a copy.
+fn split_rows(m: Vec<f32>, ranges: &[std::ops::Range<usize>], row_len: usize) -> Vec<Vec<f32>> {
+    match ranges {
+        [_] => vec![m],
+        _ => ranges.iter().map(|r| m[r.start * row_len..r.end * row_len].to_vec()).collect(),
     }
 }
 
@@ -138,15 +147,4 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     } else {
         activation::gelu(x)
     }
-}
-
-/// Transposes a row-major `rows x cols` matrix.
-pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = m[r * cols + c];
-        }
-    }
-    out
 }

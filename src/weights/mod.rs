@@ -99,7 +99,14 @@ fn first_names(names: &[String]) -> String {
 /// Errors if `values` of tensor `name` hold NaN or infinity: such a weight turns every output
 /// into NaN, which would come out as an all-black mask.
 pub(crate) fn check_finite(name: &str, values: &[f32]) -> Result<(), LoadError> {
-    match values.iter().filter(|v| !v.is_finite()).count() {
+    #[cfg(not(target_arch = "wasm32"))]
+    let count = {
+        use rayon::prelude::*;
+        values.par_iter().filter(|v| !v.is_finite()).count()
+    };
+    #[cfg(target_arch = "wasm32")]
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    match count {
         0 => Ok(()),
         count => Err(LoadError::NonFinite { name: name.to_string(), count, total: values.len() }),
     }
@@ -135,13 +142,24 @@ pub(crate) fn check_layout(
 /// Widens raw little-endian bytes of a float dtype to f32.
 pub(crate) fn bytes_to_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>, LoadError> {
     match dtype {
-        "F32" => Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
-        "F16" => Ok(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-        "BF16" => {
-            Ok(bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
-        }
+        "F32" => Ok(widen(bytes, f32::from_le_bytes)),
+        "F16" => Ok(widen(bytes, |b| half::f16::from_le_bytes(b).to_f32())),
+        "BF16" => Ok(widen(bytes, |b| half::bf16::from_le_bytes(b).to_f32())),
         other => Err(LoadError::DType { name: name.to_string(), dtype: other.to_string() }),
     }
+}
+
+/// `one` applied to every `W`-byte value of `bytes`; natively on all cores, since loading widens
+/// about 300 million values (docs/MODEL.md §20).
+fn widen<const W: usize>(bytes: &[u8], one: impl Fn([u8; W]) -> f32 + Sync + Send) -> Vec<f32> {
+    let value = |b: &[u8]| one(b.try_into().unwrap_or_else(|_| unreachable!("chunks of exactly W bytes")));
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        bytes.par_chunks_exact(W).map(value).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    bytes.chunks_exact(W).map(value).collect()
 }
 
 /// A set of named f32 tensors held on the host, e.g. for `convert`.

@@ -134,8 +134,8 @@ impl SafetensorsHeader {
     }
 }
 
-/// A safetensors checkpoint indexed by HF name: bytes in memory, or a file read one tensor at a
-/// time so that a checkpoint is never held whole.
+/// A safetensors checkpoint indexed by HF name: bytes in memory, or a file mapped into memory, so
+/// that tensors are read in place from the page cache and a checkpoint is never copied whole.
 pub struct SafetensorsSource {
     data: Data,
     header: SafetensorsHeader,
@@ -144,10 +144,7 @@ pub struct SafetensorsSource {
 enum Data {
     Memory(Vec<u8>),
     #[cfg(not(target_arch = "wasm32"))]
-    File {
-        file: std::sync::Mutex<std::fs::File>,
-        path: String,
-    },
+    Mapped(memmap2::Mmap),
 }
 
 impl SafetensorsSource {
@@ -158,32 +155,34 @@ impl SafetensorsSource {
         Ok(Self { data: Data::Memory(bytes), header })
     }
 
-    /// Opens a file after checking it is a regular file, reading only its header: the header's
-    /// length is checked against the file's size before the header is read, and the file's size
-    /// against the header before any tensor is.
+    /// Maps a file after checking it is a regular file, and checks its header: the header's
+    /// length against the file's size before the header is parsed, and the file's size against the
+    /// header before any tensor is read. Mapping instead of reading saves a copy of every tensor
+    /// and lets the pages be shared with the page cache (docs/MODEL.md §20).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self, LoadError> {
-        use std::io::Read;
         let shown = path.display().to_string();
         let io = |source| LoadError::Io { path: shown.clone(), source };
         let len = super::regular_file_len(path)?;
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut first8 = [0u8; 8];
-        let got = len.min(8) as usize;
-        file.read_exact(&mut first8[..got]).map_err(io)?;
-        let need = SafetensorsHeader::prefix_len(&first8[..got])?;
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is only read. Like every loader that maps its checkpoint (the safetensors
+        // crate's, PyTorch's), this assumes nobody shortens the file while it is mapped: reading
+        // a page cut off the end would stop the process (SIGBUS) instead of returning an error.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        // Every tensor is read once, in the model's order rather than the file's: ask for the whole
+        // file ahead instead of sequential read-ahead.
+        #[cfg(unix)]
+        map.advise(memmap2::Advice::WillNeed).map_err(io)?;
+        let need = SafetensorsHeader::prefix_len(&map)?;
         if need > len {
             return Err(LoadError::NotSafetensors(format!(
                 "{shown}: its first 8 bytes announce a {}-byte header, but the file has only {len} bytes",
                 need - 8
             )));
         }
-        let mut prefix = first8.to_vec();
-        prefix.resize(need as usize, 0);
-        file.read_exact(&mut prefix[8..]).map_err(io)?;
-        let header = SafetensorsHeader::parse(&prefix)?;
+        let header = SafetensorsHeader::parse(&map[..need as usize])?;
         header.check_len(len)?;
-        Ok(Self { data: Data::File { file: std::sync::Mutex::new(file), path: shown }, header })
+        Ok(Self { data: Data::Mapped(map), header })
     }
 }
 
@@ -198,31 +197,23 @@ impl TensorSource for SafetensorsSource {
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
         let entry = self.header.entry(name)?;
-        let data = self.bytes(&entry.range)?;
-        let scales = entry.scale.as_ref().map(|range| self.bytes(range)).transpose()?;
-        entry.decode(name, &data, scales.as_deref())
+        let scales = entry.scale.as_ref().map(|range| self.bytes(range));
+        entry.decode(name, self.bytes(&entry.range), scales)
     }
 }
 
 impl SafetensorsSource {
-    /// The bytes of `range`, which lies inside the data: the file's length was checked against the
-    /// header.
-    fn bytes(&self, range: &std::ops::Range<u64>) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> {
-        match &self.data {
-            Data::Memory(bytes) => {
-                Ok(std::borrow::Cow::Borrowed(&bytes[range.start as usize..range.end as usize]))
-            }
+    /// The bytes of `range`, which lies inside the data: the data's length was checked against
+    /// the header.
+    // In wasm there is no mapped file, so the match has one arm.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::infallible_destructuring_match))]
+    fn bytes(&self, range: &std::ops::Range<u64>) -> &[u8] {
+        let all: &[u8] = match &self.data {
+            Data::Memory(bytes) => bytes,
             #[cfg(not(target_arch = "wasm32"))]
-            Data::File { file, path } => {
-                use std::io::{Read, Seek, SeekFrom};
-                let io = |source| LoadError::Io { path: path.clone(), source };
-                let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                file.seek(SeekFrom::Start(range.start)).map_err(io)?;
-                let mut bytes = vec![0u8; (range.end - range.start) as usize];
-                file.read_exact(&mut bytes).map_err(io)?;
-                Ok(std::borrow::Cow::Owned(bytes))
-            }
-        }
+            Data::Mapped(map) => map,
+        };
+        &all[range.start as usize..range.end as usize]
     }
 }
 
@@ -408,6 +399,48 @@ mod tests {
         let bytes = write_safetensors(&tensors, StoreDType::F16).unwrap();
         let back = SafetensorsSource::from_bytes(bytes).unwrap();
         assert_eq!(back.read_f32("a").unwrap(), [1.0, 65_504.0, -65_504.0]);
+    }
+
+    /// A file of one tensor `t` of `dtype` holding `bytes`.
+    fn one_tensor_file(dtype: Dtype, count: usize, bytes: &[u8]) -> Vec<u8> {
+        let view = TensorView::new(dtype, vec![count], bytes).unwrap();
+        safetensors::tensor::serialize([("t".to_string(), view)], None).unwrap()
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_mapped_file_reads_every_float_dtype_as_memory_does() {
+        // Enough values that the conversion is split across threads.
+        let values: Vec<f32> = (0..100_003).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+        let cases = [
+            (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), 0.0),
+            (Dtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(), 0.5),
+            (Dtype::BF16, values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(), 4.0),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (dtype, bytes, tolerance) in cases {
+            let file = one_tensor_file(dtype, values.len(), &bytes);
+            let path = dir.path().join(format!("{dtype:?}.safetensors"));
+            std::fs::write(&path, &file).unwrap();
+            let mapped = SafetensorsSource::from_file(&path).unwrap().read_f32("t").unwrap();
+            let in_memory = SafetensorsSource::from_bytes(file).unwrap().read_f32("t").unwrap();
+            assert_eq!(mapped, in_memory, "{dtype:?}");
+            assert_eq!(mapped.len(), values.len());
+            let worst = mapped.iter().zip(&values).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= tolerance, "{dtype:?}: off by {worst}");
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn an_empty_or_short_file_is_refused_before_mapping_anything_past_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 5] {
+            let path = dir.path().join(format!("short{len}.safetensors"));
+            std::fs::write(&path, vec![1u8; len]).unwrap();
+            let err = SafetensorsSource::from_file(&path).err().unwrap().to_string();
+            assert!(err.contains("shorter than 8 bytes"), "{len} bytes: {err}");
+        }
     }
 
     #[test]
