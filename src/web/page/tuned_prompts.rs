@@ -100,6 +100,27 @@ impl TunedPrompts {
         Ok(id)
     }
 
+    /// The worker accepted card `id`: show its previews.
+    pub fn preview(
+        &mut self,
+        id: u32,
+        steps: u64,
+        loss: Option<f32>,
+        pngs: &TunedPreviewPngs,
+    ) -> Result<(), JsValue> {
+        let Some(card) = self.cards.iter_mut().find(|c| c.id == id) else { return Ok(()) };
+        let image_url = ObjectUrl::new(&blob(&pngs.image_png, "image/png")?)?;
+        let mask_url = ObjectUrl::new(&blob(&pngs.mask_png, "image/png")?)?;
+        card.image.set_src(image_url.as_str());
+        card.mask.set_src(mask_url.as_str());
+        card._urls = vec![image_url, mask_url];
+        let loss = loss.map(|l| format!(", last loss {l:.4}")).unwrap_or_default();
+        card.state
+            .set_text_content(Some(&format!("{}: tuned prompt, {steps} steps{loss}", card.file.name())));
+        card.checked = true;
+        Ok(())
+    }
+
     pub fn remove(&mut self, id: u32) {
         self.cards.retain(|c| c.id != id);
     }
