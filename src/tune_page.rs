@@ -36,7 +36,6 @@ pub fn step_memory_note(
     max_batch: usize,
     max_binding: f64,
 ) -> (bool, String) {
-    let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
     let limit_mib = max_binding / f64::from(1u32 << 20);
     if max_batch == 0 {
         return (
@@ -60,15 +59,19 @@ pub fn step_memory_note(
         Some(&step) => (
             true,
             format!(
-                "One step of {batch} pair(s) needs about {:.2} GB of GPU memory beside the model's {:.2} GB \
-                 ({:.2} GB in all).",
-                gib(step),
-                gib(weight_bytes),
-                gib(step + weight_bytes)
+                "One step of {batch} pair(s) needs about {} of GPU memory beside the model's {} ({} in all).",
+                size(step),
+                size(weight_bytes),
+                size(step + weight_bytes)
             ),
         ),
         None => (false, format!("at most {} pairs per step", step_bytes.len())),
     }
+}
+
+/// Bytes as decimal gigabytes, or megabytes below one gigabyte.
+fn size(bytes: f64) -> String {
+    if bytes >= 1e9 { format!("{:.2} GB", bytes / 1e9) } else { format!("{:.1} MB", bytes / 1e6) }
 }
 
 #[cfg(test)]
@@ -97,13 +100,15 @@ mod tests {
 
     #[test]
     fn the_memory_note_says_what_fits() {
-        let steps = [1.5 * f64::from(1u32 << 30), 3.0 * f64::from(1u32 << 30)];
-        let weights = 1.25 * f64::from(1u32 << 30);
+        let steps = [1.5e9, 3e9];
+        let weights = 1.25e9;
         let (ok, text) = step_memory_note(2, &steps, weights, 2, 128.0 * 1048576.0);
         assert!(ok, "{text}");
         assert!(text.contains("3.00 GB") && text.contains("1.25 GB") && text.contains("4.25 GB"), "{text}");
         let (ok, text) = step_memory_note(2, &steps, weights, 1, 128.0 * 1048576.0);
         assert!(!ok && text.contains("at most 1") && text.contains("128 MiB"), "{text}");
+        let (ok, text) = step_memory_note(1, &[2.5e6], 1e5, 1, 64.0 * 1048576.0);
+        assert!(ok && text.contains("2.5 MB") && text.contains("0.1 MB"), "{text}");
         let (ok, text) = step_memory_note(1, &steps, weights, 0, 64.0 * 1048576.0);
         assert!(!ok && text.contains("cannot tune") && text.contains("64 MiB"), "{text}");
     }

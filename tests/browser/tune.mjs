@@ -49,7 +49,7 @@ async function openApp(server, page) {
   if (await load.isVisible()) await load.click();
   await ready.waitFor({ timeout: 180_000 });
   // The tuning panel knows the GPU once the worker has said what a step takes.
-  await page.getByTestId('tune-memory').filter({ hasText: 'GB' }).waitFor({ timeout: 60_000 });
+  await page.getByTestId('tune-memory').filter({ hasText: 'needs about' }).waitFor({ timeout: 60_000 });
 }
 
 /** Adds the training pairs as files in the tuning panel and sets its fields. */
@@ -162,7 +162,7 @@ async function testTuneEqualsCli(server) {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-tuned-out-'));
     execFileSync(bin, ['segment', '--model', model, '--tuned-prompt', tuned, '--target', fx('target_a.png'), '--out-dir', out],
       { stdio: 'ignore' });
-    const expected = fs.readFileSync(path.join(out, 'target_a.mask.png'));
+    const expected = fs.readFileSync(path.join(out, 'target_a.png.mask.png'));
     assert.ok(mask.bytes.equals(expected), 'the page\'s mask with the tuned prompt differs from seggpt segment --tuned-prompt');
     console.log(`  target_a with the tuned prompt: mask PNG equal to seggpt segment --tuned-prompt (${expected.length} bytes)`);
 

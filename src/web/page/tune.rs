@@ -203,7 +203,14 @@ impl TunePanel {
         ctx.stroke();
         ctx.set_font("12px sans-serif");
         if let (Some(first), Some(last)) = (self.losses.first(), self.losses.last()) {
-            ctx.fill_text(&format!("loss {first:.4} at step 1"), PLOT_MARGIN + 2.0, 2.0 * PLOT_MARGIN + 4.0)?;
+            // A falling curve leaves the top-right and bottom-left corners free for the labels.
+            ctx.set_text_align("right");
+            ctx.fill_text(
+                &format!("loss {first:.4} at step 1"),
+                width - PLOT_MARGIN - 2.0,
+                2.0 * PLOT_MARGIN + 4.0,
+            )?;
+            ctx.set_text_align("left");
             ctx.fill_text(
                 &format!("{last:.4} at step {}", self.losses.len()),
                 PLOT_MARGIN + 2.0,
