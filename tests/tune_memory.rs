@@ -1,9 +1,10 @@
-//! GPU memory of one prompt-tuning step on wgpu (lavapipe here), as reported by the device's
-//! allocator: the released model's width and canvas (1024 hidden, 16 heads, 896 x 448) cut to a few
-//! encoder blocks, so every activation has its real size at a fraction of the work. The numbers
-//! set `seggpt::tune::step_memory` (docs/MODEL.md §19). A measurement, run on request, one
-//! configuration per process (the allocator keeps its pages, so a second run in the same process
-//! would read the first one's high-water mark):
+//! GPU memory of one prompt-tuning step on wgpu, as reported by the device's allocator: the
+//! released model's width and canvas (1024 hidden, 16 heads, 896 x 448) cut to a few encoder blocks,
+//! so every activation has its real size at a fraction of the work. It prints the measurement beside
+//! `seggpt::tune::step_memory`'s estimate (docs/MODEL.md §19; on lavapipe on this 2-core machine one
+//! step of the 1-block model did not finish in 47 minutes, so no wgpu number is recorded yet). Run on
+//! request, one configuration per process (the allocator keeps its pages, so a second run in the
+//! same process would read the first one's high-water mark):
 //!
 //!     TUNE_MEMORY_BLOCKS=1 TUNE_MEMORY_BATCH=1 cargo test --release --locked --test tune_memory -- --ignored --nocapture
 
