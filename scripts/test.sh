@@ -47,4 +47,5 @@ node tests/browser/e2e.mjs      # the user journeys, every mask compared with th
 node tests/browser/worker.mjs   # model storage: revalidation, offline, damaged copies, message order
 node tests/browser/ux.mjs       # accessibility (axe-core), offline through the service worker, screenshots
 node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`
+node tests/browser/tune.mjs     # tuning in the page: the tuned prompt equal to `seggpt tune`'s, its masks to `segment --tuned-prompt`'s
 echo "== all tests passed"

@@ -17,10 +17,9 @@ pub mod model_fetch;
 pub mod paint;
 pub mod pipeline;
 pub mod segment;
-pub mod video;
-// Native only for now: the `autodiff` feature is enabled for native targets (Cargo.toml).
-#[cfg(not(target_arch = "wasm32"))]
 pub mod tune;
+pub mod tune_page;
+pub mod video;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;

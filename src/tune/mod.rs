@@ -7,8 +7,9 @@ mod adamw;
 mod batches;
 mod file;
 mod loss;
+mod memory;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 pub use adamw::{AdamW, BETAS, EPS, Moments};
 pub use batches::batch_indices;
@@ -16,6 +17,7 @@ pub use file::{
     FileError, PromptMetadata, config_hash, decode_optimiser, decode_prompt, encode_optimiser, encode_prompt,
 };
 pub use loss::{TrainingPair, batch_loss, masked_smooth_l1, prompt_tensors};
+pub use memory::{StepMemory, step_memory};
 
 use crate::EmbeddingType;
 use crate::model::{SegGpt, ShapeError};
@@ -30,6 +32,8 @@ pub const DEFAULT_WEIGHT_DECAY: f64 = 0.01;
 pub const DEFAULT_STEPS: u64 = 100;
 /// Default training pairs per step.
 pub const DEFAULT_BATCH: usize = 2;
+/// Default seed of the order the pairs are drawn in.
+pub const DEFAULT_SEED: u64 = 0;
 
 /// The hyper-parameters of a tuning run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,15 +69,53 @@ pub struct PromptGradients {
     pub masks: Vec<f32>,
 }
 
-/// The loss of `batch` under `prompt` and its gradients (native: blocking read-back). The model
+/// A batch's loss and its gradients with respect to both prompt tensors, still on the device.
+/// Native code reads them back with [`Self::read`]; the browser, where a blocking read-back
+/// panics, with [`Self::read_async`]. Both then share [`Self::values`].
+pub struct PendingGradients {
+    loss: Tensor<1>,
+    pixel_values: Tensor<4>,
+    masks: Tensor<4>,
+}
+
+impl PendingGradients {
+    /// Blocks until the device is done.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(self) -> Result<PromptGradients, TuneError> {
+        Self::values(self.loss.into_data(), self.pixel_values.into_data(), self.masks.into_data())
+    }
+
+    /// Waits for the device without blocking (the only read-back WebGPU in a browser allows).
+    pub async fn read_async(self) -> Result<PromptGradients, TuneError> {
+        let read = |e: burn::tensor::ExecutionError| TuneError::Readback(format!("{e:?}"));
+        let loss = self.loss.into_data_async().await.map_err(read)?;
+        let pixel_values = self.pixel_values.into_data_async().await.map_err(read)?;
+        let masks = self.masks.into_data_async().await.map_err(read)?;
+        Self::values(loss, pixel_values, masks)
+    }
+
+    /// The values as `f32`, whatever float type the device computes in.
+    fn values(
+        loss: TensorData,
+        pixel_values: TensorData,
+        masks: TensorData,
+    ) -> Result<PromptGradients, TuneError> {
+        let vec =
+            |d: TensorData| d.try_into_vec_as::<f32>().map_err(|e| TuneError::Readback(format!("{e:?}")));
+        let loss = vec(loss)?[0];
+        Ok(PromptGradients { loss, pixel_values: vec(pixel_values)?, masks: vec(masks)? })
+    }
+}
+
+/// The loss of `batch` under `prompt` and its gradients, computed but not read back. The model
 /// must live on `device` without autodiff; only the two prompt tensors are tracked.
-pub fn prompt_gradients(
+pub fn backward(
     model: &SegGpt,
     device: &Device,
     prompt: &TunedPrompt,
     batch: &[&TrainingPair],
     embedding_type: EmbeddingType,
-) -> Result<PromptGradients, TuneError> {
+) -> Result<PendingGradients, TuneError> {
     // Balanced checkpointing recomputes memory-bound intermediates (the softmax's exp and
     // division, the additions of the relative-position terms, GELU) in the backward pass instead
     // of keeping them: without it one step of the released model held over 17 GB on the CPU.
@@ -82,17 +124,28 @@ pub fn prompt_gradients(
     let (pixel_values, masks) = (pixel_values.require_grad(), masks.require_grad());
     let loss = batch_loss(model, device, pixel_values.clone(), masks.clone(), batch, embedding_type)?;
     let grads = loss.backward();
-    let read = |t: Option<Tensor<4>>| -> Result<Vec<f32>, TuneError> {
-        let t = t.ok_or_else(|| TuneError::Readback("the prompt received no gradient".into()))?;
-        t.into_data().try_into_vec::<f32>().map_err(|e| TuneError::Readback(format!("{e:?}")))
-    };
-    let grad_pixel_values = read(pixel_values.grad(&grads))?;
-    let grad_masks = read(masks.grad(&grads))?;
-    let loss = read_scalar(loss.inner())?;
-    Ok(PromptGradients { loss, pixel_values: grad_pixel_values, masks: grad_masks })
+    let no_gradient = || TuneError::Readback("the prompt received no gradient".into());
+    Ok(PendingGradients {
+        pixel_values: pixel_values.grad(&grads).ok_or_else(no_gradient)?,
+        masks: masks.grad(&grads).ok_or_else(no_gradient)?,
+        loss: loss.inner(),
+    })
+}
+
+/// The loss of `batch` under `prompt` and its gradients (native: blocking read-back).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn prompt_gradients(
+    model: &SegGpt,
+    device: &Device,
+    prompt: &TunedPrompt,
+    batch: &[&TrainingPair],
+    embedding_type: EmbeddingType,
+) -> Result<PromptGradients, TuneError> {
+    backward(model, device, prompt, batch, embedding_type)?.read()
 }
 
 /// The mean loss over `pairs` under `prompt`, without gradients, `chunk` pairs per forward pass.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn evaluate(
     model: &SegGpt,
     device: &Device,
@@ -116,6 +169,7 @@ pub fn evaluate(
     Ok((total / pairs.len() as f64) as f32)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn read_scalar(t: Tensor<1>) -> Result<f32, TuneError> {
     let values = t.into_data().try_into_vec::<f32>().map_err(|e| TuneError::Readback(format!("{e:?}")))?;
     Ok(values[0])
@@ -170,25 +224,54 @@ impl Tuner {
         TunedPrompt { pixel_values: image(&self.pixel_values), masks: image(&self.masks) }
     }
 
-    /// One AdamW step on the batch drawn for this step; returns the batch's loss before it.
-    pub fn step(
-        &mut self,
+    /// The forward and backward pass of the next step on the batch drawn for it; its gradients
+    /// go to [`Self::apply`] once read back.
+    pub fn backward(
+        &self,
         model: &SegGpt,
         device: &Device,
         pairs: &[TrainingPair],
-    ) -> Result<f32, TuneError> {
+    ) -> Result<PendingGradients, TuneError> {
         if pairs.is_empty() {
             return Err(TuneError::NoPairs);
         }
         let batch = self.settings.batch.clamp(1, pairs.len());
         let indices = batch_indices(pairs.len(), batch, self.settings.seed, self.optimiser.steps);
         let batch: Vec<&TrainingPair> = indices.iter().map(|&i| &pairs[i]).collect();
-        let grads = prompt_gradients(model, device, &self.prompt(), &batch, self.settings.embedding_type)?;
+        backward(model, device, &self.prompt(), &batch, self.settings.embedding_type)
+    }
+
+    /// The AdamW update from a step's gradients; returns the batch's loss before it.
+    pub fn apply(&mut self, grads: PromptGradients) -> Result<f32, TuneError> {
         if !grads.loss.is_finite() {
             return Err(TuneError::NonFinite(grads.loss));
         }
         self.optimiser
             .update(&mut [&mut self.pixel_values, &mut self.masks], &[&grads.pixel_values, &grads.masks]);
         Ok(grads.loss)
+    }
+
+    /// One AdamW step on the batch drawn for this step (native: blocking read-back); returns
+    /// the batch's loss before it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn step(
+        &mut self,
+        model: &SegGpt,
+        device: &Device,
+        pairs: &[TrainingPair],
+    ) -> Result<f32, TuneError> {
+        let grads = self.backward(model, device, pairs)?.read()?;
+        self.apply(grads)
+    }
+
+    /// [`Self::step`] with a read-back that does not block (the browser's).
+    pub async fn step_async(
+        &mut self,
+        model: &SegGpt,
+        device: &Device,
+        pairs: &[TrainingPair],
+    ) -> Result<f32, TuneError> {
+        let grads = self.backward(model, device, pairs)?.read_async().await?;
+        self.apply(grads)
     }
 }

@@ -15,6 +15,11 @@
 //! | `VideoStart`             | `prompts`     | [`SegmentFiles`] (no targets): the prompts of a propagation or of the Live mode |
 //! | `VideoFrame`             | `frame`       | [`FrameInput`]: an image file, or a decoded frame `{ rgba: ArrayBuffer, width, height }` |
 //! | `VideoResult`            | as `Result`   | [`ResultBuffers`]: the frame's mask PNG (what `seggpt video` writes), RGB and labels |
+//! | `Segment`                | `tuned`       | [`TunedFiles`]: `[File]`, tuned prompt files (`seggpt tune`'s), after the prompts |
+//! | `TuneStart`              | `prompts`     | [`SegmentFiles`] (no targets): the training pairs, as prompts |
+//! | `InspectTuned`           | `tuned`       | [`TunedFiles`]: the one tuned prompt file to check and preview |
+//! | `TunedPreview`           | `image_png`, `mask_png` | [`TunedPreviewPngs`]: the prompt's image and mask, denormalised |
+//! | `TuneDone`               | `tuned_file`  | [`TunedFileBytes`]: the tuned prompt file, what `seggpt tune` writes |
 //!
 //! The worker's buffers are transferred, not copied (they are detached on the worker side).
 
@@ -88,6 +93,17 @@ pub enum ToWorker {
     /// Removes every cached model from browser storage. Posted during a download, it runs once the
     /// download is over (messages are handled in order), so it never meets an open file.
     ClearCache,
+    /// Tunes a prompt (docs/MODEL.md §19) from the training pairs of the `prompts` field
+    /// ([`SegmentFiles`], no targets), starting from the first pair, as `seggpt tune` does: one
+    /// [`ToPage::TuneStep`] per step, then [`ToPage::TuneDone`] (or [`ToPage::TuneFailed`]). It
+    /// stops after the current step at [`ToWorker::TuneStop`] or any message other than
+    /// [`ToWorker::InspectTuned`] (which is answered meanwhile).
+    TuneStart { session: u32, params: TuneParams, run: RunOptions },
+    /// Stops tuning `session` after the current step; its prompt so far comes back in `TuneDone`.
+    TuneStop { session: u32 },
+    /// Checks the tuned prompt file of the `tuned` field ([`TunedFiles`]) against the model and
+    /// answers with [`ToPage::TunedPreview`] or [`ToPage::TunedRefused`] for `card`.
+    InspectTuned { card: u32 },
     /// Makes the next run panic at its first target, as a GPU out-of-memory error does (cubecl
     /// panics on uncaptured WebGPU errors): lets the tests check the restart path. Only in builds
     /// with the `test-hooks` feature.
@@ -132,12 +148,53 @@ pub enum ToPage {
     /// Video `session` cannot go on (a bad prompt, too many previous frames, a frame that is not an
     /// image); the worker has ended it.
     VideoFailed { session: u32, message: String },
+    /// Sent after `Ready`: what tuning a prompt takes on this GPU and model (docs/MODEL.md §19).
+    TuneInfo(TuneInfo),
+    /// Step `step` of tuning `session` is done; `loss` is its batch's loss before the update.
+    TuneStep { session: u32, step: u64, loss: f32, seconds: f64 },
+    /// Tuning `session` is over after `steps` steps (`stopped`: by Stop, before the steps asked
+    /// for); the file is in the `tuned_file` field ([`TunedFileBytes`]).
+    TuneDone { session: u32, steps: u64, stopped: bool },
+    /// Tuning `session` could not start or go on.
+    TuneFailed { session: u32, message: String },
+    /// The tuned prompt file of `card` fits the model; its previews are in the
+    /// [`TunedPreviewPngs`] fields. `steps`: how long it was tuned; `loss`: its last training loss.
+    TunedPreview { card: u32, steps: u64, loss: Option<f32> },
+    /// The tuned prompt file of `card` cannot be used with this model, and why.
+    TunedRefused { card: u32, message: String },
     /// The model could not be loaded (bad URL, network, wrong or corrupt weights, small GPU).
     LoadFailed { message: String },
     /// The cache was cleared.
     CacheCleared,
     /// The worker cannot go on (wasm panic, GPU out of memory, device lost): the page restarts it.
     Fatal { message: String },
+}
+
+/// The settings of a tuning run, as the page's fields give them (the CLI's flags of `seggpt tune`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TuneParams {
+    pub steps: u64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Training pairs per step.
+    pub batch: usize,
+    pub seed: u64,
+}
+
+/// What tuning takes on the loaded model and this GPU, for the page to say before it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneInfo {
+    /// The defaults of `seggpt tune`'s flags.
+    pub defaults: TuneParams,
+    /// `step_bytes[b - 1]`: the GPU memory (bytes) one step of `b` pairs needs beside the weights.
+    pub step_bytes: Vec<f64>,
+    /// The model's weights on the GPU (bytes).
+    pub weight_bytes: f64,
+    /// The largest batch whose every buffer fits the adapter's `maxStorageBufferBindingSize`
+    /// (0: not even one pair).
+    pub max_batch: usize,
+    /// The adapter's `maxStorageBufferBindingSize` (bytes).
+    pub max_binding: f64,
 }
 
 /// The human label of an ensemble choice, for the page's `<select>`.
@@ -359,5 +416,72 @@ impl FrameInput {
             width: size("width")?,
             height: size("height")?,
         })
+    }
+}
+
+/// The `tuned` field: tuned prompt files (`Segment`: every tuned prompt card; `InspectTuned`: one).
+pub struct TunedFiles(pub Vec<File>);
+
+impl TunedFiles {
+    pub fn to_js(&self, envelope: &Object) {
+        set(envelope, "tuned", &self.0.iter().collect::<Array>());
+    }
+
+    /// Absent means none (a run with ordinary prompts only).
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        let field = get(data, "tuned");
+        if field.is_undefined() {
+            return Ok(Self(Vec::new()));
+        }
+        Ok(Self(files_of(field, "tuned")?))
+    }
+}
+
+fn buffer_field(data: &JsValue, field: &str) -> Result<Vec<u8>, String> {
+    let buffer: ArrayBuffer =
+        get(data, field).dyn_into().map_err(|_| format!("the message has no `{field}` buffer"))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// Adds `bytes` to `envelope` as the `field` ArrayBuffer and to `transfer`.
+fn attach_buffer(envelope: &Object, transfer: &Array, field: &str, bytes: &[u8]) {
+    let buffer = Uint8Array::from(bytes).buffer();
+    set(envelope, field, &buffer);
+    transfer.push(&buffer);
+}
+
+/// The `image_png` and `mask_png` fields of `TunedPreview`.
+pub struct TunedPreviewPngs {
+    pub image_png: Vec<u8>,
+    pub mask_png: Vec<u8>,
+}
+
+impl TunedPreviewPngs {
+    /// Adds both PNGs to `envelope`; returns the transfer list.
+    pub fn to_js(&self, envelope: &Object) -> Array {
+        let transfer = Array::new();
+        attach_buffer(envelope, &transfer, "image_png", &self.image_png);
+        attach_buffer(envelope, &transfer, "mask_png", &self.mask_png);
+        transfer
+    }
+
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        Ok(Self { image_png: buffer_field(data, "image_png")?, mask_png: buffer_field(data, "mask_png")? })
+    }
+}
+
+/// The `tuned_file` field of `TuneDone`: the safetensors bytes of the tuned prompt.
+pub struct TunedFileBytes(pub Vec<u8>);
+
+impl TunedFileBytes {
+    /// Adds the file to `envelope`; returns the transfer list.
+    pub fn to_js(&self, envelope: &Object) -> Array {
+        let transfer = Array::new();
+        attach_buffer(envelope, &transfer, "tuned_file", &self.0);
+        transfer
+    }
+
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        Ok(Self(buffer_field(data, "tuned_file")?))
     }
 }

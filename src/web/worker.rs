@@ -1,5 +1,7 @@
 //! The worker side: WebGPU probe and device, model download / cache / load, segmentation.
 
+mod tune;
+
 use std::{cell::RefCell, collections::VecDeque, rc::Rc};
 
 use burn::tensor::wgpu::wgpu;
@@ -202,9 +204,11 @@ async fn handle(data: JsValue) {
                     let dtype = loaded.gpu.dtype.to_string();
                     let max_prompts =
                         max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
+                    let tune_info = tune::info(&loaded);
                     MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
                     let seconds = now_s() - start;
                     post(&ToPage::Ready { adapter, dtype, seconds, note, max_prompts });
+                    post(&tune_info);
                 }
                 Err(message) => post(&ToPage::LoadFailed { message }),
             }
@@ -214,7 +218,7 @@ async fn handle(data: JsValue) {
                 Ok(files) => files,
                 Err(why) => return error(format!("the page sent unreadable inputs: {why}"), None),
             };
-            if let Err(message) = segment(&files, &options).await {
+            if let Err(message) = segment(&files, &options, &data).await {
                 error(message, None);
             }
         }
@@ -225,6 +229,15 @@ async fn handle(data: JsValue) {
         }
         // Frames of a session that has ended (it failed, or another message ended it): dropped.
         ToWorker::VideoFrame { .. } | ToWorker::VideoEnd { .. } => {}
+        // Tuning in the page (docs/MODEL.md §19).
+        ToWorker::TuneStart { session, params, run } => {
+            if let Err(message) = tune::session(session, params, run, &data).await {
+                post(&ToPage::TuneFailed { session, message });
+            }
+        }
+        // The stop of a run that is already over.
+        ToWorker::TuneStop { .. } => {}
+        ToWorker::InspectTuned { card } => tune::inspect(card, &data),
         #[cfg(feature = "test-hooks")]
         ToWorker::DebugPanic => PANIC_IN_NEXT_RUN.with(|flag| flag.set(true)),
         ToWorker::ClearCache => match storage::clear().await {
@@ -571,16 +584,17 @@ fn prompts(files: &[PromptFiles], options: &RunOptions) -> Result<(Vec<Prompt>, 
 }
 
 /// Posts one `Result` (or `Error`) per target, in order.
-async fn segment(files: &SegmentFiles, options: &RunOptions) -> Result<(), String> {
+async fn segment(files: &SegmentFiles, options: &RunOptions, data: &JsValue) -> Result<(), String> {
     let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
-    if files.prompts.is_empty() {
+    let tuned = tune::tuned_prompts(data, &loaded)?;
+    if files.prompts.is_empty() && tuned.is_empty() {
         return Err("add a prompt: an example image and its mask".into());
     }
+    let count = files.prompts.len() + tuned.len();
     let limit = max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
-    if options.ensemble.model_prompts(files.prompts.len()) > limit {
+    if options.ensemble.model_prompts(count) > limit {
         return Err(format!(
-            "your GPU allows at most {limit} prompts at a time; this run has {}: remove some",
-            files.prompts.len()
+            "your GPU allows at most {limit} prompts at a time; this run has {count}: remove some"
         ));
     }
     let forward = ForwardOptions {
@@ -591,8 +605,8 @@ async fn segment(files: &SegmentFiles, options: &RunOptions) -> Result<(), Strin
     };
     let (prompts, num_classes) = prompts(&files.prompts, options)?;
     let colours = mask_colours(&prompts);
-    let segmenter =
-        Segmenter::new(&loaded.model, &loaded.gpu.device, &prompts, forward).map_err(|e| e.to_string())?;
+    let segmenter = Segmenter::with_tuned(&loaded.model, &loaded.gpu.device, &prompts, &tuned, forward)
+        .map_err(|e| e.to_string())?;
     for (index, target) in files.targets.iter().enumerate() {
         post(&ToPage::Running { index });
         // Messages are handled in order, so the page asks before the run and the panic comes

@@ -17,6 +17,9 @@ mod results;
 mod run;
 mod session;
 mod targets;
+// Tuning a prompt in the page (docs/MODEL.md §19).
+mod tune;
+mod tuned_prompts;
 mod video;
 mod video_app;
 mod video_live;
@@ -38,6 +41,8 @@ use self::prompt_card::{PromptCard, PromptId, PromptMsg};
 use self::result_card::{ResultMsg, ResultState, Segmented};
 use self::results::ResultsPanel;
 use self::targets::TargetsPanel;
+use self::tune::{TuneMsg, TunePanel};
+use self::tuned_prompts::{TunedMsg, TunedPrompts};
 use self::video::{VideoMsg, VideoPanel};
 use self::video_live::{LiveMsg, LivePanel};
 use self::worker_link::WorkerLink;
@@ -111,6 +116,10 @@ pub enum Msg {
     },
     /// A video frame or camera frame made into a PNG, to become prompt 1's image.
     FrameForPrompt(Result<File, String>),
+    /// The tuning panel.
+    Tune(TuneMsg),
+    /// The tuned prompt cards.
+    Tuned(TunedMsg),
 }
 
 thread_local! {
@@ -185,6 +194,8 @@ struct App {
     live: LivePanel,
     /// The last video session (a propagation or the Live mode) started in the worker.
     video_session: u32,
+    tune: TunePanel,
+    tuned: TunedPrompts,
     _listeners: Vec<Listener>,
 }
 
@@ -261,6 +272,8 @@ impl App {
             video: VideoPanel::new(&doc)?,
             live: LivePanel::new(&doc)?,
             video_session: 0,
+            tune: TunePanel::new(&doc)?,
+            tuned: TunedPrompts::new(&doc)?,
             _listeners: listeners,
         })
     }
@@ -309,6 +322,7 @@ impl App {
                 self.render_prompts();
             }
             Msg::RemovePrompt(id) => {
+                self.remove_pair(id);
                 self.prompts.retain(|card| card.id != id);
                 self.render_prompts();
                 self.count_classes();
@@ -317,6 +331,8 @@ impl App {
                 let mask_changed = matches!(msg, PromptMsg::MaskPicked);
                 if let Some(card) = self.prompts.iter_mut().find(|card| card.id == id) {
                     card.update(msg)?;
+                } else if self.tune_prompt_msg(id, msg)? {
+                    return Ok(());
                 }
                 if mask_changed {
                     self.count_classes();
@@ -392,6 +408,8 @@ impl App {
             }
             Msg::LiveFrameKept { session, index, bitmap } => self.live.keep_frame(session, index, bitmap),
             Msg::FrameForPrompt(file) => self.frame_for_prompt(file?)?,
+            Msg::Tune(msg) => self.tune_msg(msg)?,
+            Msg::Tuned(msg) => self.tuned_msg(msg)?,
         }
         Ok(())
     }

@@ -228,6 +228,11 @@ impl PromptCard {
         Ok(PromptFiles { image, mask })
     }
 
+    /// Nothing chosen yet: no image, no mask (a tuned prompt may stand in for it).
+    pub fn is_blank(&self) -> bool {
+        self.image().is_none() && self.mask == MaskChoice::None
+    }
+
     /// The mask file, when the mask is a file (class-index masks are read from these).
     pub fn class_mask_file(&self) -> Option<File> {
         match &self.mask {

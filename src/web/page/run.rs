@@ -9,7 +9,7 @@ use super::dom::{self, set_disabled};
 use super::examples::ExampleFiles;
 use super::prompt_card::PromptCard;
 use super::{App, Msg, dispatch};
-use crate::web::protocol::{self, SegmentFiles, ToWorker};
+use crate::web::protocol::{self, SegmentFiles, ToWorker, TunedFiles};
 
 impl App {
     pub(super) fn render_prompts(&self) {
@@ -33,15 +33,18 @@ impl App {
     /// Checks the inputs, sends them to the worker and makes one pending result card per target.
     pub(super) fn start_run(&mut self) -> Result<(), JsValue> {
         let options = self.options.read()?;
-        if options.ensemble.model_prompts(self.prompts.len()) > self.max_prompts {
-            return Err(format!("your GPU allows at most {} prompts at a time", self.max_prompts).into());
-        }
+        // Tuned prompt cards join the run; with one, an untouched prompt card is left out.
+        let tuned = self.tuned.files()?;
         let prompts = self
             .prompts
             .iter()
             .enumerate()
+            .filter(|(_, card)| tuned.is_empty() || !card.is_blank())
             .map(|(i, card)| card.files(i + 1))
             .collect::<Result<Vec<_>, _>>()?;
+        if options.ensemble.model_prompts(prompts.len() + tuned.len()) > self.max_prompts {
+            return Err(format!("your GPU allows at most {} prompts at a time", self.max_prompts).into());
+        }
         let targets = self.targets.files();
         if targets.is_empty() {
             return Err("choose at least one target image".into());
@@ -55,6 +58,7 @@ impl App {
         }
         let envelope = protocol::envelope(&ToWorker::Segment { options })?;
         SegmentFiles { prompts, targets }.to_js(&envelope);
+        TunedFiles(tuned).to_js(&envelope);
         self.worker()?.post(&envelope)?;
         self.run_status.set_text_content(Some("starting ..."));
         self.render_run()

@@ -27,6 +27,7 @@ impl App {
         self.generation += 1;
         self.worker = Some(WorkerLink::start(self.generation)?);
         self.ready = false;
+        self.tune.worker_gone("the model worker restarted");
         self.render_run()
     }
 
@@ -132,6 +133,12 @@ impl App {
                 self.model.set_note("Browser storage cleared: the next visit downloads the model again.")
             }
             ToPage::Fatal { message } => self.worker_died(&message)?,
+            ToPage::TuneInfo(_)
+            | ToPage::TuneStep { .. }
+            | ToPage::TuneDone { .. }
+            | ToPage::TuneFailed { .. }
+            | ToPage::TunedPreview { .. }
+            | ToPage::TunedRefused { .. } => self.on_tune_message(&msg, data)?,
         }
         Ok(())
     }
@@ -143,6 +150,7 @@ impl App {
         self.ready = false;
         self.results.fail_open(message)?;
         self.end_video_sessions(message)?;
+        self.tune.worker_gone(message);
         self.model.set_loading(false);
         self.model.set_status("stopped");
         self.error.show(message, true);
