@@ -7,26 +7,32 @@
 //! (wasm32 only) is the browser app's page and worker.
 
 pub mod archive;
+pub mod bench;
 pub mod clip;
+#[cfg(feature = "burn")]
 pub mod config;
 pub mod eval;
 pub mod export;
 pub mod fnv;
 pub mod model;
+#[cfg(feature = "burn")]
 pub mod model_fetch;
 pub mod paint;
 pub mod pipeline;
+#[cfg(feature = "burn")]
 pub mod segment;
+#[cfg(feature = "burn")]
 pub mod video;
 // Native only for now: the `autodiff` feature is enabled for native targets (Cargo.toml).
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "burn", not(target_arch = "wasm32")))]
 pub mod tune;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+#[cfg(feature = "burn")]
 pub mod weights;
 
+#[cfg(feature = "burn")]
 pub use config::SegGptConfig;
-pub use model::{
-    EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes, max_prompts,
-    parameter_shapes,
-};
+pub use model::{EmbeddingType, Ensemble};
+#[cfg(feature = "burn")]
+pub use model::{ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes, max_prompts, parameter_shapes};

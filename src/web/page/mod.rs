@@ -1,11 +1,12 @@
 //! The page side of the app, as components that each own their elements, state and listeners:
 //! [`model_panel`] (status, consent, weights from files, errors), [`examples`] (the gallery),
 //! [`prompt_card`] (+ [`painter`]), [`targets`], [`options`], [`results`] (+ [`result_card`]), and
-//! [`worker_link`] (the worker). Everything that happens, a click, a worker message, a decoded image,
+//! [`bench_panel`] (the Benchmark) and [`worker_link`] (the worker). Everything that happens, a click, a worker message, a decoded image,
 //! becomes one [`Msg`]; [`App::update`] is the one place that changes state, and each component
 //! renders its part. Listeners only dispatch; removing a component drops its listeners and revokes
 //! its object URLs.
 
+mod bench_panel;
 mod dom;
 mod examples;
 mod model_panel;
@@ -30,6 +31,7 @@ use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DragEvent, Element, Event, File, ImageBitmap, Url, UrlSearchParams};
 
+use self::bench_panel::{BenchMsg, BenchPanel};
 use self::dom::{Listener, document, files, find, window};
 use self::examples::{Example, ExampleFiles, Gallery};
 use self::model_panel::{ErrorBanner, ModelPanel};
@@ -111,6 +113,7 @@ pub enum Msg {
     },
     /// A video frame or camera frame made into a PNG, to become prompt 1's image.
     FrameForPrompt(Result<File, String>),
+    Bench(BenchMsg),
 }
 
 thread_local! {
@@ -154,6 +157,8 @@ struct Settings {
     half: bool,
     /// Keep downloaded weights in browser storage (the default; `?cache=off` turns it off).
     cache: bool,
+    /// `?bench`: run the benchmark once the model is ready.
+    bench_when_ready: bool,
     /// `?debug=panic`: the next run also makes the worker panic (tests the restart path).
     #[cfg(feature = "test-hooks")]
     debug_panic: bool,
@@ -185,6 +190,7 @@ struct App {
     live: LivePanel,
     /// The last video session (a propagation or the Live mode) started in the worker.
     video_session: u32,
+    bench: BenchPanel,
     _listeners: Vec<Listener>,
 }
 
@@ -217,6 +223,7 @@ impl App {
             model_files: Vec::new(),
             half: query.get("dtype").as_deref() != Some("f32"),
             cache: query.get("cache").as_deref() != Some("off"),
+            bench_when_ready: query.has("bench"),
             #[cfg(feature = "test-hooks")]
             debug_panic: query.get("debug").as_deref() == Some("panic"),
         };
@@ -261,6 +268,7 @@ impl App {
             video: VideoPanel::new(&doc)?,
             live: LivePanel::new(&doc)?,
             video_session: 0,
+            bench: BenchPanel::new(&doc)?,
             _listeners: listeners,
         })
     }
@@ -392,6 +400,8 @@ impl App {
             }
             Msg::LiveFrameKept { session, index, bitmap } => self.live.keep_frame(session, index, bitmap),
             Msg::FrameForPrompt(file) => self.frame_for_prompt(file?)?,
+            Msg::Bench(BenchMsg::Run) => self.start_bench()?,
+            Msg::Bench(msg) => self.bench.update(msg),
         }
         Ok(())
     }
