@@ -121,6 +121,19 @@ impl BenchReport {
     }
 }
 
+/// `value` with about 3 significant digits, in scientific notation below 0.01: a table of GFLOP and GFLOP/s
+/// holds the full model (1588.5) and the test fixtures (0.000123) alike.
+pub fn three_digits(value: f64) -> String {
+    match value.abs() {
+        0.0 => "0".into(),
+        v if v >= 100.0 => format!("{value:.0}"),
+        v if v >= 10.0 => format!("{value:.1}"),
+        v if v >= 1.0 => format!("{value:.2}"),
+        v if v >= 0.01 => format!("{value:.3}"),
+        _ => format!("{value:.2e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +191,16 @@ mod tests {
         let report = BenchReport::new(setup(), &[("a", 5)], &runs).unwrap();
         assert_eq!(report.stages[0].gflop_per_s, 0.0);
         assert!(report.to_json().contains("\"gflop_per_s\": 0.0"));
+    }
+
+    #[test]
+    fn three_digits_keeps_small_values_readable() {
+        let cases =
+            [(1588.49, "1588"), (12.345, "12.3"), (1.2345, "1.23"), (0.0123, "0.012"), (0.000123, "1.23e-4")];
+        for (value, text) in cases {
+            assert_eq!(three_digits(value), text);
+        }
+        assert_eq!(three_digits(0.0), "0");
     }
 
     #[test]

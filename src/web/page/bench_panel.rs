@@ -7,7 +7,7 @@ use web_sys::{Document, Element};
 
 use super::dom::{Listener, element, find, set_disabled, set_hidden, window};
 use super::{App, Msg, dispatch};
-use crate::bench::{BenchReport, Timing};
+use crate::bench::{BenchReport, Timing, three_digits};
 use crate::web::js_text;
 use crate::web::protocol::ToWorker;
 
@@ -93,8 +93,9 @@ impl BenchPanel {
         }
         self.json.set_text_content(Some(&report.to_json()));
         self.status.set_text_content(Some(&format!(
-            "{:.3} s per forward pass, {:.2} GFLOP/s",
-            report.forward.mean_s, report.forward.gflop_per_s
+            "{:.3} s per forward pass, {} GFLOP/s",
+            report.forward.mean_s,
+            three_digits(report.forward.gflop_per_s)
         )));
         set_hidden(&self.table, false);
         set_hidden(&self.details, false);
@@ -141,8 +142,8 @@ fn row(timing: &Timing, total: bool) -> Result<Element, JsValue> {
         timing.name.clone(),
         format!("{:.3} s", timing.mean_s),
         format!("{:.3} s", timing.min_s),
-        format!("{:.1}", timing.gflop),
-        format!("{:.2}", timing.gflop_per_s),
+        three_digits(timing.gflop),
+        three_digits(timing.gflop_per_s),
     ];
     for text in cells {
         let td: Element = element("td", "")?;
