@@ -130,7 +130,7 @@ const tests = [
       await page.getByTestId('bench-panel').screenshot({ path: path.join(artifacts, 'bench-panel.png') });
       console.log(`  ${json.adapter} (${json.dtype}): ${json.forward.mean_s.toFixed(3)} s per forward, `
         + `${json.stages.map((s) => `${s.name} ${s.mean_s.toFixed(3)} s`).join(', ')}, `
-        + `${json.forward.gflop_per_s.toFixed(2)} GFLOP/s`);
+        + `${json.forward.gflop_per_s.toPrecision(3)} GFLOP/s`);
     } finally {
       await ctx.close();
     }
