@@ -5,3 +5,7 @@ command -v trunk >/dev/null && trunk --version | grep -q ' 0\.21\.14' \
   || cargo install trunk --version 0.21.14 --locked
 command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q " $wasm_bindgen_version" \
   || cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+# wasm-opt for trunk's release build (www/index.html): binaryen from npm (package.json pins the version that
+# Trunk.toml requires), found on PATH.
+[ -x node_modules/.bin/wasm-opt ] || npm ci --no-audit --no-fund
+export PATH="$PWD/node_modules/.bin:$PATH"

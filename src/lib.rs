@@ -7,25 +7,35 @@
 //! (wasm32 only) is the browser app's page and worker.
 
 pub mod archive;
+pub mod bench;
 pub mod clip;
+#[cfg(feature = "burn")]
 pub mod config;
 pub mod eval;
 pub mod export;
 pub mod fnv;
 pub mod model;
+#[cfg(feature = "burn")]
 pub mod model_fetch;
 pub mod paint;
 pub mod pipeline;
+#[cfg(feature = "burn")]
 pub mod segment;
+#[cfg(feature = "burn")]
 pub mod tune;
 pub mod tune_page;
+#[cfg(feature = "burn")]
 pub mod video;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+#[cfg(feature = "burn")]
 pub mod weights;
 
+#[cfg(feature = "burn")]
 pub use config::SegGptConfig;
+#[cfg(feature = "burn")]
 pub use model::{
-    AttentionKernel, EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes,
-    max_prompts, parameter_shapes,
+    AttentionKernel, ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes, max_prompts,
+    parameter_shapes,
 };
+pub use model::{EmbeddingType, Ensemble};

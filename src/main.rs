@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use cli::output;
 
+use seggpt::bench::{BenchReport, BenchSetup, RunTimes, SYNTHETIC_SEEDS, synthetic_values};
 use seggpt::model::{Samples, Stage, stage_flops};
 use seggpt::pipeline::{InputError, MAX_FILE_BYTES, MAX_LABELS};
 use seggpt::segment::Prompt;
@@ -462,8 +463,7 @@ fn bench(
     let config = model.config().clone();
     let (h, w) = config.half_image_size();
     let synthetic = |seed: f32| {
-        let n = prompts * 3 * h * w;
-        let values: Vec<f32> = (0..n).map(|i| ((i as f32 * 0.618 + seed).fract() - 0.5) * 4.0).collect();
+        let values = synthetic_values(prompts * 3 * h * w, seed);
         Tensor::<4>::from_data(TensorData::new(values, [prompts, 3, h, w]), &device)
     };
     let given = match &files.inputs {
@@ -475,12 +475,12 @@ fn bench(
         None => None,
     };
     let prompts = given.as_ref().map_or(prompts, |inputs| inputs[0].dims()[0]);
-    let input = || given.clone().unwrap_or_else(|| [synthetic(0.1), synthetic(0.2), synthetic(0.3)]);
+    let input = || given.clone().unwrap_or_else(|| SYNTHETIC_SEEDS.map(synthetic));
     // What `segment` runs with the default (official) ensemble: sample 0 decoded alone.
     let samples = Samples::First;
     let flops = stage_flops(&config, prompts, samples);
     let mut times = Vec::new();
-    let mut stage_times: Vec<[f64; 3]> = Vec::new();
+    let mut timed_runs = Vec::new();
     let mut last_values = Vec::new();
     for run in 0..=runs {
         let inputs = input();
@@ -513,7 +513,7 @@ fn bench(
         eprintln!("{label}: {secs:.3} s{} (checksum {checksum:.4})", per_stage.concat());
         if run > 0 {
             times.push(secs);
-            stage_times.push(stages);
+            timed_runs.push(RunTimes { total_s: secs, stages_s: stages.to_vec() });
         }
         last_values = values;
     }
@@ -531,14 +531,15 @@ fn bench(
         Backend::Wgpu => "wgpu",
     };
     if profile {
-        for (stage, stage_flops) in flops {
-            let secs = stage_times.iter().map(|t| t[stage as usize]).sum::<f64>() / stage_times.len() as f64;
-            println!(
-                "stage {:<10} mean {secs:8.3} s  {:10.3} GFLOP  {:8.2} GFLOP/s",
-                stage.name(),
-                stage_flops as f64 / 1e9,
-                stage_flops as f64 / 1e9 / secs.max(1e-9)
-            );
+        let stage_flops: Vec<(&str, u64)> = flops.iter().map(|(stage, f)| (stage.name(), *f)).collect();
+        let setup = BenchSetup {
+            adapter: backend_name.to_string(),
+            dtype: "f32".into(),
+            prompts,
+            canvas: config.image_size.hw().into(),
+        };
+        for line in BenchReport::new(setup, &stage_flops, &timed_runs)?.lines() {
+            println!("{line}");
         }
     }
     println!(

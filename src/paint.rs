@@ -2,10 +2,9 @@
 //! (brush strokes, eraser, undo, clear), the colours of the prompt masks and the per-colour view of a
 //! result mask, and the number of classes class-index masks imply.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use crate::pipeline::{ClassMap, build_palette, mask_to_rgb};
-use crate::segment::{Prompt, PromptMask};
+use crate::pipeline::ClassMap;
 
 /// Brush colours offered for painting (black is the background and the eraser).
 pub const BRUSH_COLOURS: [[u8; 3]; 8] = [
@@ -290,9 +289,12 @@ impl PaintMask {
 
 /// The distinct colours of the prompt masks (those covering at least 0.2% of all mask pixels),
 /// black left out, at most 16, most frequent first: the page's per-colour toggles. Class-index
-/// masks count with the colours of their palette.
-pub fn mask_colours(prompts: &[Prompt]) -> Vec<[u8; 3]> {
-    let mut counts = HashMap::<[u8; 3], usize>::new();
+/// masks count with the colours of their palette. The worker's (the page gets them in its results).
+#[cfg(feature = "burn")]
+pub fn mask_colours(prompts: &[crate::segment::Prompt]) -> Vec<[u8; 3]> {
+    use crate::pipeline::{build_palette, mask_to_rgb};
+    use crate::segment::PromptMask;
+    let mut counts = std::collections::HashMap::<[u8; 3], usize>::new();
     let mut total = 0;
     for prompt in prompts {
         let coloured;
@@ -378,7 +380,8 @@ mod tests {
         assert_eq!(colour_name([120, 130, 125]), "grey");
         assert_eq!(colour_name([0, 0, 0]), "black");
     }
-    use crate::pipeline::RgbImage;
+    use crate::pipeline::{RgbImage, build_palette};
+    use crate::segment::{Prompt, PromptMask};
 
     fn count(mask: &PaintMask, colour: [u8; 3]) -> usize {
         mask.rgb().chunks_exact(3).filter(|p| *p == colour).count()

@@ -29,39 +29,7 @@ use crate::pipeline::{
 };
 use crate::segment::{Prompt, PromptMask, SegmentError, Segmentation, TunedPrompt};
 
-/// What a segmented frame leaves in the cache as the mask of its prompt for the next frames.
-///
-/// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
-/// browser protocol carries it (`serde`, as `"binary"`, `"colour"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
-pub enum Propagate {
-    /// The official rule: white where the prediction's channel mean exceeds 128, black elsewhere,
-    /// so every object becomes white in the earlier frames.
-    #[default]
-    Binary,
-    /// Each pixel snapped to the nearest colour of the prompt masks (black = background), so that
-    /// several objects keep their own colours from frame to frame.
-    Colour,
-}
-
-impl Propagate {
-    /// Every variant, in the order a user interface lists them.
-    pub const ALL: [Propagate; 2] = [Propagate::Binary, Propagate::Colour];
-
-    /// The name used on the command line and in the browser protocol.
-    pub fn name(self) -> &'static str {
-        match self {
-            Propagate::Binary => "binary",
-            Propagate::Colour => "colour",
-        }
-    }
-}
-
-/// K, the previous frames kept as extra prompts, when the user does not choose: 4, as in the
-/// official README's example (the official code's own default is 0, the user prompt only).
-pub const DEFAULT_NUM_FRAMES: usize = 4;
+pub use crate::clip::{DEFAULT_NUM_FRAMES, Propagate};
 
 /// Options of a propagation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

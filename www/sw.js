@@ -5,11 +5,12 @@
 // a model (wherever it is served from), anything cross-origin (e.g. the model hub), non-GET requests.
 
 // Bump the version when the list below or the caching rules change: the old cache is then deleted.
-const CACHE = 'seggpt-site-v1';
+const CACHE = 'seggpt-site-v2';
 const CACHE_PREFIX = 'seggpt-site-';
 
 // Fetched at install: on a first visit the page and its wasm load before this worker controls them.
 const SHELL = ['./', 'main.js', 'worker.js', 'style.css', 'seggpt-web.js', 'seggpt-web_bg.wasm',
+  'seggpt-worker.js', 'seggpt-worker_bg.wasm',
   'manifest.webmanifest', 'icons/icon-192.png', 'icons/icon-512.png', 'examples/examples.json'];
 const EXAMPLES_INDEX = 'examples/examples.json';
 

@@ -4,37 +4,10 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
+use crate::model::EmbeddingType;
 use crate::model::load::{Loader, Store};
 use crate::model::nn::Linear;
 use crate::weights::LoadError;
-
-/// Which type token is added to every token (docs/MODEL.md §4).
-///
-/// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
-/// browser protocol carries it (`serde`, as `"instance"`, `"semantic"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
-pub enum EmbeddingType {
-    /// `type_token_instance`: colours identify instances (the default of both implementations).
-    #[default]
-    Instance,
-    /// `type_token_semantic`: colours identify classes.
-    Semantic,
-}
-
-impl EmbeddingType {
-    /// Every variant, in the order a user interface lists them.
-    pub const ALL: [EmbeddingType; 2] = [EmbeddingType::Instance, EmbeddingType::Semantic];
-
-    /// The name used on the command line and in the browser protocol.
-    pub fn name(self) -> &'static str {
-        match self {
-            EmbeddingType::Instance => "instance",
-            EmbeddingType::Semantic => "semantic",
-        }
-    }
-}
 
 pub struct Embeddings<S: Store = Device> {
     /// Conv2d(k = s = patch) as a matmul over flattened `(c, py, px)` patches.

@@ -4,58 +4,13 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
-use crate::model::Samples;
 use crate::model::budget::MemoryBudget;
 use crate::model::fused_attention::AttentionKernel;
 use crate::model::layer::{Layer, Merge};
 use crate::model::load::{Loader, Store};
 use crate::model::nn::LayerNorm;
+use crate::model::{Ensemble, Samples};
 use crate::weights::LoadError;
-
-/// How the K prompts of one query are combined (docs/MODEL.md §6).
-///
-/// The one definition of this choice: the CLI parses it (`clap::ValueEnum`, feature `cli`) and the
-/// browser protocol carries it (`serde`, as `"official"`, `"hf"`, `"none"`, `"spatial"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
-pub enum Ensemble {
-    /// The official Painter schedule: for K > 1, blocks `<= merge_index` average per stream and
-    /// later blocks over all prompts; nothing for K = 1.
-    Official,
-    /// transformers' `feature_ensemble=True` (which also averages both streams at
-    /// `merge_index`, even for K = 1).
-    Hf,
-    /// K independent one-shot predictions (transformers' default).
-    None,
-    /// The paper's spatial ensemble: the K prompts tiled into one grid prompt before the model
-    /// (docs/MODEL.md §14), which then runs one prompt with no averaging.
-    Spatial,
-}
-
-impl Ensemble {
-    /// Every variant, in the order a user interface lists them.
-    pub const ALL: [Ensemble; 4] = [Ensemble::Official, Ensemble::Hf, Ensemble::None, Ensemble::Spatial];
-
-    /// The name used on the command line and in the browser protocol.
-    pub fn name(self) -> &'static str {
-        match self {
-            Ensemble::Official => "official",
-            Ensemble::Hf => "hf",
-            Ensemble::None => "none",
-            Ensemble::Spatial => "spatial",
-        }
-    }
-
-    /// How many prompts the model runs for `k` given prompts: one grid for the spatial ensemble,
-    /// all `k` otherwise. Memory limits on the prompt count apply to this number.
-    pub fn model_prompts(self, k: usize) -> usize {
-        match self {
-            Ensemble::Spatial => k.min(1),
-            _ => k,
-        }
-    }
-}
 
 impl Ensemble {
     /// The averaging applied after block `index` attention, for `k` prompts.

@@ -2,33 +2,55 @@
 //! and runs the forward pass. The model knows nothing of files, pixels or the DOM: it maps
 //! normalised `(K, 3, H/2, W)` tensors to `pred_masks` `(K, 3, H, W)`.
 
+// Without the `burn` feature (the page's wasm) only the user's choices.
+#[cfg(feature = "burn")]
 mod attention;
+#[cfg(feature = "burn")]
 mod budget;
+mod choices;
+#[cfg(feature = "burn")]
 mod cost;
+#[cfg(feature = "burn")]
 mod decoder;
+#[cfg(feature = "burn")]
 mod embeddings;
+#[cfg(feature = "burn")]
 mod encoder;
+#[cfg(feature = "burn")]
 mod fused_attention;
+#[cfg(feature = "burn")]
 mod layer;
+#[cfg(feature = "burn")]
 mod load;
+#[cfg(feature = "burn")]
 mod nn;
 
+#[cfg(feature = "burn")]
 use burn::tensor::{Device, Tensor};
 
+#[cfg(feature = "burn")]
 pub use budget::{MemoryBudget, Split, SplitPlan, largest_buffer_bytes, max_prompts};
+pub use choices::{EmbeddingType, Ensemble};
+#[cfg(feature = "burn")]
 pub use cost::{Stage, block_flops, stage_flops};
-pub use embeddings::EmbeddingType;
-pub use encoder::Ensemble;
+#[cfg(feature = "burn")]
 pub use fused_attention::AttentionKernel;
 
+#[cfg(feature = "burn")]
 use crate::config::SegGptConfig;
+#[cfg(feature = "burn")]
 use crate::weights::{LoadError, TensorSource};
+#[cfg(feature = "burn")]
 use decoder::Decoder;
+#[cfg(feature = "burn")]
 use embeddings::Embeddings;
+#[cfg(feature = "burn")]
 use encoder::Encoder;
+#[cfg(feature = "burn")]
 use load::{Loader, Store};
 
 /// Options of one forward pass.
+#[cfg(feature = "burn")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ForwardOptions {
     /// `None`: the official schedule (which is no ensemble for one prompt).
@@ -44,6 +66,7 @@ pub struct ForwardOptions {
 /// `config`, in the order it reads them. Found by running the loading code itself without a
 /// checkpoint (nothing is read or allocated), so a header checked against this list is exactly
 /// what loading accepts.
+#[cfg(feature = "burn")]
 pub fn parameter_shapes(config: &SegGptConfig) -> Result<Vec<(String, Vec<usize>)>, LoadError> {
     config.validate()?;
     requested_parameters(config)
@@ -51,6 +74,7 @@ pub fn parameter_shapes(config: &SegGptConfig) -> Result<Vec<(String, Vec<usize>
 
 /// [`parameter_shapes`] without validating `config` first: for [`SegGptConfig::validate`] itself,
 /// which counts the parameters once the sizes are known to be bounded.
+#[cfg(feature = "burn")]
 pub(crate) fn requested_parameters(config: &SegGptConfig) -> Result<Vec<(String, Vec<usize>)>, LoadError> {
     let mut loader = Loader::dry_run();
     // The budget only decides how loaded weights are split, not which are read.
@@ -59,12 +83,14 @@ pub(crate) fn requested_parameters(config: &SegGptConfig) -> Result<Vec<(String,
 }
 
 /// The three parts of the model, as one loading pass leaves them in a store `S`.
+#[cfg(feature = "burn")]
 struct Components<S: Store> {
     embeddings: Embeddings<S>,
     encoder: Encoder<S>,
     decoder: Decoder<S>,
 }
 
+#[cfg(feature = "burn")]
 fn load_components<S: Store>(
     loader: &mut Loader<S>,
     config: &SegGptConfig,
@@ -90,6 +116,7 @@ pub enum Samples {
 #[error("{0}")]
 pub struct ShapeError(pub String);
 
+#[cfg(feature = "burn")]
 pub struct SegGpt {
     config: SegGptConfig,
     embeddings: Embeddings,
@@ -97,6 +124,7 @@ pub struct SegGpt {
     decoder: Decoder,
 }
 
+#[cfg(feature = "burn")]
 impl SegGpt {
     /// Loads every tensor the config needs from `source` onto `device`; fails on a missing,
     /// unexpected or wrongly shaped tensor. `budget` sizes the pieces of the weights too large
@@ -175,11 +203,28 @@ impl SegGpt {
     /// `[pixel_values, prompt_pixel_values, prompt_masks]` as for [`Self::forward`].
     pub fn forward_stages(
         &self,
-        [pixel_values, prompt_pixel_values, prompt_masks]: [Tensor<4>; 3],
+        inputs: [Tensor<4>; 3],
         options: ForwardOptions,
         samples: Samples,
         progress: &mut dyn FnMut(usize, usize),
         stage_done: &mut dyn FnMut(Stage),
+    ) -> Result<Tensor<4>, ShapeError> {
+        let h = self.embed(inputs, options)?;
+        stage_done(Stage::Embeddings);
+        let features = self.encode(h, options, samples, progress);
+        stage_done(Stage::Blocks);
+        let pred = self.decode(&features);
+        stage_done(Stage::Decoder);
+        Ok(pred)
+    }
+
+    /// [`Stage::Embeddings`]: checks the inputs' shapes, then the tokens `(2K, Hp, Wp, D)`. With
+    /// [`Self::encode`] and [`Self::decode`], the forward pass one stage at a time, for a caller that
+    /// waits for the device between stages without blocking (the browser's benchmark).
+    pub fn embed(
+        &self,
+        [pixel_values, prompt_pixel_values, prompt_masks]: [Tensor<4>; 3],
+        options: ForwardOptions,
     ) -> Result<Tensor<4>, ShapeError> {
         let (h, w) = self.config.half_image_size();
         let expected = [pixel_values.dims()[0], self.config.num_channels, h, w];
@@ -203,14 +248,23 @@ impl SegGpt {
                 expected[0]
             )));
         }
-        let h =
-            self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type);
-        stage_done(Stage::Embeddings);
-        let features =
-            self.encoder.forward(h, ensemble, options.budget, options.attention, samples, progress);
-        stage_done(Stage::Blocks);
-        let pred = self.decoder.forward(&features);
-        stage_done(Stage::Decoder);
-        Ok(pred)
+        Ok(self.embeddings.forward(pixel_values, prompt_pixel_values, prompt_masks, options.embedding_type))
+    }
+
+    /// [`Stage::Blocks`]: the features of the tokens [`Self::embed`] made, for the decoded `samples`.
+    pub fn encode(
+        &self,
+        tokens: Tensor<4>,
+        options: ForwardOptions,
+        samples: Samples,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Vec<Tensor<4>> {
+        let ensemble = options.ensemble.unwrap_or(Ensemble::Official);
+        self.encoder.forward(tokens, ensemble, options.budget, options.attention, samples, progress)
+    }
+
+    /// [`Stage::Decoder`]: `pred_masks` of the features [`Self::encode`] made.
+    pub fn decode(&self, features: &[Tensor<4>]) -> Tensor<4> {
+        self.decoder.forward(features)
     }
 }

@@ -1,21 +1,28 @@
-//! The browser app: one wasm with two entry points.
+//! The browser app: two wasm files, two entry points (docs/ARCHITECTURE.md, "Two wasm files").
 //!
 //! - [`run_page`] runs on the page (`www/main.js`): components for the model, prompts, targets,
-//!   options and results ([`page`]). It starts the worker.
-//! - [`run_worker`] runs in a module worker (`www/worker.js`): WebGPU, model load, segmentation and
-//!   PNG encoding, so the page never blocks on the slow parts.
+//!   options and results ([`page`]). It starts the worker. The page's wasm is this library without
+//!   feature `burn`, so it loads before the model's code.
+//! - `run_worker` (feature `burn`) runs in a module worker (`www/worker.js`, the wasm of `worker/`):
+//!   WebGPU, model load, segmentation and PNG encoding, so the page never blocks on the slow parts.
 //!
 //! They talk through [`protocol`]: serde messages plus, where needed, files or bytes. The worker
-//! streams the weights ([`load`]) into browser storage ([`storage`]).
-//! There is no `#[wasm_bindgen(start)]`: it would run in both places.
+//! streams the weights (`load`) into browser storage (`storage`).
+//! There is no `#[wasm_bindgen(start)]`: the worker's wasm holds the page's code too.
 
+#[cfg(feature = "burn")]
 mod load;
 mod page;
 mod protocol;
+#[cfg(feature = "burn")]
 mod storage;
+#[cfg(feature = "burn")]
 mod worker;
+#[cfg(feature = "burn")]
+mod worker_bench;
 
 pub use page::run_page;
+#[cfg(feature = "burn")]
 pub use worker::run_worker;
 
 use wasm_bindgen::{JsCast, JsValue};
@@ -29,6 +36,7 @@ fn js_text(value: &JsValue) -> String {
 }
 
 /// The global scope of the worker (only call from worker code).
+#[cfg(feature = "burn")]
 fn worker_scope() -> web_sys::WorkerGlobalScope {
     js_sys::global().unchecked_into()
 }

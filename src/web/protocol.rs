@@ -22,13 +22,16 @@
 //! | `TuneDone`               | `tuned_file`  | [`TunedFileBytes`]: the tuned prompt file, what `seggpt tune` writes |
 //!
 //! The worker's buffers are transferred, not copied (they are detached on the worker side).
+//! The readers of what the page sends and the writers of what the worker sends are under feature
+//! `burn`: the page's wasm, built without it, has only its own side.
 
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::File;
 
-use crate::video::Propagate;
+use crate::bench::BenchReport;
+use crate::clip::Propagate;
 use crate::{EmbeddingType, Ensemble};
 
 /// Where the model comes from.
@@ -104,6 +107,10 @@ pub enum ToWorker {
     /// Checks the tuned prompt file of the `tuned` field ([`TunedFiles`]) against the model and
     /// answers with [`ToPage::TunedPreview`] or [`ToPage::TunedRefused`] for `card`.
     InspectTuned { card: u32 },
+    /// Times the loaded model on fixed synthetic inputs (one prompt, docs/MODEL.md §22): a warm-up,
+    /// then `runs` timed forward passes. Answered with a [`ToPage::BenchProgress`] per pass, then
+    /// [`ToPage::Bench`] or [`ToPage::BenchFailed`].
+    Bench { runs: u32 },
     /// Makes the next run panic at its first target, as a GPU out-of-memory error does (cubecl
     /// panics on uncaptured WebGPU errors): lets the tests check the restart path. Only in builds
     /// with the `test-hooks` feature.
@@ -166,6 +173,12 @@ pub enum ToPage {
     LoadFailed { message: String },
     /// The cache was cleared.
     CacheCleared,
+    /// The benchmark has done pass `done` of `total` (pass 0 is the warm-up).
+    BenchProgress { done: u32, total: u32 },
+    /// The benchmark's result.
+    Bench { report: BenchReport },
+    /// The benchmark could not run (no model loaded, a GPU error).
+    BenchFailed { message: String },
     /// The worker cannot go on (wasm panic, GPU out of memory, device lost): the page restarts it.
     Fatal { message: String },
 }
@@ -224,6 +237,7 @@ fn set(object: &Object, field: &str, value: &JsValue) {
     let _ = Reflect::set(object, &field.into(), value);
 }
 
+#[cfg(feature = "burn")]
 fn files_of(value: JsValue, field: &str) -> Result<Vec<File>, String> {
     let array: Array = value.dyn_into().map_err(|_| format!("`{field}` is not a list"))?;
     array
@@ -256,6 +270,7 @@ impl ModelFiles {
         set(envelope, "model_files", &self.0.iter().collect::<Array>());
     }
 
+    #[cfg(feature = "burn")]
     pub fn from_js(data: &JsValue) -> Result<Self, String> {
         Ok(Self(files_of(get(data, "model_files"), "model_files")?))
     }
@@ -307,6 +322,7 @@ impl SegmentFiles {
         set(envelope, "targets", &self.targets.iter().collect::<Array>());
     }
 
+    #[cfg(feature = "burn")]
     pub fn from_js(data: &JsValue) -> Result<Self, String> {
         let list: Array =
             get(data, "prompts").dyn_into().map_err(|_| "`prompts` is not a list".to_string())?;
@@ -347,8 +363,10 @@ pub struct ResultBuffers {
 }
 
 impl ResultBuffers {
+    #[cfg(feature = "burn")]
     const FIELDS: [&'static str; 3] = ["mask_png", "mask_rgb", "labels"];
 
+    #[cfg(feature = "burn")]
     /// Adds the three buffers to `envelope`; returns them as the transfer list for `postMessage`.
     pub fn to_js(&self, envelope: &Object) -> Array {
         let transfer = Array::new();
@@ -396,6 +414,7 @@ impl FrameInput {
         transfer
     }
 
+    #[cfg(feature = "burn")]
     pub fn from_js(data: &JsValue) -> Result<Self, String> {
         let frame = get(data, "frame");
         if let Some(file) = frame.dyn_ref::<File>() {

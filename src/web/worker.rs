@@ -17,7 +17,9 @@ use super::protocol::{
     SegmentFiles, ToPage, ToWorker, VideoSettings,
 };
 use super::storage::{self, Cached};
+use super::worker_bench;
 use super::{js_text, now_s};
+use crate::bench::BenchReport;
 use crate::model_fetch::{self, FetchError, Freshness, ModelUrls, OFFLINE_NOTE, model_urls};
 use crate::paint::{inferred_num_classes, mask_colours, nearest_colour_labels};
 use crate::pipeline::{ClassMap, InputError, RgbImage, decode_class_map, decode_rgb};
@@ -244,7 +246,21 @@ async fn handle(data: JsValue) {
             Ok(()) => post(&ToPage::CacheCleared),
             Err(why) => error(format!("clearing the browser storage failed: {why}"), None),
         },
+        ToWorker::Bench { runs } => match bench(runs).await {
+            Ok(report) => post(&ToPage::Bench { report }),
+            Err(message) => post(&ToPage::BenchFailed { message }),
+        },
     }
+}
+
+/// The page's Benchmark on the loaded model (`worker_bench`).
+async fn bench(runs: u32) -> Result<BenchReport, String> {
+    let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
+    let gpu = &loaded.gpu;
+    let progress = |done: usize, total: usize| {
+        post(&ToPage::BenchProgress { done: done as u32, total: total as u32 });
+    };
+    worker_bench::bench(&loaded.model, &gpu.device, (&gpu.adapter, gpu.dtype), runs as usize, &progress).await
 }
 
 /// The model files a URL stands for; only this site and the Hugging Face hub are fetched from.

@@ -1,11 +1,12 @@
 //! The page side of the app, as components that each own their elements, state and listeners:
 //! [`model_panel`] (status, consent, weights from files, errors), [`examples`] (the gallery),
 //! [`prompt_card`] (+ [`painter`]), [`targets`], [`options`], [`results`] (+ [`result_card`]), and
-//! [`worker_link`] (the worker). Everything that happens, a click, a worker message, a decoded image,
+//! [`bench_panel`] (the Benchmark) and [`worker_link`] (the worker). Everything that happens, a click, a worker message, a decoded image,
 //! becomes one [`Msg`]; [`App::update`] is the one place that changes state, and each component
 //! renders its part. Listeners only dispatch; removing a component drops its listeners and revokes
 //! its object URLs.
 
+mod bench_panel;
 mod dom;
 mod examples;
 mod model_panel;
@@ -33,6 +34,7 @@ use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DragEvent, Element, Event, File, ImageBitmap, Url, UrlSearchParams};
 
+use self::bench_panel::{BenchMsg, BenchPanel};
 use self::dom::{Listener, document, files, find, window};
 use self::examples::{Example, ExampleFiles, Gallery};
 use self::model_panel::{ErrorBanner, ModelPanel};
@@ -120,6 +122,7 @@ pub enum Msg {
     Tune(TuneMsg),
     /// The tuned prompt cards.
     Tuned(TunedMsg),
+    Bench(BenchMsg),
 }
 
 thread_local! {
@@ -163,6 +166,8 @@ struct Settings {
     half: bool,
     /// Keep downloaded weights in browser storage (the default; `?cache=off` turns it off).
     cache: bool,
+    /// `?bench`: run the benchmark once the model is ready.
+    bench_when_ready: bool,
     /// `?debug=panic`: the next run also makes the worker panic (tests the restart path).
     #[cfg(feature = "test-hooks")]
     debug_panic: bool,
@@ -196,6 +201,7 @@ struct App {
     video_session: u32,
     tune: TunePanel,
     tuned: TunedPrompts,
+    bench: BenchPanel,
     _listeners: Vec<Listener>,
 }
 
@@ -228,6 +234,7 @@ impl App {
             model_files: Vec::new(),
             half: query.get("dtype").as_deref() != Some("f32"),
             cache: query.get("cache").as_deref() != Some("off"),
+            bench_when_ready: query.has("bench"),
             #[cfg(feature = "test-hooks")]
             debug_panic: query.get("debug").as_deref() == Some("panic"),
         };
@@ -274,6 +281,7 @@ impl App {
             video_session: 0,
             tune: TunePanel::new(&doc)?,
             tuned: TunedPrompts::new(&doc)?,
+            bench: BenchPanel::new(&doc)?,
             _listeners: listeners,
         })
     }
@@ -410,6 +418,8 @@ impl App {
             Msg::FrameForPrompt(file) => self.frame_for_prompt(file?)?,
             Msg::Tune(msg) => self.tune_msg(msg)?,
             Msg::Tuned(msg) => self.tuned_msg(msg)?,
+            Msg::Bench(BenchMsg::Run) => self.start_bench()?,
+            Msg::Bench(msg) => self.bench.update(msg),
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ impl App {
         }
         self.results.set_busy(running);
         self.render_video();
+        self.bench.render(self.ready && !running);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 
+use super::bench_panel::BenchMsg;
 use super::dom::{self, image_bitmap, window};
 use super::result_card::{ResultState, Segmented};
 use super::worker_link::WorkerLink;
@@ -82,6 +83,9 @@ impl App {
                 self.error.hide();
                 self.ask_persistence();
                 self.render_run()?;
+                if std::mem::take(&mut self.settings.bench_when_ready) {
+                    dispatch(Msg::Bench(BenchMsg::Run));
+                }
             }
             ToPage::Running { index } => {
                 self.results.set_state(index, ResultState::Running)?;
@@ -139,6 +143,15 @@ impl App {
             | ToPage::TuneFailed { .. }
             | ToPage::TunedPreview { .. }
             | ToPage::TunedRefused { .. } => self.on_tune_message(&msg, data)?,
+            ToPage::BenchProgress { done, total } => self.bench.progress(done, total),
+            ToPage::Bench { report } => {
+                self.bench.show(report)?;
+                self.render_run()?;
+            }
+            ToPage::BenchFailed { message } => {
+                self.bench.failed(&message);
+                self.render_run()?;
+            }
         }
         Ok(())
     }
@@ -151,6 +164,7 @@ impl App {
         self.results.fail_open(message)?;
         self.end_video_sessions(message)?;
         self.tune.worker_gone(message);
+        self.bench.failed(message);
         self.model.set_loading(false);
         self.model.set_status("stopped");
         self.error.show(message, true);

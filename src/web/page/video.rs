@@ -22,10 +22,9 @@ use super::dom::{
 use super::video_source::{Decoded, Source};
 use super::worker_link::WorkerLink;
 use super::{Msg, dispatch, dropped_files};
-use crate::clip::{FrameRate, mask_name, planned_frames, progress_text};
+use crate::clip::{DEFAULT_NUM_FRAMES, FrameRate, Propagate, mask_name, planned_frames, progress_text};
 use crate::paint::visible_mask_rgba;
 use crate::pipeline::{RgbImage, encode_rgb_png};
-use crate::video::{DEFAULT_NUM_FRAMES, Propagate};
 use crate::web::js_text;
 use crate::web::protocol::{self, FrameInput, ResultBuffers, ToWorker};
 
