@@ -447,6 +447,7 @@ impl TunedFiles {
     }
 
     /// Absent means none (a run with ordinary prompts only).
+    #[cfg(feature = "burn")]
     pub fn from_js(data: &JsValue) -> Result<Self, String> {
         let field = get(data, "tuned");
         if field.is_undefined() {
@@ -463,6 +464,7 @@ fn buffer_field(data: &JsValue, field: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Adds `bytes` to `envelope` as the `field` ArrayBuffer and to `transfer`.
+#[cfg(feature = "burn")]
 fn attach_buffer(envelope: &Object, transfer: &Array, field: &str, bytes: &[u8]) {
     let buffer = Uint8Array::from(bytes).buffer();
     set(envelope, field, &buffer);
@@ -477,6 +479,7 @@ pub struct TunedPreviewPngs {
 
 impl TunedPreviewPngs {
     /// Adds both PNGs to `envelope`; returns the transfer list.
+    #[cfg(feature = "burn")]
     pub fn to_js(&self, envelope: &Object) -> Array {
         let transfer = Array::new();
         attach_buffer(envelope, &transfer, "image_png", &self.image_png);
@@ -494,6 +497,7 @@ pub struct TunedFileBytes(pub Vec<u8>);
 
 impl TunedFileBytes {
     /// Adds the file to `envelope`; returns the transfer list.
+    #[cfg(feature = "burn")]
     pub fn to_js(&self, envelope: &Object) -> Array {
         let transfer = Array::new();
         attach_buffer(envelope, &transfer, "tuned_file", &self.0);
