@@ -8,6 +8,12 @@
 //! softmax), so no score matrix is ever written. The relative position terms of a query row
 //! (`q . Rh[qh, kh]` for every key row `kh`, `q . Rw[qw, kw]` for every key column `kw`,
 //! docs/MODEL.md §5.3) are computed once per query, before the key loop, and then only looked up.
+//!
+//! The loops over a head's channels are unrolled [`UNROLLED_CHANNELS`] at a time. On lavapipe
+//! (Mesa's software Vulkan, which the tests run on) that is a matter of correctness, not speed: its
+//! shader compiler stops every loop of an invocation once all its loops together have turned 65,535
+//! times, and then carries on with wrong values. Rolled, the released model's grid (1568 keys, head
+//! width 64) needs about 200,000 turns per query; unrolled by 8 about 31,000 (docs/MODEL.md §21).
 
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
@@ -15,6 +21,15 @@ use cubecl::prelude::*;
 /// A score below every real one: the running maximum before the first key. Finite because WGSL
 /// has no infinity literal; `exp(NO_SCORE - m)` is exactly 0 for any real score `m`.
 const NO_SCORE: f32 = -1.0e30;
+
+/// The channels one turn of a channel loop handles (a divisor of the head width; see the module's
+/// documentation for why the loops are unrolled at all).
+pub const UNROLLED_CHANNELS: usize = 8;
+
+/// The largest divisor of `head_dim` up to [`UNROLLED_CHANNELS`]: the channel loops' unroll.
+pub fn channel_unroll(head_dim: usize) -> usize {
+    (1..=UNROLLED_CHANNELS).rev().find(|u| head_dim % u == 0).unwrap_or(1)
+}
 
 /// `out[s, n] = softmax_k(scale * q[s, n] . k[s, k] + Rh[qh, kh] . q[s, n] + Rw[qw, kw] . q[s, n]) v[s, k]`.
 ///
@@ -34,16 +49,21 @@ pub fn fused_attention_kernel<F: Float>(
     out: &mut Tensor<F>,
     scale: f32,
     columns: u32,
+    channel_chunks: u32,
     #[comptime] head_dim: usize,
     #[comptime] grid_h: usize,
     #[comptime] grid_w: usize,
     #[comptime] tile_keys: usize,
+    #[comptime] unroll: usize,
     #[define(F)] _dtype: ElemType,
 ) {
     let tokens = comptime!(grid_h * grid_w);
     let tiles = comptime!(tokens.div_ceil(tile_keys));
     let tile_len = comptime!(tile_keys * head_dim);
     let sequence_len = comptime!(tokens * head_dim);
+    // A runtime bound: with a constant one lavapipe's compiler unrolls the chunks too, and the
+    // fully unrolled kernel takes minutes there.
+    let chunks = channel_chunks as usize;
     let threads = CUBE_DIM_X as usize;
     let query = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
     let sequence_start = CUBE_POS_Y as usize * tokens * head_dim;
@@ -56,9 +76,13 @@ pub fn fused_attention_kernel<F: Float>(
 
     let mut q_row = Array::<f32>::new(head_dim);
     let mut acc = Array::<f32>::new(head_dim);
-    for c in 0..head_dim {
-        q_row[c] = f32::cast_from(q[sequence_start + row * head_dim + c]);
-        acc[c] = 0.0f32;
+    for chunk in 0..chunks {
+        #[unroll]
+        for u in 0..unroll {
+            let c = chunk * unroll + u;
+            q_row[c] = f32::cast_from(q[sequence_start + row * head_dim + c]);
+            acc[c] = 0.0f32;
+        }
     }
 
     // The relative terms use the unscaled q (docs/MODEL.md §5.3): by key row, then by key column.
@@ -68,8 +92,12 @@ pub fn fused_attention_kernel<F: Float>(
     while kh < grid_h {
         let table = (qh * grid_h + kh) * head_dim;
         let mut dot = 0.0f32;
-        for c in 0..head_dim {
-            dot += q_row[c] * f32::cast_from(rel_h[table + c]);
+        for chunk in 0..chunks {
+            #[unroll]
+            for u in 0..unroll {
+                let c = chunk * unroll + u;
+                dot += q_row[c] * f32::cast_from(rel_h[table + c]);
+            }
         }
         rel[kh] = dot;
         kh += 1;
@@ -78,14 +106,22 @@ pub fn fused_attention_kernel<F: Float>(
     while kw < grid_w {
         let table = (qw * grid_w + kw) * head_dim;
         let mut dot = 0.0f32;
-        for c in 0..head_dim {
-            dot += q_row[c] * f32::cast_from(rel_w[table + c]);
+        for chunk in 0..chunks {
+            #[unroll]
+            for u in 0..unroll {
+                let c = chunk * unroll + u;
+                dot += q_row[c] * f32::cast_from(rel_w[table + c]);
+            }
         }
         rel[grid_h + kw] = dot;
         kw += 1;
     }
-    for c in 0..head_dim {
-        q_row[c] *= scale;
+    for chunk in 0..chunks {
+        #[unroll]
+        for u in 0..unroll {
+            let c = chunk * unroll + u;
+            q_row[c] *= scale;
+        }
     }
 
     let mut k_tile = Shared::<[F]>::new_slice(tile_len);
@@ -119,8 +155,12 @@ pub fn fused_attention_kernel<F: Float>(
             let mut score = f32::new(NO_SCORE);
             if first_key + j < tokens {
                 let mut dot = 0.0f32;
-                for c in 0..head_dim {
-                    dot += q_row[c] * f32::cast_from(k_tile[j * head_dim + c]);
+                for chunk in 0..chunks {
+                    #[unroll]
+                    for u in 0..unroll {
+                        let c = chunk * unroll + u;
+                        dot += q_row[c] * f32::cast_from(k_tile[j * head_dim + c]);
+                    }
                 }
                 score = dot + rel[kh] + rel[grid_h + kw];
             }
@@ -137,15 +177,23 @@ pub fn fused_attention_kernel<F: Float>(
         let new_max = f32::max(running_max, tile_max);
         let correction = f32::exp(running_max - new_max);
         denominator *= correction;
-        for c in 0..head_dim {
-            acc[c] *= correction;
+        for chunk in 0..chunks {
+            #[unroll]
+            for u in 0..unroll {
+                let c = chunk * unroll + u;
+                acc[c] *= correction;
+            }
         }
         for j in 0..tile_keys {
             if first_key + j < tokens {
                 let p = f32::exp(scores[j] - new_max);
                 denominator += p;
-                for c in 0..head_dim {
-                    acc[c] += p * f32::cast_from(v_tile[j * head_dim + c]);
+                for chunk in 0..chunks {
+                    #[unroll]
+                    for u in 0..unroll {
+                        let c = chunk * unroll + u;
+                        acc[c] += p * f32::cast_from(v_tile[j * head_dim + c]);
+                    }
                 }
             }
         }
@@ -157,8 +205,12 @@ pub fn fused_attention_kernel<F: Float>(
     if valid {
         let inverse = 1.0f32 / denominator;
         let out_start = sequence_start + query * head_dim;
-        for c in 0..head_dim {
-            out[out_start + c] = F::cast_from(acc[c] * inverse);
+        for chunk in 0..chunks {
+            #[unroll]
+            for u in 0..unroll {
+                let c = chunk * unroll + u;
+                out[out_start + c] = F::cast_from(acc[c] * inverse);
+            }
         }
     }
 }
