@@ -6,7 +6,7 @@
 //! request, one configuration per process (the allocator keeps its pages, so a second run in the
 //! same process would read the first one's high-water mark):
 //!
-//!     TUNE_MEMORY_BLOCKS=1 TUNE_MEMORY_BATCH=1 cargo test --release --locked --test tune_memory -- --ignored --nocapture
+//!     TUNE_MEMORY_BLOCKS=1 TUNE_MEMORY_BATCH=1 TUNE_MEMORY_ACTIVATIONS=keep cargo test --release --locked --test tune_memory -- --ignored --nocapture
 
 mod common;
 
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use seggpt::pipeline::ChwImage;
 use seggpt::segment::TunedPrompt;
-use seggpt::tune::{TrainingPair, TuneSettings, Tuner, step_memory};
+use seggpt::tune::{Activations, TrainingPair, TuneSettings, Tuner, step_memory};
 use seggpt::weights::RandomSource;
 use seggpt::{EmbeddingType, MemoryBudget, SegGpt, SegGptConfig};
 
@@ -31,6 +31,10 @@ fn mib(bytes: u64) -> f64 {
 fn one_tuning_step_on_wgpu() {
     let blocks = env("TUNE_MEMORY_BLOCKS", 1);
     let batch = env("TUNE_MEMORY_BATCH", 1);
+    let activations = match std::env::var("TUNE_MEMORY_ACTIVATIONS").as_deref() {
+        Ok("keep") => Activations::Keep,
+        _ => Activations::Recompute,
+    };
     let config = SegGptConfig {
         num_hidden_layers: blocks,
         merge_index: 0,
@@ -55,16 +59,18 @@ fn one_tuning_step_on_wgpu() {
         batch,
         seed: 0,
         embedding_type: EmbeddingType::Instance,
+        activations,
     };
     let mut tuner = Tuner::new(&TunedPrompt { pixel_values: image(0.3), masks: image(0.4) }, settings);
     let start = Instant::now();
     let loss = tuner.step(&model, &device, &pairs).unwrap();
     let after = device.memory_pool_usage().expect("wgpu reports its memory pools");
     let step_bytes = after.bytes_reserved.saturating_sub(loaded.bytes_reserved);
-    let estimate = step_memory(&config, batch);
+    let estimate = step_memory(&config, batch, activations);
     println!(
-        "blocks {blocks}, batch {batch}: weights in use {:.1} MiB (reserved {:.1} MiB); after one step \
+        "blocks {blocks}, batch {batch}, activations {}: weights in use {:.1} MiB (reserved {:.1} MiB); after one step \
          reserved {:.1} MiB, so the step reserved {:.1} MiB more; estimate {:.1} MiB; loss {loss:.4}; {:.1} s",
+        activations.name(),
         mib(loaded.bytes_in_use),
         mib(loaded.bytes_reserved),
         mib(after.bytes_reserved),
