@@ -4,7 +4,8 @@
 //! `seggpt::tune::step_memory`'s estimate (docs/MODEL.md §19; on lavapipe on this 2-core machine one
 //! step of the 1-block model did not finish in 47 minutes, so no wgpu number is recorded yet). Run on
 //! request, one configuration per process (the allocator keeps its pages, so a second run in the
-//! same process would read the first one's high-water mark):
+//! same process would read the first one's high-water mark). `TUNE_MEMORY_ACTIVATIONS=keep` keeps every
+//! activation; anything else recomputes them block by block (docs/MODEL.md §23):
 //!
 //!     TUNE_MEMORY_BLOCKS=1 TUNE_MEMORY_BATCH=1 TUNE_MEMORY_ACTIVATIONS=keep cargo test --release --locked --test tune_memory -- --ignored --nocapture
 
