@@ -13,6 +13,7 @@ mod common;
 
 use std::time::Instant;
 
+use seggpt::config::Size2;
 use seggpt::pipeline::ChwImage;
 use seggpt::segment::TunedPrompt;
 use seggpt::tune::{Activations, TrainingPair, TuneSettings, Tuner, step_memory};
@@ -36,10 +37,18 @@ fn one_tuning_step_on_wgpu() {
         Ok("keep") => Activations::Keep,
         _ => Activations::Recompute,
     };
+    // A narrower model on a smaller canvas for a software device: TUNE_MEMORY_HIDDEN,
+    // TUNE_MEMORY_HEADS and TUNE_MEMORY_HEIGHT (the canvas is HEIGHT x HEIGHT/2).
+    let hidden = env("TUNE_MEMORY_HIDDEN", 1024);
+    let height = env("TUNE_MEMORY_HEIGHT", 896);
     let config = SegGptConfig {
         num_hidden_layers: blocks,
         merge_index: 0,
         intermediate_hidden_state_indices: (0..blocks).collect(),
+        hidden_size: hidden,
+        num_attention_heads: env("TUNE_MEMORY_HEADS", 16),
+        mlp_dim: Some(4 * hidden),
+        image_size: Size2::HeightWidth([height, height / 2]),
         ..SegGptConfig::default()
     };
     let device = common::wgpu();
@@ -69,8 +78,9 @@ fn one_tuning_step_on_wgpu() {
     let step_bytes = after.bytes_reserved.saturating_sub(loaded.bytes_reserved);
     let estimate = step_memory(&config, batch, activations);
     println!(
-        "blocks {blocks}, batch {batch}, activations {}: weights in use {:.1} MiB (reserved {:.1} MiB); after one step \
+        "blocks {blocks}, hidden {hidden}, canvas {height} x {}, batch {batch}, activations {}: weights in use {:.1} MiB (reserved {:.1} MiB); after one step \
          reserved {:.1} MiB, so the step reserved {:.1} MiB more; estimate {:.1} MiB; loss {loss:.4}; {:.1} s",
+        height / 2,
         activations.name(),
         mib(loaded.bytes_in_use),
         mib(loaded.bytes_reserved),

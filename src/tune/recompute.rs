@@ -28,13 +28,13 @@ pub(super) fn backward(
     let (queries, labels) = batch_tensors(batch, device);
     let (pixel_values, masks) = prompt_tensors(prompt, device);
     let embed = |pixel_values: Tensor<4>, masks: Tensor<4>| {
-        let prompt = [broadcast_prompt(model, pixel_values, b), broadcast_prompt(model, masks, b)];
-        let [pixel_values, masks] = prompt;
+        let (pixel_values, masks) =
+            (broadcast_prompt(model, pixel_values, b), broadcast_prompt(model, masks, b));
         model.embed([queries.clone(), pixel_values, masks], options)
     };
 
     // 1. The forward pass without autodiff, keeping each block's input up to the last block the
-    // decoder reads (later blocks do not reach the loss).
+    // decoder reads (later blocks do not reach the loss). The features are in block order.
     let indices = &model.config().intermediate_hidden_state_indices;
     let last = *indices.last().expect("a validated config names at least one feature block");
     let mut inputs = Vec::with_capacity(last + 1);
