@@ -9,7 +9,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use seggpt::pipeline::ChwImage;
 use seggpt::segment::TunedPrompt;
-use seggpt::tune::{TrainingPair, TuneSettings, Tuner};
+use seggpt::tune::{Activations, TrainingPair, TuneSettings, Tuner};
 use seggpt::weights::RandomSource;
 use seggpt::{EmbeddingType, MemoryBudget, SegGpt, SegGptConfig};
 
@@ -54,6 +54,7 @@ fn full_size_tuning_step_on_cpu() {
         batch: 1,
         seed: 0,
         embedding_type: EmbeddingType::Instance,
+        activations: Activations::Keep,
     };
     let mut tuner = Tuner::new(&TunedPrompt { pixel_values: image(0.3), masks: image(0.4) }, settings);
     for step in 1..=2 {

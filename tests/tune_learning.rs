@@ -8,7 +8,7 @@
 use burn::tensor::Device;
 use seggpt::pipeline::RgbImage;
 use seggpt::segment::{Prompt, PromptMask, TunedPrompt};
-use seggpt::tune::{TrainingPair, TuneSettings, Tuner, evaluate};
+use seggpt::tune::{Activations, TrainingPair, TuneSettings, Tuner, evaluate};
 use seggpt::weights::RandomSource;
 use seggpt::{EmbeddingType, MemoryBudget, SegGpt, SegGptConfig};
 
@@ -107,6 +107,7 @@ fn settings(lr: f64, batch: usize) -> TuneSettings {
         batch,
         seed: 0,
         embedding_type: EmbeddingType::Instance,
+        activations: Activations::Keep,
     }
 }
 

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use common::*;
 use seggpt::pipeline::ChwImage;
 use seggpt::segment::TunedPrompt;
-use seggpt::tune::{AdamW, TrainingPair, prompt_gradients};
+use seggpt::tune::{Activations, AdamW, TrainingPair, prompt_gradients};
 use seggpt::weights::{SafetensorsSource, TensorSource, open_model};
 use seggpt::{EmbeddingType, MemoryBudget, SegGpt};
 
@@ -54,7 +54,9 @@ fn check_gradients(device: &Device) {
         .collect();
     for b in [1, 2] {
         let batch: Vec<&TrainingPair> = pairs[..b].iter().collect();
-        let grads = prompt_gradients(&model, device, &prompt, &batch, EmbeddingType::Instance).unwrap();
+        let grads =
+            prompt_gradients(&model, device, &prompt, &batch, EmbeddingType::Instance, Activations::Keep)
+                .unwrap();
         let loss = expected.read_f32(&format!("loss.b{b}")).unwrap()[0];
         let loss_err = (grads.loss - loss).abs() / loss.abs();
         assert!(

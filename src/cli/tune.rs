@@ -8,8 +8,8 @@ use std::time::Instant;
 use seggpt::pipeline::{ChwImage, denormalize, encode_rgb_png, to_rgb_u8};
 use seggpt::segment::{Prompt, SegmentError, TunedPrompt};
 use seggpt::tune::{
-    self, PromptMetadata, TrainingPair, TuneSettings, Tuner, config_hash, decode_optimiser, decode_prompt,
-    encode_optimiser, encode_prompt, evaluate,
+    self, Activations, PromptMetadata, TrainingPair, TuneSettings, Tuner, config_hash, decode_optimiser,
+    decode_prompt, encode_optimiser, encode_prompt, evaluate,
 };
 use seggpt::weights;
 use seggpt::{EmbeddingType, Ensemble};
@@ -68,6 +68,12 @@ pub struct TuneArgs {
     num_labels: Option<usize>,
     #[arg(long, value_enum, default_value_t = EmbeddingType::Instance)]
     embedding_type: EmbeddingType,
+    /// How a step's backward pass gets the activations: `recompute` keeps only each encoder
+    /// block's input and runs the blocks again one at a time (about one forward pass more per
+    /// step; the released model's step then fits a few GB), `keep` keeps them all (faster; about
+    /// 12 GB per pair for the released model in f32) (docs/MODEL.md §23).
+    #[arg(long, value_enum, default_value_t = Activations::default())]
+    activations: Activations,
 }
 
 impl TuneArgs {
@@ -302,6 +308,7 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
         batch: args.batch,
         seed: args.seed,
         embedding_type: args.embedding_type,
+        activations: args.activations,
     };
     let mut metadata = PromptMetadata {
         config_hash: hash.clone(),

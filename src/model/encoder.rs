@@ -80,25 +80,50 @@ impl Encoder {
         samples: Samples,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Vec<Tensor<4>> {
-        let k = h.dims()[0] / 2;
         let mut features = Vec::with_capacity(self.feature_indices.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h, ensemble.merge_at(i, self.merge_index, k), budget, kernel);
-            if i == self.merge_index {
-                let image = h.clone().narrow(0, 0, k);
-                let mask = h.narrow(0, k, k);
-                h = (image + mask).mul_scalar(0.5);
-            }
-            if self.feature_indices.contains(&i) {
+        for i in 0..self.layers.len() {
+            h = self.block(i, h, ensemble, budget, kernel);
+            if self.is_feature(i) {
                 let kept = match samples {
                     Samples::All => h.clone(),
                     Samples::First => h.clone().narrow(0, 0, 1),
                 };
-                features.push(self.layernorm.forward(kept));
+                features.push(self.feature_norm(kept));
             }
             progress(i + 1, self.layers.len());
         }
         features
+    }
+
+    /// Block `index` on `h`, followed by the stream merge when it is block `merge_index`: `(2K, Hp,
+    /// Wp, D)` in up to the merge block, `(K, Hp, Wp, D)` out from it on (docs/MODEL.md §5.4).
+    pub fn block(
+        &self,
+        index: usize,
+        h: Tensor<4>,
+        ensemble: Ensemble,
+        budget: MemoryBudget,
+        kernel: AttentionKernel,
+    ) -> Tensor<4> {
+        let b = h.dims()[0];
+        let k = if index <= self.merge_index { b / 2 } else { b };
+        let h = self.layers[index].forward(h, ensemble.merge_at(index, self.merge_index, k), budget, kernel);
+        if index != self.merge_index {
+            return h;
+        }
+        let image = h.clone().narrow(0, 0, k);
+        let mask = h.narrow(0, k, k);
+        (image + mask).mul_scalar(0.5)
+    }
+
+    /// Whether block `index`'s output is one of the decoder's features.
+    pub fn is_feature(&self, index: usize) -> bool {
+        self.feature_indices.contains(&index)
+    }
+
+    /// A block output as the decoder reads it: through the shared final norm.
+    pub fn feature_norm(&self, h: Tensor<4>) -> Tensor<4> {
+        self.layernorm.forward(h)
     }
 }
 

@@ -267,4 +267,19 @@ impl SegGpt {
     pub fn decode(&self, features: &[Tensor<4>]) -> Tensor<4> {
         self.decoder.forward(features)
     }
+
+    /// Block `index` of [`Self::encode`] alone, with the stream merge after block `merge_index`
+    /// (docs/MODEL.md §5.4), for a caller that runs the blocks one at a time: tuning with
+    /// activations recomputed block by block (docs/MODEL.md §23).
+    pub fn encode_block(&self, index: usize, h: Tensor<4>, options: ForwardOptions) -> Tensor<4> {
+        let ensemble = options.ensemble.unwrap_or(Ensemble::Official);
+        self.encoder.block(index, h, ensemble, options.budget, options.attention)
+    }
+
+    /// The decoder's feature made from the output `h` of block `index` (through the shared final
+    /// norm), or `None` when the decoder does not read that block. With [`Self::encode_block`],
+    /// the features [`Self::encode`] returns for [`Samples::All`], in block order.
+    pub fn block_feature(&self, index: usize, h: &Tensor<4>) -> Option<Tensor<4>> {
+        self.encoder.is_feature(index).then(|| self.encoder.feature_norm(h.clone()))
+    }
 }

@@ -44,24 +44,45 @@ pub fn batch_loss(
     batch: &[&TrainingPair],
     embedding_type: EmbeddingType,
 ) -> Result<Tensor<1>, ShapeError> {
-    let (h, w) = model.config().half_image_size();
+    let (queries, labels) = batch_tensors(batch, device);
     let b = batch.len();
-    let queries = stack(batch.iter().map(|p| &p.image), device);
-    let labels = stack(batch.iter().map(|p| &p.label), device);
-    let options = ForwardOptions {
+    let pred = model.forward(
+        queries,
+        broadcast_prompt(model, prompt_pixel_values, b),
+        broadcast_prompt(model, prompt_masks, b),
+        training_options(embedding_type),
+        &mut |_, _| {},
+    )?;
+    Ok(prediction_loss(model, pred, labels))
+}
+
+/// The forward options of a training step: every pair its own sample (no feature ensemble), as
+/// transformers' training forward.
+pub(super) fn training_options(embedding_type: EmbeddingType) -> ForwardOptions {
+    ForwardOptions {
         ensemble: Some(Ensemble::None),
         embedding_type,
         budget: MemoryBudget::DEFAULT,
         ..ForwardOptions::default()
-    };
-    let pred = model.forward(
-        queries,
-        prompt_pixel_values.expand([b, 3, h, w]),
-        prompt_masks.expand([b, 3, h, w]),
-        options,
-        &mut |_, _| {},
-    )?;
-    Ok(masked_smooth_l1(pred.narrow(2, h, h), labels, model.config().beta))
+    }
+}
+
+/// The queries and the labels of `batch`, each `(B, 3, H/2, W)` on `device`.
+pub(super) fn batch_tensors(batch: &[&TrainingPair], device: &Device) -> (Tensor<4>, Tensor<4>) {
+    (stack(batch.iter().map(|p| &p.image), device), stack(batch.iter().map(|p| &p.label), device))
+}
+
+/// A `(1, 3, H/2, W)` prompt tensor as the prompt of each of `b` samples (its gradient is then the
+/// sum over them).
+pub(super) fn broadcast_prompt(model: &SegGpt, prompt: Tensor<4>, b: usize) -> Tensor<4> {
+    let (h, w) = model.config().half_image_size();
+    prompt.expand([b, 3, h, w])
+}
+
+/// The loss of `pred_masks` `(B, 3, H, W)` against the `labels` of its query half.
+pub(super) fn prediction_loss(model: &SegGpt, pred: Tensor<4>, labels: Tensor<4>) -> Tensor<1> {
+    let h = model.config().half_image_size().0;
+    masked_smooth_l1(pred.narrow(2, h, h), labels, model.config().beta)
 }
 
 /// A prompt as two `(1, 3, H/2, W)` tensors on `device`.

@@ -8,8 +8,9 @@ mod batches;
 mod file;
 mod loss;
 mod memory;
+mod recompute;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, GradientCheckpointingStrategy, Tensor, TensorData};
 
 pub use adamw::{AdamW, BETAS, EPS, Moments};
 pub use batches::batch_indices;
@@ -45,6 +46,39 @@ pub struct TuneSettings {
     /// Seeds the order the pairs are drawn in.
     pub seed: u64,
     pub embedding_type: EmbeddingType,
+    pub activations: Activations,
+}
+
+/// How a tuning step gets the activations its backward pass needs (docs/MODEL.md §23).
+///
+/// The one definition of this choice: `seggpt tune --activations` parses it (`clap::ValueEnum`,
+/// feature `cli`), as `"keep"` or `"recompute"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum Activations {
+    /// One forward pass under autodiff keeps every block's activations for the backward pass:
+    /// the fastest step, and the most memory (about 11.6 GB per training pair for the released
+    /// model in f32).
+    Keep,
+    /// The forward pass keeps only each block's input, and the backward pass runs each block
+    /// again, one at a time: about one forward pass more, and one block's activations instead of
+    /// all of them (the default: the step of the released model then fits a few gigabytes).
+    #[default]
+    Recompute,
+}
+
+impl Activations {
+    /// Every variant, in the order a user interface lists them.
+    pub const ALL: [Activations; 2] = [Activations::Keep, Activations::Recompute];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activations::Keep => "keep",
+            Activations::Recompute => "recompute",
+        }
+    }
 }
 
 /// Why a tuning step failed.
@@ -107,29 +141,55 @@ impl PendingGradients {
     }
 }
 
-/// The loss of `batch` under `prompt` and its gradients, computed but not read back. The model
-/// must live on `device` without autodiff; only the two prompt tensors are tracked.
+/// The loss of `batch` under `prompt` and its gradients, computed but not read back, with the
+/// activations kept or recomputed. The model must live on `device` without autodiff; only the two
+/// prompt tensors are tracked.
 pub fn backward(
     model: &SegGpt,
     device: &Device,
     prompt: &TunedPrompt,
     batch: &[&TrainingPair],
     embedding_type: EmbeddingType,
+    activations: Activations,
 ) -> Result<PendingGradients, TuneError> {
-    // Balanced checkpointing recomputes memory-bound intermediates (the softmax's exp and
-    // division, the additions of the relative-position terms, GELU) in the backward pass instead
-    // of keeping them: without it one step of the released model held over 17 GB on the CPU.
-    let tracked = device.clone().autodiff().gradient_checkpointing();
-    let (pixel_values, masks) = prompt_tensors(prompt, &tracked);
-    let (pixel_values, masks) = (pixel_values.require_grad(), masks.require_grad());
+    match activations {
+        Activations::Keep => backward_keeping(model, device, prompt, batch, embedding_type),
+        Activations::Recompute => recompute::backward(model, device, prompt, batch, embedding_type),
+    }
+}
+
+/// [`backward`] with one forward pass under autodiff, which keeps every activation.
+fn backward_keeping(
+    model: &SegGpt,
+    device: &Device,
+    prompt: &TunedPrompt,
+    batch: &[&TrainingPair],
+    embedding_type: EmbeddingType,
+) -> Result<PendingGradients, TuneError> {
+    let (pixel_values, masks) = prompt_tensors(prompt, device);
+    let (pixel_values, masks) = (leaf(pixel_values), leaf(masks));
     let loss = batch_loss(model, device, pixel_values.clone(), masks.clone(), batch, embedding_type)?;
     let grads = loss.backward();
-    let no_gradient = || TuneError::Readback("the prompt received no gradient".into());
     Ok(PendingGradients {
         pixel_values: pixel_values.grad(&grads).ok_or_else(no_gradient)?,
         masks: masks.grad(&grads).ok_or_else(no_gradient)?,
         loss: loss.inner(),
     })
+}
+
+/// `t` as a leaf of a new autodiff graph whose gradient is kept. Balanced checkpointing
+/// recomputes memory-bound intermediates (the softmax's exp and division, the additions of the
+/// relative-position terms, GELU) in the backward pass instead of keeping them: without it one
+/// step of the released model held over 17 GB on the CPU (docs/MODEL.md §16).
+fn leaf<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    t.inner()
+        .autodiff()
+        .with_gradient_checkpointing_strategy(GradientCheckpointingStrategy::Balanced)
+        .require_grad()
+}
+
+fn no_gradient() -> TuneError {
+    TuneError::Readback("the backward pass gave no gradient".into())
 }
 
 /// The loss of `batch` under `prompt` and its gradients (native: blocking read-back).
@@ -140,8 +200,9 @@ pub fn prompt_gradients(
     prompt: &TunedPrompt,
     batch: &[&TrainingPair],
     embedding_type: EmbeddingType,
+    activations: Activations,
 ) -> Result<PromptGradients, TuneError> {
-    backward(model, device, prompt, batch, embedding_type)?.read()
+    backward(model, device, prompt, batch, embedding_type, activations)?.read()
 }
 
 /// The mean loss over `pairs` under `prompt`, without gradients, `chunk` pairs per forward pass.
@@ -224,8 +285,9 @@ impl Tuner {
         TunedPrompt { pixel_values: image(&self.pixel_values), masks: image(&self.masks) }
     }
 
-    /// The forward and backward pass of the next step on the batch drawn for it; its gradients
-    /// go to [`Self::apply`] once read back.
+    /// The forward and backward pass of the next step on the batch drawn for it, with the
+    /// activations kept or recomputed as the settings say; its gradients go to [`Self::apply`]
+    /// once read back.
     pub fn backward(
         &self,
         model: &SegGpt,
@@ -238,7 +300,8 @@ impl Tuner {
         let batch = self.settings.batch.clamp(1, pairs.len());
         let indices = batch_indices(pairs.len(), batch, self.settings.seed, self.optimiser.steps);
         let batch: Vec<&TrainingPair> = indices.iter().map(|&i| &pairs[i]).collect();
-        backward(model, device, &self.prompt(), &batch, self.settings.embedding_type)
+        let settings = &self.settings;
+        backward(model, device, &self.prompt(), &batch, settings.embedding_type, settings.activations)
     }
 
     /// The AdamW update from a step's gradients; returns the batch's loss before it.

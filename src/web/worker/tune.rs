@@ -10,8 +10,8 @@ use super::{Loaded, MODEL, post, post_with, prompts, read_bytes, requeue_first};
 use crate::pipeline::{ChwImage, denormalize, encode_rgb_png, to_rgb_u8};
 use crate::segment::TunedPrompt;
 use crate::tune::{
-    self, PromptMetadata, TrainingPair, TuneSettings, Tuner, config_hash, decode_prompt, encode_prompt,
-    step_memory,
+    self, Activations, PromptMetadata, TrainingPair, TuneSettings, Tuner, config_hash, decode_prompt,
+    encode_prompt, step_memory,
 };
 use crate::web::now_s;
 use crate::web::protocol::{
@@ -19,6 +19,12 @@ use crate::web::protocol::{
     TunedPreviewPngs,
 };
 use crate::{MemoryBudget, largest_buffer_bytes};
+
+/// How the page's steps get their activations: recomputed block by block (docs/MODEL.md §23).
+/// WebGPU does not tell a page how much memory the GPU has, so the page cannot know whether a step
+/// that keeps every activation would fit; recomputing costs about one forward pass more per step
+/// and brings the released model's step from about 13 GB to a few GB.
+const ACTIVATIONS: Activations = Activations::Recompute;
 
 /// The largest batch the page offers; [`TuneInfo::step_bytes`] covers `1..=MAX_BATCH`.
 const MAX_BATCH: usize = 8;
@@ -41,8 +47,10 @@ pub(super) fn info(loaded: &Loaded) -> ToPage {
         |batch: usize| largest_buffer_bytes(config, batch, MemoryBudget::DEFAULT) <= loaded.gpu.max_binding;
     ToPage::TuneInfo(TuneInfo {
         defaults: defaults(),
-        step_bytes: (1..=MAX_BATCH).map(|b| step_memory(config, b).activation_bytes as f64).collect(),
-        weight_bytes: step_memory(config, 1).weight_bytes as f64,
+        step_bytes: (1..=MAX_BATCH)
+            .map(|b| step_memory(config, b, ACTIVATIONS).activation_bytes as f64)
+            .collect(),
+        weight_bytes: step_memory(config, 1, ACTIVATIONS).weight_bytes as f64,
         max_batch: (1..=MAX_BATCH).take_while(|&b| fits(b)).last().unwrap_or(0),
         max_binding: loaded.gpu.max_binding as f64,
     })
@@ -152,6 +160,7 @@ pub(super) async fn session(
         batch: params.batch,
         seed: params.seed,
         embedding_type: run.embedding,
+        activations: ACTIVATIONS,
     };
     let mut metadata = PromptMetadata {
         config_hash: config_hash(config),
