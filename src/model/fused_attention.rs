@@ -25,13 +25,13 @@ mod kernel;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttentionKernel {
-    /// The fused kernel where it can run (a cubecl device without autodiff, f32 or f16, relative
-    /// position terms on), the reference path elsewhere. Opt-in: it is wrong at the released
-    /// model's grid with head width 64 (docs/MODEL.md §21).
+    /// The fused kernel where it can run (a cubecl device without autodiff: native wgpu and
+    /// WebGPU, f32 or f16, relative position terms on), the reference path elsewhere. The default:
+    /// it never writes a score matrix (docs/MODEL.md §21).
+    #[default]
     Fused,
     /// Scores written whole, then softmax, then the product with v, in head groups within the
     /// memory budget: burn's own operations on every backend.
-    #[default]
     Reference,
 }
 
