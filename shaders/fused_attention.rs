@@ -28,7 +28,7 @@ pub const UNROLLED_CHANNELS: usize = 8;
 
 /// The largest divisor of `head_dim` up to [`UNROLLED_CHANNELS`]: the channel loops' unroll.
 pub fn channel_unroll(head_dim: usize) -> usize {
-    (1..=UNROLLED_CHANNELS).rev().find(|u| head_dim % u == 0).unwrap_or(1)
+    (1..=UNROLLED_CHANNELS).rev().find(|u| head_dim.is_multiple_of(*u)).unwrap_or(1)
 }
 
 /// `out[s, n] = softmax_k(scale * q[s, n] . k[s, k] + Rh[qh, kh] . q[s, n] + Rw[qw, kw] . q[s, n]) v[s, k]`.
