@@ -29,14 +29,6 @@ fn sample(source: &SafetensorsSource, name: &str, i: usize) -> ChwImage {
     ChwImage::new(c, h, w, values[i * c * h * w..(i + 1) * c * h * w].to_vec()).unwrap()
 }
 
-/// max |a - b| / max |b|: the gradients' relative error.
-fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
-    assert_eq!(actual.len(), expected.len());
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = actual.iter().zip(expected).fold(0f32, |m, (a, e)| m.max((a - e).abs()));
-    err / scale
-}
-
 fn check_gradients(device: &Device) {
     let files = open_model(&fixtures().join("models/tiny-k1")).unwrap();
     let model = SegGpt::load(files.source.as_ref(), files.config, device, MemoryBudget::DEFAULT).unwrap();

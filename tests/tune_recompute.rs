@@ -29,21 +29,6 @@ const TOLERANCE: f32 = 2e-5;
 const TORCH_LOSS_TOLERANCE: f32 = 1e-5;
 const TORCH_GRAD_TOLERANCE: f32 = 1e-4;
 
-/// max |a - b| / max |b|.
-fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
-    assert_eq!(actual.len(), expected.len());
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0, "the expected gradient is zero: nothing is compared");
-    let err = actual.iter().zip(expected).fold(0f32, |m, (a, e)| m.max((a - e).abs()));
-    err / scale
-}
-
-/// A deterministic image of normalised values.
-fn image((h, w): (usize, usize), seed: f32) -> ChwImage {
-    let values = (0..3 * h * w).map(|i| ((i as f32 * 0.618_034 + seed).fract() - 0.5) * 4.0).collect();
-    ChwImage::new(3, h, w, values).unwrap()
-}
-
 fn load(dir: &Path, device: &Device) -> SegGpt {
     let files = open_model(dir).unwrap();
     SegGpt::load(files.source.as_ref(), files.config, device, MemoryBudget::DEFAULT).unwrap()
@@ -62,13 +47,7 @@ fn gradients(
 /// Recompute equals keep on `model` for batches of one and two pairs.
 fn check_against_keep(name: &str, model: &SegGpt, device: &Device) {
     let half = model.config().half_image_size();
-    let prompt = TunedPrompt { pixel_values: image(half, 0.3), masks: image(half, 0.4) };
-    let pairs: Vec<TrainingPair> = (0..2)
-        .map(|i| TrainingPair {
-            image: image(half, 0.1 + i as f32 * 0.05),
-            label: image(half, 0.2 + i as f32),
-        })
-        .collect();
+    let (prompt, pairs) = synthetic_prompt_and_pairs(half);
     for b in [1, 2] {
         let batch: Vec<&TrainingPair> = pairs[..b].iter().collect();
         let keep = gradients(model, device, &prompt, &batch, Activations::Keep);
@@ -166,9 +145,12 @@ fn the_tuner_recomputes_when_told_and_learns_the_same_prompt() {
     let model = load(&fixtures().join("models/merge1-k2"), &device);
     let half = model.config().half_image_size();
     let pairs: Vec<TrainingPair> = (0..3)
-        .map(|i| TrainingPair { image: image(half, 0.15 * i as f32), label: image(half, 0.7 + i as f32) })
+        .map(|i| TrainingPair {
+            image: synthetic_image(half, 0.15 * i as f32),
+            label: synthetic_image(half, 0.7 + i as f32),
+        })
         .collect();
-    let init = TunedPrompt { pixel_values: image(half, 0.3), masks: image(half, 0.4) };
+    let init = TunedPrompt { pixel_values: synthetic_image(half, 0.3), masks: synthetic_image(half, 0.4) };
     let run = |activations: Activations| {
         let settings = TuneSettings {
             lr: 0.05,

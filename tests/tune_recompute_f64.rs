@@ -9,24 +9,11 @@ mod common;
 
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use common::*;
-use seggpt::pipeline::ChwImage;
-use seggpt::segment::TunedPrompt;
 use seggpt::tune::{Activations, TrainingPair, prompt_gradients};
 use seggpt::weights::open_model;
 use seggpt::{EmbeddingType, MemoryBudget, SegGpt};
 
 const TOLERANCE: f32 = 1e-6;
-
-fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0, "the expected gradient is zero: nothing is compared");
-    actual.iter().zip(expected).fold(0f32, |m, (a, e)| m.max((a - e).abs())) / scale
-}
-
-fn image((h, w): (usize, usize), seed: f32) -> ChwImage {
-    let values = (0..3 * h * w).map(|i| ((i as f32 * 0.618_034 + seed).fract() - 0.5) * 4.0).collect();
-    ChwImage::new(3, h, w, values).unwrap()
-}
 
 #[test]
 fn recompute_equals_keep_in_f64_on_every_fixture_model() {
@@ -40,13 +27,7 @@ fn recompute_equals_keep_in_f64_on_every_fixture_model() {
         let model =
             SegGpt::load(files.source.as_ref(), files.config, &device, MemoryBudget::DEFAULT).unwrap();
         let half = model.config().half_image_size();
-        let prompt = TunedPrompt { pixel_values: image(half, 0.3), masks: image(half, 0.4) };
-        let pairs: Vec<TrainingPair> = (0..2)
-            .map(|i| TrainingPair {
-                image: image(half, 0.1 + i as f32 * 0.05),
-                label: image(half, 0.2 + i as f32),
-            })
-            .collect();
+        let (prompt, pairs) = synthetic_prompt_and_pairs(half);
         for b in [1, 2] {
             let batch: Vec<&TrainingPair> = pairs[..b].iter().collect();
             let run = |activations| {

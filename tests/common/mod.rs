@@ -51,3 +51,34 @@ pub fn max_abs_diff(actual: Tensor<4>, expected: &[f32], expected_shape: &[usize
         .map(|(a, e)| if a.is_nan() || e.is_nan() { f32::INFINITY } else { (a - e).abs() })
         .fold(0.0, f32::max)
 }
+
+/// Max abs difference over the expected values' max abs (the tuning tests' gradient measure).
+pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(actual.len(), expected.len());
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "the expected gradient is zero: nothing is compared");
+    actual.iter().zip(expected).fold(0f32, |m, (a, e)| m.max((a - e).abs())) / scale
+}
+
+/// A deterministic `(3, h, w)` image of normalised values.
+pub fn synthetic_image((h, w): (usize, usize), seed: f32) -> seggpt::pipeline::ChwImage {
+    let values = (0..3 * h * w).map(|i| ((i as f32 * 0.618_034 + seed).fract() - 0.5) * 4.0).collect();
+    seggpt::pipeline::ChwImage::new(3, h, w, values).unwrap()
+}
+
+/// The prompt and the two training pairs the recomputation tests tune with, at `half` size.
+pub fn synthetic_prompt_and_pairs(
+    half: (usize, usize),
+) -> (seggpt::segment::TunedPrompt, Vec<seggpt::tune::TrainingPair>) {
+    let prompt = seggpt::segment::TunedPrompt {
+        pixel_values: synthetic_image(half, 0.3),
+        masks: synthetic_image(half, 0.4),
+    };
+    let pairs = (0..2)
+        .map(|i| seggpt::tune::TrainingPair {
+            image: synthetic_image(half, 0.1 + i as f32 * 0.05),
+            label: synthetic_image(half, 0.2 + i as f32),
+        })
+        .collect();
+    (prompt, pairs)
+}
