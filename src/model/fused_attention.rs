@@ -82,6 +82,7 @@ impl FusedAttentionBackend for CubeBackend {
         let count =
             CubeCount::Static(tokens.div_ceil(QUERIES_PER_WORKGROUP as usize) as u32, sequences as u32, 1);
         let elem = burn::backend::cubecl::dtype_to_storage_type(dtype);
+        let unroll = kernel::channel_unroll(head_dim);
         // SAFETY: every index the kernel forms is within its contiguous inputs of the shapes
         // checked above; invocations past the last query write nothing.
         unsafe {
@@ -97,12 +98,12 @@ impl FusedAttentionBackend for CubeBackend {
                 out.clone().into_tensor_arg(),
                 scale,
                 grid_w as u32,
-                (head_dim / kernel::channel_unroll(head_dim)) as u32,
+                (head_dim / unroll) as u32,
                 head_dim,
                 grid_h,
                 grid_w,
                 tile_keys(head_dim, dtype.size()),
-                kernel::channel_unroll(head_dim),
+                unroll,
                 elem,
             );
         }
