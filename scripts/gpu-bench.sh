@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The full ViT-L on an NVIDIA GPU: this project's native wgpu (Vulkan) forward pass beside PyTorch CUDA in
-# fp32 and fp16, on the same random weights and inputs; outputs compared, times and ratios printed.
+# The full ViT-L on an NVIDIA GPU: this project's native wgpu (Vulkan) forward pass, with the fused attention
+# kernel and with the reference attention, beside PyTorch CUDA in fp32 and fp16, on the same random weights
+# and inputs; outputs compared, times and ratios printed.
 # Not part of CI (it needs a GPU). Run from the repository root:
 #
 #   bash scripts/gpu-bench.sh [RUNS]        # default 5 timed runs after one warm-up each
@@ -42,9 +43,12 @@ else
         --output "$WORK/torch-fp16.safetensors" | tee "$WORK/torch-fp16.log"
 fi
 
-echo "== seggpt $BACKEND f32 (official ensemble; one prompt)"
+echo "== seggpt $BACKEND f32 (official ensemble; one prompt; the fused attention kernel)"
 "$SEGGPT" bench --backend "$BACKEND" --model "$WORK" --inputs "$WORK/inputs.safetensors" --runs "$RUNS" \
     --profile --output "$WORK/seggpt.safetensors" | tee "$WORK/seggpt.log"
+echo "== seggpt $BACKEND f32, the reference attention (score matrices written whole)"
+"$SEGGPT" bench --backend "$BACKEND" --model "$WORK" --inputs "$WORK/inputs.safetensors" --runs "$RUNS" \
+    --profile --attention reference --output "$WORK/seggpt-reference.safetensors" | tee "$WORK/seggpt-reference.log"
 
 echo "== comparison"
 "$PYTHON" - "$WORK" <<'PY'
@@ -57,6 +61,10 @@ def mean_of(log, pattern):
 ours = load_file(os.path.join(work, "seggpt.safetensors"))["pred_masks"][0]
 ours_s = mean_of("seggpt.log", r"mean=([0-9.]+)s")
 print(f"seggpt: mean {ours_s:.3f} s per forward")
+reference = load_file(os.path.join(work, "seggpt-reference.safetensors"))["pred_masks"][0]
+reference_s = mean_of("seggpt-reference.log", r"mean=([0-9.]+)s")
+print(f"seggpt, reference attention: mean {reference_s:.3f} s per forward; fused / reference = "
+      f"{ours_s / reference_s:.2f}x; max abs output difference {float(abs(ours - reference).max()):.3e}")
 for dtype in ("fp32", "fp16"):
     path = os.path.join(work, f"torch-{dtype}.safetensors")
     if not os.path.exists(path):

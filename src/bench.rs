@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::AttentionKernel;
+
 /// The fixed synthetic inputs' seeds, one per input (`pixel_values`, `prompt_pixel_values`,
 /// `prompt_masks`): every benchmark, native or in the browser, times the same numbers.
 pub const SYNTHETIC_SEEDS: [f32; 3] = [0.1, 0.2, 0.3];
@@ -22,6 +24,8 @@ pub struct BenchSetup {
     pub adapter: String,
     /// The float type the model computes in (`f32`, `f16`).
     pub dtype: String,
+    /// The attention the encoder blocks ran (the reference path wherever the fused kernel cannot).
+    pub attention: AttentionKernel,
     /// K, prompts per forward pass.
     pub prompts: usize,
     /// The canvas `[height, width]` the model runs on (prompt above query).
@@ -106,8 +110,14 @@ impl BenchReport {
         };
         let setup = &self.setup;
         let mut lines = vec![format!(
-            "{} ({}), {} prompt(s), canvas {}x{}, {} run(s)",
-            setup.adapter, setup.dtype, setup.prompts, setup.canvas[0], setup.canvas[1], self.runs
+            "{} ({}, {} attention), {} prompt(s), canvas {}x{}, {} run(s)",
+            setup.adapter,
+            setup.dtype,
+            setup.attention.name(),
+            setup.prompts,
+            setup.canvas[0],
+            setup.canvas[1],
+            self.runs
         )];
         lines.extend(self.stages.iter().map(line));
         lines.push(line(&self.forward));
@@ -139,7 +149,13 @@ mod tests {
     use super::*;
 
     fn setup() -> BenchSetup {
-        BenchSetup { adapter: "test".into(), dtype: "f32".into(), prompts: 1, canvas: [64, 32] }
+        BenchSetup {
+            adapter: "test".into(),
+            dtype: "f32".into(),
+            attention: AttentionKernel::Reference,
+            prompts: 1,
+            canvas: [64, 32],
+        }
     }
 
     #[test]
@@ -160,7 +176,11 @@ mod tests {
         );
         let lines = report.lines();
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].starts_with("test (f32), 1 prompt(s), canvas 64x32, 2 run(s)"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("test (f32, reference attention), 1 prompt(s), canvas 64x32, 2 run(s)"),
+            "{}",
+            lines[0]
+        );
         assert!(lines[3].starts_with("forward    mean    4.000 s  min    3.000 s"), "{}", lines[3]);
     }
 
@@ -171,6 +191,7 @@ mod tests {
         let json = report.to_json();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["adapter"], "test");
+        assert_eq!(value["attention"], "reference");
         assert_eq!(value["forward"]["gflop_per_s"], 2.0);
         assert_eq!(serde_json::from_str::<BenchReport>(&json).unwrap(), report);
     }

@@ -33,9 +33,6 @@ pub mod weights;
 
 #[cfg(feature = "burn")]
 pub use config::SegGptConfig;
+pub use model::{AttentionKernel, EmbeddingType, Ensemble};
 #[cfg(feature = "burn")]
-pub use model::{
-    AttentionKernel, ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes, max_prompts,
-    parameter_shapes,
-};
-pub use model::{EmbeddingType, Ensemble};
+pub use model::{ForwardOptions, MemoryBudget, SegGpt, largest_buffer_bytes, max_prompts, parameter_shapes};

@@ -25,7 +25,7 @@ use seggpt::model::{Samples, Stage, stage_flops};
 use seggpt::pipeline::{InputError, MAX_FILE_BYTES, MAX_LABELS};
 use seggpt::segment::Prompt;
 use seggpt::weights::{self, HostTensors, SafetensorsSource, StoreDType, TensorSource};
-use seggpt::{EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig};
+use seggpt::{AttentionKernel, EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig};
 
 #[derive(Parser)]
 #[command(name = "seggpt", version, about = "SegGPT: segment anything from in-context examples")]
@@ -106,6 +106,10 @@ enum Command {
         /// Also time each stage (embeddings, blocks, decoder), waiting for the device after each.
         #[arg(long)]
         profile: bool,
+        /// The encoder blocks' attention: the fused kernel (wgpu only; the CPU backend always takes
+        /// the reference path) or the reference path (docs/MODEL.md §21).
+        #[arg(long, value_enum, default_value_t = AttentionKernel::default())]
+        attention: AttentionKernel,
         /// Time these weights (as `infer --model`) instead of random ones of --config.
         #[arg(long, conflicts_with = "config")]
         model: Option<PathBuf>,
@@ -218,9 +222,10 @@ fn main() -> ExitCode {
         Command::Convert { model, output, dtype, clamp_f16 } => {
             convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
         }
-        Command::Bench { config, backend, prompts, runs, profile, model, inputs, output } => {
+        Command::Bench { config, backend, prompts, runs, profile, attention, model, inputs, output } => {
             let files = BenchFiles { model, inputs, output };
-            bench(config.as_deref(), backend, prompts, runs, profile, &files).map(|()| Finished::All)
+            bench(config.as_deref(), backend, prompts, runs, profile, attention, &files)
+                .map(|()| Finished::All)
         }
     };
     match result {
@@ -439,8 +444,16 @@ fn bench(
     prompts: usize,
     runs: usize,
     profile: bool,
+    attention: AttentionKernel,
     files: &BenchFiles,
 ) -> CliResult<()> {
+    // The kernel is a cubecl shader: the CPU backend takes the reference path whatever was asked,
+    // and the report says so.
+    let attention = match backend {
+        Backend::Cpu => AttentionKernel::Reference,
+        Backend::Wgpu => attention,
+    };
+    let options = ForwardOptions { attention, ..ForwardOptions::default() };
     if let Some(output) = &files.output {
         check_writable(output)?;
     }
@@ -498,7 +511,7 @@ fn bench(
             }
         };
         let pred = model
-            .forward_stages(inputs, ForwardOptions::default(), samples, &mut |_, _| {}, &mut stage_done)
+            .forward_stages(inputs, options, samples, &mut |_, _| {}, &mut stage_done)
             .map_err(|e| e.to_string())?;
         let values = pred.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
         let secs = start.elapsed().as_secs_f64();
@@ -535,6 +548,7 @@ fn bench(
         let setup = BenchSetup {
             adapter: backend_name.to_string(),
             dtype: "f32".into(),
+            attention,
             prompts,
             canvas: config.image_size.hw().into(),
         };
@@ -543,8 +557,9 @@ fn bench(
         }
     }
     println!(
-        "seggpt bench: backend={backend_name} prompts={prompts} runs={runs} mean={mean:.3}s min={min:.3}s \
-         flops={:.3}GFLOP rate={:.2}GFLOP/s",
+        "seggpt bench: backend={backend_name} attention={} prompts={prompts} runs={runs} mean={mean:.3}s \
+         min={min:.3}s flops={:.3}GFLOP rate={:.2}GFLOP/s",
+        attention.name(),
         total_flops as f64 / 1e9,
         total_flops as f64 / 1e9 / mean
     );

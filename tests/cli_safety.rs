@@ -588,7 +588,7 @@ fn an_output_name_over_255_bytes_is_refused_before_loading() {
     assert!(files_below(&out).is_empty(), "no partial batch");
 }
 
-// 10. bench --runs 0, and no display noise from the GPU backend.
+// 10. bench --runs 0, --attention, and no display noise from the GPU backend.
 
 #[test]
 fn bench_needs_at_least_one_run() {
@@ -599,6 +599,27 @@ fn bench_needs_at_least_one_run() {
         "{}",
         stderr(&result)
     );
+}
+
+#[test]
+fn bench_names_the_attention_it_ran_and_refuses_an_unknown_one() {
+    let result = run(&["bench", "--attention", "flash"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(stderr(&result).contains("possible values: fused, reference"), "{}", stderr(&result));
+    // The kernel is a GPU shader: on the CPU backend the reference path runs, and the report says so.
+    let config = segment_fixture("model/config.json");
+    let result = run(&[
+        OsStr::new("bench"),
+        OsStr::new("--attention"),
+        OsStr::new("fused"),
+        OsStr::new("--runs"),
+        OsStr::new("1"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("backend=cpu(flex) attention=reference"), "{stdout}");
 }
 
 #[test]

@@ -4,8 +4,9 @@
 use burn::tensor::{Device, Tensor, activation::softmax};
 
 use crate::config::SegGptConfig;
+use crate::model::AttentionKernel;
 use crate::model::budget::MemoryBudget;
-use crate::model::fused_attention::{AttentionKernel, fused_attention};
+use crate::model::fused_attention::fused_attention;
 use crate::model::load::{Loader, Store};
 use crate::model::nn::Linear;
 use crate::weights::LoadError;

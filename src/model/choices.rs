@@ -73,3 +73,39 @@ impl Ensemble {
         }
     }
 }
+
+/// Which attention computes the `(sample, head)` sequences of an encoder block (docs/MODEL.md §21).
+///
+/// The one definition of this choice: `seggpt bench --attention` parses it and the page's Benchmark
+/// carries it (`?attention=reference`), as `"fused"` or `"reference"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKernel {
+    /// The fused kernel of `shaders/fused_attention.rs` where it can run (a cubecl device without
+    /// autodiff: native wgpu and WebGPU, f32 or f16, relative position terms on), the reference
+    /// path elsewhere. The default: it never writes a score matrix.
+    #[default]
+    Fused,
+    /// Scores written whole, then softmax, then the product with v, in head groups within the
+    /// memory budget: burn's own operations on every backend.
+    Reference,
+}
+
+impl AttentionKernel {
+    /// Every variant, in the order a user interface lists them.
+    pub const ALL: [AttentionKernel; 2] = [AttentionKernel::Fused, AttentionKernel::Reference];
+
+    /// The name used on the command line, in the page's address and in benchmark reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKernel::Fused => "fused",
+            AttentionKernel::Reference => "reference",
+        }
+    }
+
+    /// The choice named `name` ([`AttentionKernel::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kernel| kernel.name() == name)
+    }
+}

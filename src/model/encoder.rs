@@ -4,8 +4,8 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
+use crate::model::AttentionKernel;
 use crate::model::budget::MemoryBudget;
-use crate::model::fused_attention::AttentionKernel;
 use crate::model::layer::{Layer, Merge};
 use crate::model::load::{Loader, Store};
 use crate::model::nn::LayerNorm;

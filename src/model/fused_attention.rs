@@ -1,6 +1,6 @@
 //! The fused attention kernel's glue (docs/MODEL.md §21): a burn backend extension whose one
 //! operation launches `shaders/fused_attention.rs` on burn's cubecl backend (native wgpu and WebGPU),
-//! and the choice between it and the reference path of `attention.rs`.
+//! taken where [`AttentionKernel::Fused`](crate::model::AttentionKernel) is chosen and it can run.
 //!
 //! The operation is registered for `Cube` (the cubecl backend) and for `Fusion` (the decorator both
 //! targets run under): under fusion it joins the operation stream as an opaque custom operation and
@@ -16,24 +16,9 @@ use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::{CubeBackend, tensor::CubeTensor};
-use serde::{Deserialize, Serialize};
 
 #[path = "../../shaders/fused_attention.rs"]
 mod kernel;
-
-/// Which attention computes the `(sample, head)` sequences of a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttentionKernel {
-    /// The fused kernel where it can run (a cubecl device without autodiff: native wgpu and
-    /// WebGPU, f32 or f16, relative position terms on), the reference path elsewhere. The default:
-    /// it never writes a score matrix (docs/MODEL.md §21).
-    #[default]
-    Fused,
-    /// Scores written whole, then softmax, then the product with v, in head groups within the
-    /// memory budget: burn's own operations on every backend.
-    Reference,
-}
 
 /// Invocations per workgroup, one query row each: a quarter of WebGPU's guaranteed 256.
 const QUERIES_PER_WORKGROUP: u32 = 64;
@@ -146,11 +131,12 @@ pub fn fused_attention(
 mod tests {
     use std::time::Instant;
 
-    use burn::tensor::{Device, DeviceKind, Distribution};
+    use burn::tensor::{Device, DeviceKind, Distribution, TensorData};
     use burn_cubecl::cubecl::MemoryScope;
 
     use super::*;
     use crate::config::SegGptConfig;
+    use crate::model::AttentionKernel;
     use crate::model::attention::Attention;
     use crate::model::budget::MemoryBudget;
     use crate::model::layer::{Layer, Merge};
@@ -313,10 +299,7 @@ mod tests {
             let scale = (dim as f64).powf(-0.5);
             let make = |shape: [usize; 3], seed| {
                 let values = seeded(shape.iter().product(), seed);
-                (
-                    Tensor::<3>::from_data(burn::tensor::TensorData::new(values.clone(), shape), &device),
-                    values,
-                )
+                (Tensor::<3>::from_data(TensorData::new(values.clone(), shape), &device), values)
             };
             let (q, qv) = make([sequences, n, dim], 1);
             let (k, kv) = make([sequences, n, dim], 2);
@@ -371,34 +354,57 @@ mod tests {
         (largest, report.usage().bytes_reserved)
     }
 
-    /// One full-width block (2 samples: one prompt's image and mask streams) with `kernel`: the time
-    /// of a forward after a warm-up one, the largest buffer and the reserved bytes. Run alone, one
-    /// kernel per process, so that the memory marks are this block's:
+    /// One full-width block (2 samples: one prompt's image and mask streams) with `kernel` on wgpu:
+    /// a warm-up forward (shader compilation, burn's autotuning), then timed forwards, each on a
+    /// fresh input, each timed until its values are on the host and checked against the same block
+    /// on the CPU backend; then the largest buffer and the reserved bytes. Run alone, one kernel per
+    /// process, so that the memory marks are this block's:
     /// `cargo test --release --lib model::fused_attention::tests::block_ -- --ignored --exact --nocapture`
     /// with the full test name.
     fn measure_block(kernel: AttentionKernel) {
+        const TIMED: usize = 3;
         let device = Device::wgpu(DeviceKind::DefaultDevice);
+        let cpu = Device::flex();
         let config = SegGptConfig::default();
         let source = RandomSource::new(&config, 7).unwrap();
-        let mut loader = Loader::new(&source, &device);
-        let layer = Layer::load(&mut loader, 0, &config).unwrap();
+        let layer = Layer::load(&mut Loader::new(&source, &device), 0, &config).unwrap();
+        let cpu_layer = Layer::load(&mut Loader::new(&source, &cpu), 0, &config).unwrap();
         let budget = MemoryBudget::DEFAULT;
-        // Each forward gets its own input, on the device before the clock starts; the first is
-        // the warm-up (kernel compilation, autotuning), the others are timed.
-        let times: Vec<f64> = (0..3)
-            .map(|_| {
-                let x = activations(&config, 2, &device);
-                let _ = x.clone().into_data();
-                let start = Instant::now();
-                let _ = layer.forward(x, Merge::None, budget, kernel).into_data();
-                start.elapsed().as_secs_f64()
-            })
-            .collect();
-        println!("{kernel:?}: forwards of one block (warm-up first): {times:.2?} s");
-        let seconds = times[1..].iter().sum::<f64>() / 2.0;
+        let (hp, wp) = config.patch_grid();
+        let shape = [2, hp, wp, config.hidden_size];
+        let mut times = Vec::new();
+        for run in 0..=TIMED {
+            // Uniform in [-1, 1): variance 1/3, near what a LayerNorm leaves.
+            let values = seeded(shape.iter().product(), 100 + run as u64);
+            let input =
+                |device: &Device| Tensor::<4>::from_data(TensorData::new(values.clone(), shape), device);
+            let want = cpu_layer.forward(input(&cpu), Merge::None, budget, AttentionKernel::Reference);
+            // Natively `into_data` only promises the values: cubecl copies them from the device,
+            // waiting for the work before them, on the first access. So the input is read back
+            // before the clock starts and the output before it stops.
+            let x = input(&device);
+            x.clone().into_data().try_into_vec::<f32>().unwrap();
+            let start = Instant::now();
+            let got =
+                layer.forward(x, Merge::None, budget, kernel).into_data().try_into_vec::<f32>().unwrap();
+            let seconds = start.elapsed().as_secs_f64();
+            let got = TensorData::new(got, shape);
+            let err = max_abs_diff(Tensor::from_data(got, &cpu), want);
+            println!(
+                "{kernel:?}: forward {run} ({}) {seconds:.2} s, max abs difference from the CPU {err:e}",
+                if run == 0 { "warm-up" } else { "timed" }
+            );
+            assert!(err <= 1e-3, "forward {run} is off by {err} from the CPU backend");
+            if run > 0 {
+                times.push(seconds);
+            }
+        }
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
         let (largest, reserved) = memory(&device);
         println!(
-            "{kernel:?}: one full-width block in {seconds:.2} s; largest buffer {:.1} MiB, reserved {:.1} MiB",
+            "{kernel:?}: one full-width block mean {mean:.2} s, min {min:.2} s ({TIMED} forwards); \
+             largest buffer {:.1} MiB, reserved {:.1} MiB",
             largest as f64 / (1 << 20) as f64,
             reserved as f64 / (1 << 20) as f64
         );

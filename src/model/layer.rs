@@ -3,9 +3,9 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
+use crate::model::AttentionKernel;
 use crate::model::attention::Attention;
 use crate::model::budget::{MemoryBudget, Split};
-use crate::model::fused_attention::AttentionKernel;
 use crate::model::load::{Loader, Store};
 use crate::model::nn::{LayerNorm, Linear, gelu};
 use crate::weights::LoadError;

@@ -30,11 +30,9 @@ use burn::tensor::{Device, Tensor};
 
 #[cfg(feature = "burn")]
 pub use budget::{MemoryBudget, Split, SplitPlan, largest_buffer_bytes, max_prompts};
-pub use choices::{EmbeddingType, Ensemble};
+pub use choices::{AttentionKernel, EmbeddingType, Ensemble};
 #[cfg(feature = "burn")]
 pub use cost::{Stage, block_flops, stage_flops};
-#[cfg(feature = "burn")]
-pub use fused_attention::AttentionKernel;
 
 #[cfg(feature = "burn")]
 use crate::config::SegGptConfig;

@@ -32,7 +32,7 @@ use web_sys::File;
 
 use crate::bench::BenchReport;
 use crate::clip::Propagate;
-use crate::{EmbeddingType, Ensemble};
+use crate::{AttentionKernel, EmbeddingType, Ensemble};
 
 /// Where the model comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,10 +107,10 @@ pub enum ToWorker {
     /// Checks the tuned prompt file of the `tuned` field ([`TunedFiles`]) against the model and
     /// answers with [`ToPage::TunedPreview`] or [`ToPage::TunedRefused`] for `card`.
     InspectTuned { card: u32 },
-    /// Times the loaded model on fixed synthetic inputs (one prompt, docs/MODEL.md §22): a warm-up,
-    /// then `runs` timed forward passes. Answered with a [`ToPage::BenchProgress`] per pass, then
-    /// [`ToPage::Bench`] or [`ToPage::BenchFailed`].
-    Bench { runs: u32 },
+    /// Times the loaded model on fixed synthetic inputs (one prompt, docs/MODEL.md §22) with
+    /// `attention` in its encoder blocks: a warm-up, then `runs` timed forward passes. Answered with
+    /// a [`ToPage::BenchProgress`] per pass, then [`ToPage::Bench`] or [`ToPage::BenchFailed`].
+    Bench { runs: u32, attention: AttentionKernel },
     /// Makes the next run panic at its first target, as a GPU out-of-memory error does (cubecl
     /// panics on uncaptured WebGPU errors): lets the tests check the restart path. Only in builds
     /// with the `test-hooks` feature.

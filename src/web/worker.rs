@@ -26,7 +26,9 @@ use crate::pipeline::{ClassMap, InputError, RgbImage, decode_class_map, decode_r
 use crate::segment::{Prompt, PromptMask, Segmenter, Target};
 use crate::video::{Propagator, VideoOptions, max_cached_frames};
 use crate::weights::LoadError;
-use crate::{ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts};
+use crate::{
+    AttentionKernel, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts,
+};
 
 const NO_WEBGPU: &str = "This browser does not offer WebGPU, which SegGPT needs to run on your GPU. \
     Use a browser with WebGPU: Chrome or Edge 113+ on desktop, Safari 26+, or Firefox 141+ on Windows \
@@ -246,7 +248,7 @@ async fn handle(data: JsValue) {
             Ok(()) => post(&ToPage::CacheCleared),
             Err(why) => error(format!("clearing the browser storage failed: {why}"), None),
         },
-        ToWorker::Bench { runs } => match bench(runs).await {
+        ToWorker::Bench { runs, attention } => match bench(runs, attention).await {
             Ok(report) => post(&ToPage::Bench { report }),
             Err(message) => post(&ToPage::BenchFailed { message }),
         },
@@ -254,13 +256,14 @@ async fn handle(data: JsValue) {
 }
 
 /// The page's Benchmark on the loaded model (`worker_bench`).
-async fn bench(runs: u32) -> Result<BenchReport, String> {
+async fn bench(runs: u32, attention: AttentionKernel) -> Result<BenchReport, String> {
     let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
     let gpu = &loaded.gpu;
     let progress = |done: usize, total: usize| {
         post(&ToPage::BenchProgress { done: done as u32, total: total as u32 });
     };
-    worker_bench::bench(&loaded.model, &gpu.device, (&gpu.adapter, gpu.dtype), runs as usize, &progress).await
+    let setup = (gpu.adapter.as_str(), gpu.dtype);
+    worker_bench::bench(&loaded.model, &gpu.device, setup, attention, runs as usize, &progress).await
 }
 
 /// The model files a URL stands for; only this site and the Hugging Face hub are fetched from.

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::now_s;
 use crate::bench::{BenchReport, BenchSetup, RunTimes, SYNTHETIC_SEEDS, synthetic_values};
 use crate::model::{Samples, stage_flops};
-use crate::{ForwardOptions, SegGpt};
+use crate::{AttentionKernel, ForwardOptions, SegGpt};
 
 /// Waits until the GPU has done everything queued so far: the device runs work in order, so
 /// reading back one value of the last result waits for all of it.
@@ -18,12 +18,13 @@ async fn wait_for(device_result: &Tensor<4>) -> Result<(), String> {
 }
 
 /// One untimed warm-up (shader compilation), then `runs` timed forward passes of one prompt on
-/// `device`, as `segment` runs them (the default ensemble, sample 0 decoded). `progress(done, total)`
-/// after each pass, the warm-up being pass 0.
+/// `device`, as `segment` runs them (the default ensemble, sample 0 decoded) but with `attention`.
+/// `progress(done, total)` after each pass, the warm-up being pass 0.
 pub async fn bench(
     model: &SegGpt,
     device: &Device,
     setup_names: (&str, &str),
+    attention: AttentionKernel,
     runs: usize,
     progress: &dyn Fn(usize, usize),
 ) -> Result<BenchReport, String> {
@@ -33,7 +34,7 @@ pub async fn bench(
         let values = synthetic_values(3 * h * w, seed);
         Tensor::<4>::from_data(TensorData::new(values, [1, 3, h, w]), device)
     };
-    let options = ForwardOptions::default();
+    let options = ForwardOptions { attention, ..ForwardOptions::default() };
     let samples = Samples::First;
     let mut timed = Vec::new();
     for run in 0..=runs {
@@ -65,6 +66,7 @@ pub async fn bench(
     let setup = BenchSetup {
         adapter: adapter.to_string(),
         dtype: dtype.to_string(),
+        attention,
         prompts: 1,
         canvas: config.image_size.hw().into(),
     };

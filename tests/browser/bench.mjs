@@ -2,8 +2,9 @@
 // (WebGPU on SwiftShader), on the small fixture model:
 // 1. `?bench`: the benchmark starts once the model is ready; the table and the JSON hold the adapter, the
 //    dtype and, per stage and for the forward pass, times and GFLOP/s that are present and positive (no
-//    value is asserted); "Copy as JSON" puts the same JSON on the clipboard. Screenshot
-//    `artifacts/bench-panel.png`.
+//    value is asserted); "Copy as JSON" puts the same JSON on the clipboard; the report names the fused
+//    attention (the default), and a second run with "reference" chosen in the panel names that one.
+//    Screenshot `artifacts/bench-panel.png`.
 // 2. q8: `seggpt convert --dtype q8` of the fixture model loads in the page and segments; its mask equals
 //    the CLI's on the same q8 file (within 1 level), and its difference from the f32 model's mask is
 //    reported, with the load time from browser storage of both.
@@ -107,6 +108,7 @@ const tests = [
       const json = JSON.parse(await page.getByTestId('bench-json').textContent());
       assert.ok(status.includes(json.adapter), `the report's adapter ${json.adapter} is the status's: ${status}`);
       assert.ok(['f32', 'f16'].includes(json.dtype), json.dtype);
+      assert.equal(json.attention, 'fused', 'the default attention is the fused kernel');
       assert.equal(json.prompts, 1);
       assert.equal(json.runs, 3);
       assert.deepEqual(json.stages.map((s) => s.name), ['embeddings', 'blocks', 'decoder']);
@@ -124,13 +126,21 @@ const tests = [
       await page.getByTestId('bench-status').filter({ hasText: 'copied' }).waitFor({ timeout: 10_000 });
       const copied = await page.evaluate(() => navigator.clipboard.readText());
       assert.deepEqual(JSON.parse(copied), json, 'the clipboard holds the report shown');
-      // A second run from the button (the model stays loaded).
+      // A second run from the button (the model stays loaded), with the reference attention.
+      await page.getByTestId('bench-attention').selectOption('reference');
       await page.getByTestId('bench-run').click();
       await page.getByTestId('bench-status').filter({ hasText: 'per forward pass' }).waitFor({ timeout: 300_000 });
+      const second = JSON.parse(await page.getByTestId('bench-json').textContent());
+      assert.equal(second.attention, 'reference', 'the chosen attention ran');
+      assert.match(await page.getByTestId('bench-setup').textContent(), /reference attention/);
+      positive(second.stages[1].mean_s, 'blocks with the reference attention');
       await page.getByTestId('bench-panel').screenshot({ path: path.join(artifacts, 'bench-panel.png') });
-      console.log(`  ${json.adapter} (${json.dtype}): ${json.forward.mean_s.toFixed(3)} s per forward, `
-        + `${json.stages.map((s) => `${s.name} ${s.mean_s.toFixed(3)} s`).join(', ')}, `
-        + `${json.forward.gflop_per_s.toPrecision(3)} GFLOP/s`);
+      for (const report of [json, second]) {
+        console.log(`  ${report.adapter} (${report.dtype}, ${report.attention} attention): `
+          + `${report.forward.mean_s.toFixed(3)} s per forward, `
+          + `${report.stages.map((s) => `${s.name} ${s.mean_s.toFixed(3)} s`).join(', ')}, `
+          + `${report.forward.gflop_per_s.toPrecision(3)} GFLOP/s`);
+      }
     } finally {
       await ctx.close();
     }

@@ -1,13 +1,15 @@
-//! The Benchmark panel (docs/MODEL.md §22): runs the worker's benchmark on the loaded model and shows its
-//! report (adapter, dtype, time per forward pass and per stage, GFLOP/s), with "Copy as JSON".
+//! The Benchmark panel (docs/MODEL.md §22): runs the worker's benchmark on the loaded model with the
+//! chosen attention (the fused kernel or the reference path, `?attention=` preselects one) and shows its
+//! report (adapter, dtype, attention, time per forward pass and per stage, GFLOP/s), with "Copy as JSON".
 
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{Document, Element};
+use web_sys::{Document, Element, HtmlSelectElement};
 
-use super::dom::{Listener, element, find, set_disabled, set_hidden, window};
+use super::dom::{Listener, element, fill_select, find, set_disabled, set_hidden, window};
 use super::{App, Msg, dispatch};
 use crate::bench::{BenchReport, Timing, three_digits};
+use crate::model::AttentionKernel;
 use crate::web::js_text;
 use crate::web::protocol::ToWorker;
 
@@ -22,6 +24,7 @@ pub enum BenchMsg {
 
 pub struct BenchPanel {
     run: Element,
+    attention: HtmlSelectElement,
     copy: Element,
     status: Element,
     table: Element,
@@ -35,8 +38,18 @@ pub struct BenchPanel {
 }
 
 impl BenchPanel {
-    pub fn new(doc: &Document) -> Result<Self, JsValue> {
+    /// The panel, its attention choice set to `attention`.
+    pub fn new(doc: &Document, attention: AttentionKernel) -> Result<Self, JsValue> {
         let run: Element = find(doc, "bench-run")?;
+        let attention_select: HtmlSelectElement = find(doc, "bench-attention")?;
+        let kernels = AttentionKernel::ALL.map(|kernel| {
+            let label = match kernel {
+                AttentionKernel::Fused => "fused kernel",
+                AttentionKernel::Reference => "reference (score matrices)",
+            };
+            (kernel.name(), label)
+        });
+        fill_select(&attention_select, &kernels, attention.name())?;
         let copy: Element = find(doc, "bench-copy")?;
         let listeners = vec![
             Listener::new(&run, "click", |_| dispatch(Msg::Bench(BenchMsg::Run)))?,
@@ -44,6 +57,7 @@ impl BenchPanel {
         ];
         Ok(Self {
             run,
+            attention: attention_select,
             copy,
             status: find(doc, "bench-status")?,
             table: find(doc, "bench-table")?,
@@ -60,11 +74,17 @@ impl BenchPanel {
     /// Enables Run when the model is ready and nothing else runs.
     pub fn render(&self, can_run: bool) {
         set_disabled(&self.run, !can_run || self.running);
+        set_disabled(&self.attention, self.running);
         set_disabled(&self.copy, self.report.is_none());
     }
 
     pub fn running(&self) -> bool {
         self.running
+    }
+
+    /// The attention chosen for the next run.
+    pub fn attention(&self) -> AttentionKernel {
+        AttentionKernel::from_name(&self.attention.value()).unwrap_or_default()
     }
 
     /// The benchmark was sent to the worker.
@@ -83,8 +103,14 @@ impl BenchPanel {
         self.running = false;
         let setup = &report.setup;
         self.setup.set_text_content(Some(&format!(
-            "{} ({}), {} prompt, canvas {} x {}, mean of {} passes",
-            setup.adapter, setup.dtype, setup.prompts, setup.canvas[0], setup.canvas[1], report.runs
+            "{} ({}, {} attention), {} prompt, canvas {} x {}, mean of {} passes",
+            setup.adapter,
+            setup.dtype,
+            setup.attention.name(),
+            setup.prompts,
+            setup.canvas[0],
+            setup.canvas[1],
+            report.runs
         )));
         self.rows.set_inner_html("");
         for timing in report.stages.iter().chain([&report.forward]) {
@@ -161,7 +187,8 @@ impl App {
         }
         self.error.hide();
         self.end_video_sessions("the benchmark took the model")?;
-        self.worker()?.send(&ToWorker::Bench { runs: BENCH_RUNS })?;
+        let attention = self.bench.attention();
+        self.worker()?.send(&ToWorker::Bench { runs: BENCH_RUNS, attention })?;
         self.bench.started();
         self.render_run()
     }

@@ -7,7 +7,8 @@ use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Blob, BlobPropertyBag, CanvasRenderingContext2d, DataTransfer, Document, Element, Event, EventTarget,
-    File, FileList, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, ImageBitmap, Url,
+    File, FileList, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, HtmlInputElement, HtmlOptionElement,
+    HtmlSelectElement, ImageBitmap, Url,
 };
 
 /// An event listener that is removed, and its closure freed, when this value is dropped: a component
@@ -93,6 +94,23 @@ pub fn button(text: &str, class: &str) -> Result<HtmlElement, JsValue> {
     button.set_attribute("type", "button")?;
     button.set_text_content(Some(text));
     Ok(button)
+}
+
+/// Fills a `<select>` with `(value, label)` options and selects `selected`.
+pub fn fill_select(
+    select: &HtmlSelectElement,
+    options: &[(&str, &str)],
+    selected: &str,
+) -> Result<(), JsValue> {
+    select.set_inner_html("");
+    for (value, label) in options {
+        let option: HtmlOptionElement = element("option", "")?;
+        option.set_value(value);
+        option.set_text(label);
+        select.append_child(&option)?;
+    }
+    select.set_value(selected);
+    Ok(())
 }
 
 pub fn set_hidden(element: &Element, hidden: bool) {

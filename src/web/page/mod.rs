@@ -50,6 +50,7 @@ use self::video_live::{LiveMsg, LivePanel};
 use self::worker_link::WorkerLink;
 use super::js_text;
 use super::protocol::{ModelSource, ToWorker};
+use crate::AttentionKernel;
 
 /// Where the model comes from without `?model=`: the released ViT-L on the Hugging Face hub.
 const DEFAULT_MODEL: &str = "https://huggingface.co/BAAI/seggpt-vit-large/resolve/main/";
@@ -281,7 +282,11 @@ impl App {
             video_session: 0,
             tune: TunePanel::new(&doc)?,
             tuned: TunedPrompts::new(&doc)?,
-            bench: BenchPanel::new(&doc)?,
+            // An unknown `?attention=` value leaves the default, which the report then names.
+            bench: BenchPanel::new(
+                &doc,
+                query.get("attention").and_then(|name| AttentionKernel::from_name(&name)).unwrap_or_default(),
+            )?,
             _listeners: listeners,
         })
     }

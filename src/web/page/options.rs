@@ -2,9 +2,9 @@
 //! index masks and their number of classes (the palette size, as the CLI's `--num-labels`).
 
 use wasm_bindgen::JsValue;
-use web_sys::{HtmlInputElement, HtmlOptionElement, HtmlSelectElement};
+use web_sys::{HtmlInputElement, HtmlSelectElement};
 
-use super::dom::{Listener, element, find, set_disabled};
+use super::dom::{Listener, fill_select, find, set_disabled};
 use super::{Msg, dispatch};
 use crate::model::{EmbeddingType, Ensemble};
 use crate::web::protocol::{RunOptions, embedding_label, ensemble_label};
@@ -23,13 +23,17 @@ impl OptionsPanel {
     pub fn new(root: &web_sys::Document) -> Result<Self, JsValue> {
         let embedding: HtmlSelectElement = find(root, "embedding")?;
         let ensemble: HtmlSelectElement = find(root, "ensemble")?;
-        fill(
+        fill_select(
             &embedding,
-            EmbeddingType::ALL.map(|e| (e.name(), embedding_label(e))),
+            &EmbeddingType::ALL.map(|e| (e.name(), embedding_label(e))),
             EmbeddingType::default().name(),
         )?;
         // Official is what "no choice" means in `ForwardOptions`, and the CLI's default.
-        fill(&ensemble, Ensemble::ALL.map(|e| (e.name(), ensemble_label(e))), Ensemble::Official.name())?;
+        fill_select(
+            &ensemble,
+            &Ensemble::ALL.map(|e| (e.name(), ensemble_label(e))),
+            Ensemble::Official.name(),
+        )?;
         let class_masks: HtmlInputElement = find(root, "class-masks")?;
         let num_classes: HtmlInputElement = find(root, "num-classes")?;
         let listeners = vec![
@@ -90,21 +94,4 @@ impl OptionsPanel {
         };
         Ok(RunOptions { embedding, ensemble, class_masks, num_classes })
     }
-}
-
-/// Fills a `<select>` with `(value, label)` options and selects `selected`.
-fn fill<const N: usize>(
-    select: &HtmlSelectElement,
-    options: [(&str, &str); N],
-    selected: &str,
-) -> Result<(), JsValue> {
-    select.set_inner_html("");
-    for (value, label) in options {
-        let option: HtmlOptionElement = element("option", "")?;
-        option.set_value(value);
-        option.set_text(label);
-        select.append_child(&option)?;
-    }
-    select.set_value(selected);
-    Ok(())
 }

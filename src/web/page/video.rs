@@ -11,13 +11,12 @@ use wasm_bindgen::{Clamped, JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{
     Blob, BlobEvent, CanvasRenderingContext2d, Element, File, HtmlCanvasElement, HtmlInputElement,
-    HtmlOptionElement, HtmlProgressElement, HtmlSelectElement, ImageBitmap, ImageData, MediaRecorder,
-    MediaRecorderOptions,
+    HtmlProgressElement, HtmlSelectElement, ImageBitmap, ImageData, MediaRecorder, MediaRecorderOptions,
 };
 
 use super::dom::{
-    Listener, blob, canvas_png, colour_toggle, context, element, files, find, save, set_disabled, set_hidden,
-    stem, window,
+    Listener, blob, canvas_png, colour_toggle, context, element, files, fill_select, find, save,
+    set_disabled, set_hidden, stem, window,
 };
 use super::video_source::{Decoded, Source};
 use super::worker_link::WorkerLink;
@@ -165,16 +164,14 @@ impl VideoPanel {
         let download_masks: Element = find(doc, "video-download-masks")?;
         let download_frames: Element = find(doc, "video-download-frames")?;
         let download_overlay: Element = find(doc, "video-download-overlay")?;
-        for rule in Propagate::ALL {
-            let option: HtmlOptionElement = element("option", "")?;
-            option.set_value(rule.name());
-            option.set_text(match rule {
+        let rules = Propagate::ALL.map(|rule| {
+            let label = match rule {
                 Propagate::Binary => "binary (the official rule: objects cached as white)",
                 Propagate::Colour => "colour (each object keeps its prompt colour)",
-            });
-            option.set_selected(rule == Propagate::default());
-            propagate.append_child(&option)?;
-        }
+            };
+            (rule.name(), label)
+        });
+        fill_select(&propagate, &rules, Propagate::default().name())?;
         previous_frames.set_value(&DEFAULT_NUM_FRAMES.to_string());
         let listeners = vec![
             Listener::new(&input, "change", move |_| send(VideoMsg::Picked))?,
