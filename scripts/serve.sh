@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/web-tools.sh
+install_web_tools
+use_web_tools
 exec trunk serve --release --address 127.0.0.1 --port "${PORT:-8080}"

@@ -1,64 +1,116 @@
 #!/usr/bin/env bash
-# Every test of seggpt-web, with all set-up a fresh Debian machine needs. Safe to re-run:
-# installs that are already present are skipped.
-set -euo pipefail
+# Every test of seggpt-web, with all set-up a fresh Debian machine needs. Safe to re-run: installs that
+# are already present are skipped.
+#
+#   bash scripts/test.sh          the default tier (what CI runs)
+#   bash scripts/test.sh --full   also the second tier: the slow, size-driven checks (full-width kernel
+#                                 parity on lavapipe, full-size f16), each with a small twin in the default
+#                                 tier that fails on the same bugs (tests named `tier2_*`, ignored by default)
+#
+# Every phase runs even when an earlier test phase failed, so one failure does not hide the others; the
+# script exits non-zero if any did, and prints each phase's time at the end.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
+full=false
+case "${1:-}" in
+  --full) full=true ;;
+  "") ;;
+  *) echo "usage: bash scripts/test.sh [--full]" >&2; exit 2 ;;
+esac
+
+source scripts/web-tools.sh  # install_web_tools, use_web_tools, with_clippy
+
+phases=()
+failures=()
+phase_start=$(date +%s)
+phase_name=""
+run_start=$phase_start
+begin() { # name: ends the running phase and starts the next
+  local now
+  now=$(date +%s)
+  [ -n "$phase_name" ] && phases+=("$(printf '%6d s  %s' $((now - phase_start)) "$phase_name")")
+  phase_name=$1
+  phase_start=$now
+  echo "== $1"
+}
+check() { # label command...: runs a test step, records a failure and goes on
+  local label=$1
+  shift
+  "$@" || failures+=("$label")
+}
+summary() {
+  begin "done"
+  echo "== phase times"
+  printf '%s\n' "${phases[@]}"
+  printf '%6d s  total\n' $(($(date +%s) - run_start))
+}
+fail_now() { # a set-up or build step failed: nothing after it can run
+  echo "$1 failed" >&2
+  summary
+  exit 1
+}
+
+begin "set-up: system packages, toolchain components"
 need_apt=()
 dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 dpkg -s libvulkan1 >/dev/null 2>&1 || need_apt+=(libvulkan1)
 command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
-  echo "== installing ${need_apt[*]} (lavapipe: a Vulkan device on the CPU for the wgpu tests; Chromium for the browser tests)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  echo "installing ${need_apt[*]} (lavapipe: a Vulkan device on the CPU for the wgpu tests; Chromium for the browser tests)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null; } \
+    || fail_now "apt-get install"
 fi
-rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
-rustup component list --installed | grep -q '^clippy' || rustup component add clippy
-source scripts/web-tools.sh
-
-echo "== formatting and lints (native, and the wasm32 library the browser runs: the page's build and the worker's)"
-cargo fmt --all --check
-cargo clippy --release --locked --all-targets -- -D warnings
-# The page's wasm: the library without burn (a use of the model there fails to compile).
-cargo clippy --release --locked --lib --no-default-features --target wasm32-unknown-unknown -- -D warnings
-# The worker's wasm (worker/): the library with burn, and the package that exports it.
-cargo clippy --release --locked --lib --no-default-features --features burn --target wasm32-unknown-unknown -- -D warnings
-cargo clippy --release --locked -p seggpt-worker --target wasm32-unknown-unknown -- -D warnings
-
-echo "== native tests (CPU backend; wgpu on lavapipe with fusion, f32 and f16)"
-cargo test --release --locked
-
-echo "== the two wasm32 builds (what the browser runs): the page's without burn, the worker's without autotune"
-cargo build --release --locked --lib --no-default-features --target wasm32-unknown-unknown
-cargo build --release --locked -p seggpt-worker --target wasm32-unknown-unknown
-# `cargo tree -i burn` fails when burn is not in the graph, as it must not be in the page's.
-if cargo tree --locked --target wasm32-unknown-unknown -e normal --no-default-features -i burn >/dev/null 2>&1; then
-  echo "the page's wasm32 build depends on burn (it must load before the model's code)" >&2
-  exit 1
-fi
-if cargo tree --locked -p seggpt-worker --target wasm32-unknown-unknown -e features | grep 'feature "autotune"' >/dev/null; then
-  echo "the worker's wasm32 build has burn's autotune (it compiles kernels the browser may refuse)" >&2
-  exit 1
-fi
-# The site people host is these builds: the tests' crash hook (`?debug=panic`, feature test-hooks) must not be in them.
-for wasm in seggpt.wasm seggpt_worker.wasm; do
-  if grep -q "debug panic requested" "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/$wasm"; then
-    echo "the release wasm32 build $wasm contains the test hooks" >&2
-    exit 1
-  fi
+for component in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$component" || rustup component add "$component" || fail_now "rustup"
 done
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown \
+  || fail_now "rustup"
 
-echo "== browser tests (trunk site in headless Chromium, WebGPU on SwiftShader)"
-[ -d node_modules/playwright-core ] && [ -d node_modules/pngjs ] && [ -d node_modules/axe-core ] \
-  || npm ci --no-audit --no-fund
-# The site to host is `trunk build --release`, without test hooks; the tests build theirs with
-# `?debug=panic` (a worker crash on request) into dist/ too, so rebuild before deploying.
-trunk build --release --features test-hooks
-node tests/browser/e2e.mjs      # the user journeys, every mask compared with the CLI's
-node tests/browser/worker.mjs   # model storage: revalidation, offline, damaged copies, message order
-node tests/browser/ux.mjs       # accessibility (axe-core), offline through the service worker, screenshots
-node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`
-node tests/browser/tune.mjs     # tuning in the page: the tuned prompt equal to `seggpt tune`'s, its masks to `segment --tuned-prompt`'s
-node tests/browser/bench.mjs    # the page's Benchmark (?bench, Copy as JSON) and a q8 checkpoint in the page
+# The browser's half (web tools, the two wasm32 builds, the site) builds in the background, in its own
+# build folder, while the native half builds and tests in the foreground: a large crate's front end runs
+# on one core, and the other half fills the other. Its log and phase times are printed when it is awaited.
+native_target="${CARGO_TARGET_DIR:-$PWD/target}"
+wasm_target="${SEGGPT_WASM_TARGET_DIR:-$native_target-wasm}"
+web_log=$(mktemp)
+(bash scripts/build-site.sh "$wasm_target" >"$web_log" 2>&1) &
+web_pid=$!
+
+begin "formatting"
+check "cargo fmt" cargo fmt --all --check
+
+begin "native build with clippy -D warnings (lib, CLI, every test target)"
+with_clippy cargo test --release --locked --no-run || fail_now "the native build or its lints"
+
+begin "native tests (CPU backend; wgpu on lavapipe with fusion, f32 and f16)"
+# With the same wrapper as the build, so that cargo reuses it (the wrapper is part of the fingerprint).
+# burn's autotuner at its lowest level: it still picks among the kernels, but times each candidate less,
+# and on lavapipe that timing is a quarter of a wgpu test's time. The tolerances hold for any kernel.
+export CUBECL_AUTOTUNE_LEVEL=minimal
+check "native tests" with_clippy cargo test --release --locked --no-fail-fast
+if $full; then
+  begin "native tests, second tier (tier2_*: full-width and full-size checks, minutes each)"
+  check "native tests, second tier" with_clippy cargo test --release --locked --no-fail-fast -- --ignored tier2_
+fi
+
+begin "waiting for the site (built in the background since set-up)"
+web_ok=true
+wait "$web_pid" || web_ok=false
+cat "$web_log"
+$web_ok || fail_now "building the site (its log is above)"
+use_web_tools
+
+begin "browser tests (trunk site in headless Chromium, WebGPU on SwiftShader)"
+check "e2e.mjs" node tests/browser/e2e.mjs        # the user journeys, every mask compared with the CLI's
+check "worker.mjs" node tests/browser/worker.mjs  # model storage: revalidation, offline, damaged copies, message order
+check "ux.mjs" node tests/browser/ux.mjs          # accessibility (axe-core), offline through the service worker, screenshots
+check "video.mjs" node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`
+check "tune.mjs" node tests/browser/tune.mjs      # tuning in the page: the tuned prompt equal to `seggpt tune`'s
+check "bench.mjs" node tests/browser/bench.mjs    # the page's Benchmark (?bench, Copy as JSON) and a q8 checkpoint
+
+summary
+if ((${#failures[@]})); then
+  echo "== FAILED: ${failures[*]}" >&2
+  exit 1
+fi
 echo "== all tests passed"

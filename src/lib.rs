@@ -17,6 +17,7 @@ pub mod fnv;
 pub mod model;
 #[cfg(feature = "burn")]
 pub mod model_fetch;
+pub mod natural;
 pub mod paint;
 pub mod pipeline;
 #[cfg(feature = "burn")]

@@ -5,6 +5,7 @@ mod cli {
     pub mod interrupt;
     pub mod memory;
     pub mod output;
+    pub mod record;
     pub mod segment;
     pub mod tune;
     pub mod video;
@@ -18,7 +19,7 @@ use std::time::Instant;
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use cli::output;
+use cli::{output, record};
 
 use seggpt::bench::{BenchReport, BenchSetup, RunTimes, SYNTHETIC_SEEDS, synthetic_values};
 use seggpt::model::{Samples, Stage, stage_flops};
@@ -224,7 +225,7 @@ fn main() -> ExitCode {
         }
         Command::Bench { config, backend, prompts, runs, profile, attention, model, inputs, output } => {
             let files = BenchFiles { model, inputs, output };
-            bench(config.as_deref(), backend, prompts, runs, profile, attention, &files)
+            bench(BenchRequest { config, backend, prompts, runs, profile, attention, files })
                 .map(|()| Finished::All)
         }
     };
@@ -311,6 +312,9 @@ fn check_finite_output(values: &[f32]) -> CliResult<()> {
 }
 
 fn infer(model_args: &ModelArgs, inputs: &Path, output: &Path, forward: &ForwardArgs) -> CliResult<()> {
+    let mut read = record::model_files(&model_args.model);
+    read.push(inputs.to_path_buf());
+    record::refuse_output_over_inputs(output, &read)?;
     let source = SafetensorsSource::from_file(inputs).map_err(|e| format!("{}: {e}", inputs.display()))?;
     check_writable(output)?;
     let (model, device) = load_model(model_args)?;
@@ -392,6 +396,7 @@ fn named(path: &Path) -> String {
 }
 
 fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> CliResult<()> {
+    record::refuse_output_over_inputs(output, &record::model_files(model))?;
     // Opening checks the config and every tensor name and shape; reading checks every value.
     let files = weights::open_model(model).map_err(|e| e.to_string())?;
     check_writable(output)?;
@@ -438,48 +443,35 @@ struct BenchFiles {
     output: Option<PathBuf>,
 }
 
-fn bench(
-    config: Option<&Path>,
+/// What `bench` was asked to time.
+struct BenchRequest {
+    config: Option<PathBuf>,
     backend: Backend,
     prompts: usize,
     runs: usize,
     profile: bool,
     attention: AttentionKernel,
-    files: &BenchFiles,
-) -> CliResult<()> {
+    files: BenchFiles,
+}
+
+/// The timed forward passes of one `bench` run.
+struct BenchTimes {
+    times: Vec<f64>,
+    runs: Vec<RunTimes>,
+    last_values: Vec<f32>,
+}
+
+/// `seggpt bench`: checks, the model, the timed forward passes, the optional output, the report.
+fn bench(request: BenchRequest) -> CliResult<()> {
     // The kernel is a cubecl shader: the CPU backend takes the reference path whatever was asked,
     // and the report says so.
-    let attention = match backend {
+    let attention = match request.backend {
         Backend::Cpu => AttentionKernel::Reference,
-        Backend::Wgpu => attention,
+        Backend::Wgpu => request.attention,
     };
-    let options = ForwardOptions { attention, ..ForwardOptions::default() };
-    if let Some(output) = &files.output {
-        check_writable(output)?;
-    }
-    let (model, device) = match &files.model {
-        Some(path) => load_model(&ModelArgs { model: path.clone(), backend })?,
-        None => {
-            let config = match config {
-                Some(path) => weights::read_config(path).map_err(|e| e.to_string())?,
-                None => SegGptConfig::default(),
-            };
-            let device = device(backend);
-            let start = Instant::now();
-            let random = weights::RandomSource::new(&config, 0).map_err(|e| e.to_string())?;
-            let model =
-                SegGpt::load(&random, config, &device, MemoryBudget::DEFAULT).map_err(|e| e.to_string())?;
-            eprintln!("random weights loaded in {:.1} s", start.elapsed().as_secs_f64());
-            (model, device)
-        }
-    };
-    let config = model.config().clone();
-    let (h, w) = config.half_image_size();
-    let synthetic = |seed: f32| {
-        let values = synthetic_values(prompts * 3 * h * w, seed);
-        Tensor::<4>::from_data(TensorData::new(values, [prompts, 3, h, w]), &device)
-    };
-    let given = match &files.inputs {
+    check_bench_output(&request)?;
+    let (model, device) = bench_model(&request)?;
+    let given = match &request.files.inputs {
         Some(path) => {
             let source =
                 SafetensorsSource::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -487,21 +479,68 @@ fn bench(
         }
         None => None,
     };
-    let prompts = given.as_ref().map_or(prompts, |inputs| inputs[0].dims()[0]);
+    let prompts = given.as_ref().map_or(request.prompts, |inputs| inputs[0].dims()[0]);
+    let options = ForwardOptions { attention, ..ForwardOptions::default() };
+    let timed = time_forwards(&model, &device, &request, given, options)?;
+    let (h, w) = model.config().half_image_size();
+    if let Some(output) = &request.files.output {
+        let mut out = HostTensors::new();
+        out.insert("pred_masks".into(), (vec![1, 3, 2 * h, w], timed.last_values.clone()));
+        write_atomically(output, &weights::write_safetensors(&out, StoreDType::F32)?)?;
+    }
+    report_bench(&request, model.config(), prompts, attention, &timed)
+}
+
+/// The output file (if any) must be writable and must not be one of the files read.
+fn check_bench_output(request: &BenchRequest) -> CliResult<()> {
+    let Some(output) = &request.files.output else { return Ok(()) };
+    let mut read: Vec<PathBuf> = request.files.model.as_deref().map(record::model_files).unwrap_or_default();
+    read.extend(request.files.inputs.iter().chain(&request.config).cloned());
+    record::refuse_output_over_inputs(output, &read)?;
+    check_writable(output)
+}
+
+/// The model to time: the given weights, or random ones of the config (the released ViT-L by default).
+fn bench_model(request: &BenchRequest) -> CliResult<(SegGpt, Device)> {
+    if let Some(path) = &request.files.model {
+        return load_model(&ModelArgs { model: path.clone(), backend: request.backend });
+    }
+    let config = match &request.config {
+        Some(path) => weights::read_config(path).map_err(|e| e.to_string())?,
+        None => SegGptConfig::default(),
+    };
+    let device = device(request.backend);
+    let start = Instant::now();
+    let random = weights::RandomSource::new(&config, 0).map_err(|e| e.to_string())?;
+    let model = SegGpt::load(&random, config, &device, MemoryBudget::DEFAULT).map_err(|e| e.to_string())?;
+    eprintln!("random weights loaded in {:.1} s", start.elapsed().as_secs_f64());
+    Ok((model, device))
+}
+
+/// A warm-up and `request.runs` timed forward passes, each on fresh inputs, with the output's
+/// values taken inside the timed region (native reads are lazy: the copy would run later).
+fn time_forwards(
+    model: &SegGpt,
+    device: &Device,
+    request: &BenchRequest,
+    given: Option<[Tensor<4>; 3]>,
+    options: ForwardOptions,
+) -> CliResult<BenchTimes> {
+    let (h, w) = model.config().half_image_size();
+    let prompts = request.prompts;
+    let synthetic = |seed: f32| {
+        let values = synthetic_values(prompts * 3 * h * w, seed);
+        Tensor::<4>::from_data(TensorData::new(values, [prompts, 3, h, w]), device)
+    };
     let input = || given.clone().unwrap_or_else(|| SYNTHETIC_SEEDS.map(synthetic));
-    // What `segment` runs with the default (official) ensemble: sample 0 decoded alone.
-    let samples = Samples::First;
-    let flops = stage_flops(&config, prompts, samples);
-    let mut times = Vec::new();
-    let mut timed_runs = Vec::new();
-    let mut last_values = Vec::new();
-    for run in 0..=runs {
+    let mut timed = BenchTimes { times: Vec::new(), runs: Vec::new(), last_values: Vec::new() };
+    for run in 0..=request.runs {
         let inputs = input();
         let start = Instant::now();
         let mut stages = [0.0f64; 3];
         let mut last = start;
         let mut stage_done = |stage: Stage| {
-            if profile {
+            if request.profile {
                 if let Err(e) = device.sync() {
                     eprintln!("waiting for the device failed: {e:?}");
                 }
@@ -510,8 +549,9 @@ fn bench(
                 last = now;
             }
         };
+        // What `segment` runs with the default (official) ensemble: sample 0 decoded alone.
         let pred = model
-            .forward_stages(inputs, options, samples, &mut |_, _| {}, &mut stage_done)
+            .forward_stages(inputs, options, Samples::First, &mut |_, _| {}, &mut stage_done)
             .map_err(|e| e.to_string())?;
         let values = pred.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
         let secs = start.elapsed().as_secs_f64();
@@ -520,30 +560,37 @@ fn bench(
         let checksum = values.iter().map(|v| *v as f64).sum::<f64>();
         let per_stage: Vec<String> = Stage::ALL
             .iter()
-            .filter(|_| profile)
+            .filter(|_| request.profile)
             .map(|s| format!(" {} {:.3} s", s.name(), stages[*s as usize]))
             .collect();
         eprintln!("{label}: {secs:.3} s{} (checksum {checksum:.4})", per_stage.concat());
         if run > 0 {
-            times.push(secs);
-            timed_runs.push(RunTimes { total_s: secs, stages_s: stages.to_vec() });
+            timed.times.push(secs);
+            timed.runs.push(RunTimes { total_s: secs, stages_s: stages.to_vec() });
         }
-        last_values = values;
+        timed.last_values = values;
     }
-    if let Some(output) = &files.output {
-        let mut out = HostTensors::new();
-        out.insert("pred_masks".into(), (vec![1, 3, 2 * h, w], last_values));
-        write_atomically(output, &weights::write_safetensors(&out, StoreDType::F32)?)?;
-    }
+    Ok(timed)
+}
+
+/// The per-stage table (with --profile) and the summary line.
+fn report_bench(
+    request: &BenchRequest,
+    config: &SegGptConfig,
+    prompts: usize,
+    attention: AttentionKernel,
+    timed: &BenchTimes,
+) -> CliResult<()> {
+    let flops = stage_flops(config, prompts, Samples::First);
     // `runs` is at least 1, so `times` is never empty.
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let mean = timed.times.iter().sum::<f64>() / timed.times.len() as f64;
+    let min = timed.times.iter().cloned().fold(f64::INFINITY, f64::min);
     let total_flops: u64 = flops.iter().map(|(_, f)| f).sum();
-    let backend_name = match backend {
+    let backend_name = match request.backend {
         Backend::Cpu => "cpu(flex)",
         Backend::Wgpu => "wgpu",
     };
-    if profile {
+    if request.profile {
         let stage_flops: Vec<(&str, u64)> = flops.iter().map(|(stage, f)| (stage.name(), *f)).collect();
         let setup = BenchSetup {
             adapter: backend_name.to_string(),
@@ -552,14 +599,15 @@ fn bench(
             prompts,
             canvas: config.image_size.hw().into(),
         };
-        for line in BenchReport::new(setup, &stage_flops, &timed_runs)?.lines() {
+        for line in BenchReport::new(setup, &stage_flops, &timed.runs)?.lines() {
             println!("{line}");
         }
     }
     println!(
-        "seggpt bench: backend={backend_name} attention={} prompts={prompts} runs={runs} mean={mean:.3}s \
+        "seggpt bench: backend={backend_name} attention={} prompts={prompts} runs={} mean={mean:.3}s \
          min={min:.3}s flops={:.3}GFLOP rate={:.2}GFLOP/s",
         attention.name(),
+        request.runs,
         total_flops as f64 / 1e9,
         total_flops as f64 / 1e9 / mean
     );

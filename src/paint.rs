@@ -287,11 +287,25 @@ impl PaintMask {
     }
 }
 
+/// Most prompt colours [`mask_colours`] returns: the page's per-colour toggles and the CLI's
+/// colour classes. A run whose masks hold more refuses rather than dropping the rarest.
+pub const MAX_MASK_COLOURS: usize = 16;
+
 /// The distinct colours of the prompt masks (those covering at least 0.2% of all mask pixels),
-/// black left out, at most 16, most frequent first: the page's per-colour toggles. Class-index
-/// masks count with the colours of their palette. The worker's (the page gets them in its results).
+/// black left out, at most [`MAX_MASK_COLOURS`], most frequent first: the page's per-colour
+/// toggles. Class-index masks count with the colours of their palette. The worker's (the page gets
+/// them in its results).
 #[cfg(feature = "burn")]
 pub fn mask_colours(prompts: &[crate::segment::Prompt]) -> Vec<[u8; 3]> {
+    let mut colours = frequent_mask_colours(prompts);
+    colours.truncate(MAX_MASK_COLOURS);
+    colours
+}
+
+/// Every colour [`mask_colours`] would consider, most frequent first, without its cap: a caller
+/// that must not drop a class checks the count.
+#[cfg(feature = "burn")]
+pub fn frequent_mask_colours(prompts: &[crate::segment::Prompt]) -> Vec<[u8; 3]> {
     use crate::pipeline::{build_palette, mask_to_rgb};
     use crate::segment::PromptMask;
     let mut counts = std::collections::HashMap::<[u8; 3], usize>::new();
@@ -318,7 +332,7 @@ pub fn mask_colours(prompts: &[crate::segment::Prompt]) -> Vec<[u8; 3]> {
     let mut colours: Vec<([u8; 3], usize)> =
         counts.into_iter().filter(|(c, n)| *c != [0, 0, 0] && *n * 500 >= total).collect();
     colours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    colours.into_iter().take(16).map(|(c, _)| c).collect()
+    colours.into_iter().map(|(c, _)| c).collect()
 }
 
 /// The number of classes class-index masks imply when none is given: the largest index + 1, and 2

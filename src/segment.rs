@@ -45,9 +45,56 @@ impl Prompt {
             },
             None => PromptMask::Rgb(decode_rgb(mask, mask_name)?),
         };
-        Ok(Self { image, mask })
+        let prompt = Self { image, mask };
+        prompt.check_mask(image_name, mask_name, num_labels.is_some())?;
+        Ok(prompt)
+    }
+
+    /// Refuses a mask of another size than its image, a mask that marks nothing, and (without a
+    /// class count) a grey class-index mask that would be read as near-black colours.
+    fn check_mask(&self, image_name: &str, mask_name: &str, has_labels: bool) -> Result<(), InputError> {
+        let (mask_width, mask_height) = match &self.mask {
+            PromptMask::Rgb(rgb) => (rgb.width(), rgb.height()),
+            PromptMask::Classes { map, .. } => (map.width(), map.height()),
+        };
+        let (width, height) = (self.image.width(), self.image.height());
+        if (mask_width, mask_height) != (width, height) {
+            return Err(InputError::PromptMaskSize {
+                mask: mask_name.to_owned(),
+                mask_width,
+                mask_height,
+                image: image_name.to_owned(),
+                width,
+                height,
+            });
+        }
+        let values = match &self.mask {
+            PromptMask::Rgb(rgb) => rgb.as_raw(),
+            PromptMask::Classes { map, .. } => map.as_raw(),
+        };
+        let largest = values.iter().copied().max().unwrap_or(0);
+        if largest == 0 {
+            let detail =
+                if has_labels { "every class index is 0, the background" } else { "every pixel is black" };
+            return Err(InputError::EmptyPromptMask {
+                name: mask_name.to_owned(),
+                detail: detail.to_owned(),
+            });
+        }
+        let grey = |px: &[u8]| px[0] == px[1] && px[1] == px[2];
+        if let PromptMask::Rgb(rgb) = &self.mask
+            && largest <= MAX_CLASS_INDEX_LOOKALIKE
+            && rgb.as_raw().chunks_exact(3).all(grey)
+        {
+            return Err(InputError::ClassIndexMaskAsColours { name: mask_name.to_owned(), largest });
+        }
+        Ok(())
     }
 }
+
+/// The largest grey value of a mask that is taken for class indices given without a class
+/// count: painted colours are bright, and no colour mask is drawn in greys this dark.
+const MAX_CLASS_INDEX_LOOKALIKE: u8 = 31;
 
 impl Prompt {
     /// The model inputs of this prompt at the half-canvas size `height x width`: the normalised

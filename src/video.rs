@@ -76,6 +76,31 @@ impl VideoOptions {
         }
         Ok(())
     }
+
+    /// Refuses prompt masks these options cannot propagate: with colour propagation, masks with
+    /// more than [`MAX_LABELS`] colours besides black. Needs no model, so that a caller can check
+    /// before the slow model load; [`Propagator::with_tuned`] checks the same.
+    pub fn check_prompt_masks(&self, prompts: &[Prompt]) -> Result<(), VideoError> {
+        let masks = prompts.iter().map(|p| rgb_mask(&p.mask)).collect::<Result<Vec<_>, _>>()?;
+        self.propagation_colours(&masks).map(drop)
+    }
+
+    /// The colours a frame's prediction is snapped to: with colour propagation black, then the
+    /// prompt masks' colours; none for binary propagation.
+    fn propagation_colours(&self, masks: &[RgbImage]) -> Result<Vec<[u8; 3]>, VideoError> {
+        match self.propagate {
+            Propagate::Binary => Ok(Vec::new()),
+            Propagate::Colour => mask_colours(masks).ok_or(VideoError::TooManyColours),
+        }
+    }
+}
+
+/// A prompt mask in colours: class indices are painted with their palette.
+fn rgb_mask(mask: &PromptMask) -> Result<RgbImage, InputError> {
+    match mask {
+        PromptMask::Rgb(rgb) => Ok(rgb.clone()),
+        PromptMask::Classes { map, num_labels } => mask_to_rgb(map, Some(&build_palette(*num_labels))),
+    }
 }
 
 /// Why a propagation cannot start.
@@ -160,12 +185,7 @@ impl<'m> Propagator<'m> {
         for prompt in prompts {
             let image = resize_image(&prompt.image, h, w)?;
             prompt_images.push(normalize_image(&image));
-            let rgb = match &prompt.mask {
-                PromptMask::Rgb(rgb) => rgb.clone(),
-                PromptMask::Classes { map, num_labels } => {
-                    mask_to_rgb(map, Some(&build_palette(*num_labels)))?
-                }
-            };
+            let rgb = rgb_mask(&prompt.mask)?;
             // Pillow NEAREST, as the official loop resizes its prompt target (docs/MODEL.md §3.5).
             let resized = resize_nearest(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize, 3, w, h);
             let mask = RgbImage::new(w as u32, h as u32, resized)?;
@@ -178,10 +198,7 @@ impl<'m> Propagator<'m> {
             prompt_images.push(prompt.pixel_values.clone());
             prompt_masks.push(prompt.masks.clone());
         }
-        let colours = match options.propagate {
-            Propagate::Binary => Vec::new(),
-            Propagate::Colour => mask_colours(&rgb_masks).ok_or(VideoError::TooManyColours)?,
-        };
+        let colours = options.propagation_colours(&rgb_masks)?;
         Ok(Self {
             model,
             device: device.clone(),
@@ -448,7 +465,11 @@ mod tests {
         let options = VideoOptions { propagate: Propagate::Colour, ..VideoOptions::default() };
         let err = Propagator::new(&model, &device, &prompts, options).err().unwrap();
         assert!(matches!(err, VideoError::TooManyColours), "{err}");
+        // The same check without a model, for callers that check before they load one.
+        let err = options.check_prompt_masks(&prompts).unwrap_err();
+        assert!(matches!(err, VideoError::TooManyColours), "{err}");
         // Binary propagation does not need the colours.
+        assert!(VideoOptions::default().check_prompt_masks(&prompts).is_ok());
         assert!(Propagator::new(&model, &device, &prompts, VideoOptions::default()).is_ok());
     }
 

@@ -642,3 +642,162 @@ fn bench_on_wgpu_prints_no_wayland_noise() {
     assert!(result.status.success(), "{message}");
     assert!(!message.contains("XDG_RUNTIME_DIR"), "{message}");
 }
+
+/// No command writes over a file it reads: `convert` over its own weights (a directory's or a
+/// `.pth` given directly), `bench --output` over the model, `infer --output` over its inputs.
+/// Each is refused before anything is written, and the input keeps its bytes.
+#[test]
+fn no_command_writes_its_output_over_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    for file in ["config.json", "model.safetensors"] {
+        copy(&segment_fixture("model").join(file), &model.join(file));
+    }
+    let weights = model.join("model.safetensors");
+    let before = std::fs::read(&weights).unwrap();
+    let inputs = fixtures().join("models/tiny-k1/inputs.safetensors");
+    let local_inputs = dir.path().join("inputs.safetensors");
+    copy(&inputs, &local_inputs);
+    let inputs_before = std::fs::read(&local_inputs).unwrap();
+    let weights_by_another_path = model.join("../model/./model.safetensors");
+    let cases: Vec<Vec<OsString>> = vec![
+        vec![
+            "convert".into(),
+            "--model".into(),
+            model.clone().into(),
+            "--output".into(),
+            weights.clone().into(),
+            "--dtype".into(),
+            "q8".into(),
+        ],
+        vec![
+            "convert".into(),
+            "--model".into(),
+            weights.clone().into(),
+            "--output".into(),
+            weights_by_another_path.into(),
+        ],
+        vec![
+            "bench".into(),
+            "--model".into(),
+            model.clone().into(),
+            "--output".into(),
+            weights.clone().into(),
+        ],
+        vec![
+            "infer".into(),
+            "--model".into(),
+            model.clone().into(),
+            "--inputs".into(),
+            local_inputs.clone().into(),
+            "--output".into(),
+            local_inputs.clone().into(),
+        ],
+    ];
+    for args in cases {
+        let out = run(&args);
+        let message = stderr(&out);
+        assert!(!out.status.success(), "{args:?} should be refused: {message}");
+        assert!(message.contains("would destroy what this run reads"), "{args:?}: {message}");
+        assert!(!message.contains("loading"), "{args:?}: refused only after loading: {message}");
+    }
+    assert_eq!(std::fs::read(&weights).unwrap(), before, "the weights were changed");
+    assert_eq!(std::fs::read(&local_inputs).unwrap(), inputs_before, "the inputs were changed");
+    assert_eq!(files_below(&model).len(), 2, "{:?}", files_below(&model));
+}
+
+/// A prompt's mask must be its image's size, must mark something, and a grey class-index mask
+/// given without `--num-labels` is not read as near-black colours: each is refused by name
+/// before the model loads, by `segment` and `tune` alike, and nothing is written.
+#[test]
+fn prompt_masks_that_do_not_fit_their_image_or_mark_nothing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("prompt.png");
+    write_image(&image, 24, 16, 3);
+    let save = |name: &str, mask: image::RgbImage| {
+        let path = dir.path().join(name);
+        mask.save(&path).unwrap();
+        path
+    };
+    let small = save("small.png", image::RgbImage::from_pixel(12, 8, image::Rgb([255, 0, 0])));
+    let black = save("black.png", image::RgbImage::new(24, 16));
+    let grey = dir.path().join("grey.png");
+    image::GrayImage::from_fn(24, 16, |x, _| image::Luma([u8::from(x > 11)])).save(&grey).unwrap();
+    let cases = [
+        (&small, vec!["small.png is 12x8 pixels", "prompt.png is 24x16", "must be its image's size"]),
+        (&black, vec!["black.png", "marks no object", "every pixel is black"]),
+        (&grey, vec!["grey.png", "class-index mask", "--num-labels 1"]),
+    ];
+    let target = segment_fixture("target_a.png");
+    for (mask, needles) in cases {
+        let out_dir = dir.path().join("out");
+        let segment: Vec<OsString> = vec![
+            "segment".into(),
+            "--model".into(),
+            segment_fixture("model").into(),
+            "--prompt".into(),
+            image.clone().into(),
+            mask.into(),
+            "--target".into(),
+            target.clone().into(),
+            "--out-dir".into(),
+            out_dir.clone().into(),
+        ];
+        let tune: Vec<OsString> = vec![
+            "tune".into(),
+            "--model".into(),
+            segment_fixture("model").into(),
+            "--pair".into(),
+            image.clone().into(),
+            mask.into(),
+            "--out".into(),
+            dir.path().join("tuned/p.safetensors").into(),
+            "--steps".into(),
+            "1".into(),
+        ];
+        for args in [segment, tune] {
+            let out = run(&args);
+            let message = stderr(&out);
+            assert!(!out.status.success(), "{args:?} should be refused: {message}");
+            for needle in &needles {
+                assert!(message.contains(needle), "`{needle}` not in: {message}");
+            }
+            assert!(!message.contains("loading"), "refused only after loading: {message}");
+        }
+        assert!(!out_dir.exists() && !dir.path().join("tuned").exists(), "an output was written");
+    }
+    // The same grey mask with its class count is a prompt.
+    let out_dir = dir.path().join("labelled");
+    let mut args = segment_args(&[&target], &out_dir, &["--num-labels", "1"]);
+    args[4] = image.clone().into();
+    args[5] = grey.clone().into();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A COCO or YOLO export tells classes apart by the prompts' colours, at most 16: masks with 18
+/// colours are refused with the way out (`--num-labels`), not cut to 16 classes without a word.
+#[test]
+fn more_prompt_colours_than_classes_are_refused_for_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("prompt.png");
+    write_image(&image, 36, 10, 1);
+    let mask = dir.path().join("mask.png");
+    // 18 vertical stripes of 2 pixels, each its own colour.
+    image::RgbImage::from_fn(36, 10, |x, _| {
+        let i = (x / 2) as u8;
+        image::Rgb([40 + i * 11, 255 - i * 13, 30 + (i % 3) * 90])
+    })
+    .save(&mask)
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let target = segment_fixture("target_a.png");
+    let mut args = segment_args(&[&target], &out_dir, &["--export", "coco"]);
+    args[4] = image.into();
+    args[5] = mask.into();
+    let out = run(&args);
+    let message = stderr(&out);
+    assert!(!out.status.success(), "{message}");
+    assert!(message.contains("18 colours") && message.contains("--num-labels"), "{message}");
+    assert!(!out_dir.exists(), "an output was written");
+}

@@ -371,3 +371,284 @@ fn vos_bad_inputs_fail_with_the_file_named() {
     std::fs::write(root.join("ImageSets/2017/val.txt"), "twoobjects\nghost\n").unwrap();
     expect_error(&root, "ghost");
 }
+
+/// Every file below `dir` with its bytes, to show that a refused run changed nothing.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn vos_refuses_an_out_holding_files_it_did_not_write() {
+    // The ground truth as --out scored 100 % without loading the model: only a folder that this
+    // tool made (its run.json) may hold predictions that count.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("davis");
+    copy_dir(&davis_root(), &root);
+    let before = snapshot(&root);
+    let truth_copy = dir.path().join("truth");
+    copy_dir(&root.join("Annotations/480p"), &truth_copy);
+    let run = vos_run(&root, &truth_copy);
+    assert!(!run.status.success(), "the ground truth was scored as predictions: {}", stderr(&run));
+    assert!(stderr(&run).contains("no run.json") && stderr(&run).contains("truth"), "{}", stderr(&run));
+    assert!(!truth_copy.join("run.json").exists() && !truth_copy.join("report.json").exists());
+
+    // The dataset's own folders are refused as --out, even before they hold files.
+    for out in [root.join("Annotations/480p"), root.clone(), root.join("results")] {
+        let run = vos_run(&root, &out);
+        assert!(!run.status.success(), "--out {}: {}", out.display(), stderr(&run));
+        assert!(stderr(&run).contains("--davis"), "--out {}: {}", out.display(), stderr(&run));
+    }
+    assert_eq!(snapshot(&root), before, "the dataset changed");
+}
+
+#[test]
+fn fss_refuses_results_it_did_not_write_and_an_out_inside_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    assert!(fss_run(&fss_data(), &done, "1").status.success());
+    // A folder with another run's results but no run.json: not this run's results.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::copy(done.join("results.jsonl"), foreign.join("results.jsonl")).unwrap();
+    let run = fss_run(&fss_data(), &foreign, "1");
+    assert!(!run.status.success(), "a results file without run.json was reused: {}", stderr(&run));
+    assert!(stderr(&run).contains("no run.json") && stderr(&run).contains("foreign"), "{}", stderr(&run));
+    assert!(!foreign.join("report.json").exists() && !foreign.join("run.json").exists());
+
+    // An --out inside --data would become a class folder of the next run.
+    let data = dir.path().join("data");
+    copy_dir(&fss_data(), &data);
+    let before = snapshot(&data);
+    for out in [data.join("run1"), data.clone(), data.join("apple/run")] {
+        let run = fss_run(&data, &out, "1");
+        assert!(!run.status.success(), "--out {}: {}", out.display(), stderr(&run));
+        assert!(stderr(&run).contains("--data"), "--out {}: {}", out.display(), stderr(&run));
+    }
+    assert_eq!(snapshot(&data), before, "the data changed");
+}
+
+#[test]
+fn vos_refuses_sequence_names_that_leave_their_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("a/b/davis");
+    copy_dir(&davis_root(), &root);
+    // A sequence reachable by `../../escape` from every folder a sequence name is joined to.
+    let escape = dir.path().join("a/escape");
+    copy_dir(&davis_root().join("JPEGImages/480p/oneobject"), &escape);
+    copy_dir(&davis_root().join("Annotations/480p/oneobject"), &escape);
+    let absolute = escape.display().to_string();
+    for name in ["../../escape", "../../../escape", absolute.as_str(), ".", "a/b"] {
+        std::fs::write(root.join("ImageSets/2017/val.txt"), format!("oneobject\n{name}\n")).unwrap();
+        let out = dir.path().join("a/b/out/run");
+        let run = vos_run(&root, &out);
+        assert!(!run.status.success(), "{name}: {}", stderr(&run));
+        assert!(
+            stderr(&run).contains("val.txt line 2") && stderr(&run).contains(name),
+            "{name}: {}",
+            stderr(&run)
+        );
+        assert!(!out.exists(), "{name}: nothing is written");
+    }
+    assert_eq!(std::fs::read_dir(&escape).unwrap().count(), 8, "nothing was written beside the frames");
+}
+
+#[test]
+fn eval_counts_are_bounded_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let davis = davis_root().display().to_string();
+    for frames in ["18446744073709551615", "1000000000", "64"] {
+        let run = seggpt(&[
+            "eval",
+            "vos",
+            "--model",
+            &model(),
+            "--davis",
+            &davis,
+            "--num-frames",
+            frames,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!run.status.success(), "--num-frames {frames}");
+        // The bound of `video --num-frames`.
+        assert!(
+            stderr(&run).contains("--num-frames") && stderr(&run).contains("0 to 63"),
+            "{}",
+            stderr(&run)
+        );
+        assert!(!out.exists(), "--num-frames {frames}: nothing is written");
+    }
+    let data = fss_data().display().to_string();
+    let run = seggpt(&[
+        "eval",
+        "fss",
+        "--model",
+        &model(),
+        "--data",
+        &data,
+        "--episodes-per-class",
+        "100000000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("--episodes-per-class") && stderr(&run).contains("1 to"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn vos_checks_every_annotation_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    // An annotation that is not a class map (RGB), found only at scoring before.
+    let root = dir.path().join("rgb");
+    copy_dir(&davis_root(), &root);
+    let annotation = root.join("Annotations/480p/oneobject/00002.png");
+    let (w, h) = (labels(&annotation).width(), labels(&annotation).height());
+    let rgb = seggpt::pipeline::RgbImage::new(w, h, vec![200; (3 * w * h) as usize]).unwrap();
+    std::fs::write(&annotation, seggpt::pipeline::encode_rgb_png(&rgb).unwrap()).unwrap();
+    let out = dir.path().join("out-rgb");
+    let run = vos_run(&root, &out);
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("oneobject/00002.png"), "{}", stderr(&run));
+    assert!(!out.exists(), "the annotation was found after the work started");
+
+    // A first annotation that marks no object.
+    let root = dir.path().join("empty");
+    copy_dir(&davis_root(), &root);
+    let first = root.join("Annotations/480p/oneobject/00000.png");
+    let (w, h) = (labels(&first).width(), labels(&first).height());
+    let blank = ClassMap::new(w, h, vec![0; (w * h) as usize]).unwrap();
+    std::fs::write(&first, seggpt::pipeline::encode_palette_png(&blank).unwrap()).unwrap();
+    let out = dir.path().join("out-empty");
+    let run = vos_run(&root, &out);
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("marks no object") && stderr(&run).contains("00000.png"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!out.exists(), "the annotation was found after the work started");
+}
+
+#[test]
+fn fss_refuses_a_hand_edited_results_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert!(fss_run(&fss_data(), &out, "1").status.success());
+    let results = out.join("results.jsonl");
+    let original = std::fs::read_to_string(&results).unwrap();
+    let edit = |line: usize, field: &str, value: &str| {
+        // The value as written by hand, which need not be JSON's.
+        let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+        let mut edited: Value = serde_json::from_str(&lines[line]).unwrap();
+        edited["areas"][field] = "VALUE".into();
+        lines[line] = edited.to_string().replace("\"VALUE\"", value);
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&results, text).unwrap();
+        std::fs::remove_file(out.join("report.json")).ok();
+    };
+    for (field, value) in
+        [("fg_intersection", "123456"), ("bg_union", "0"), ("fg_union", "-3"), ("fg_union", "1e400")]
+    {
+        edit(1, field, value);
+        let run = fss_run(&fss_data(), &out, "1");
+        assert!(!run.status.success(), "{field} = {value}: {}", String::from_utf8_lossy(&run.stdout));
+        assert!(stderr(&run).contains("results.jsonl line 2"), "{field} = {value}: {}", stderr(&run));
+        assert!(!out.join("report.json").exists());
+    }
+    std::fs::write(&results, &original).unwrap();
+    assert!(fss_run(&fss_data(), &out, "1").status.success());
+}
+
+/// A DAVIS root of one sequence of `frames` large frames, each with the same one-object annotation.
+fn long_davis(root: &Path, frames: usize) {
+    let (w, h) = (1024u32, 768u32);
+    for folder in ["JPEGImages/480p/long", "Annotations/480p/long", "ImageSets/2017"] {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+    }
+    std::fs::write(root.join("ImageSets/2017/val.txt"), "long\n").unwrap();
+    let ids: Vec<u8> = (0..w * h).map(|i| u8::from((i % w) < w / 2)).collect();
+    let annotation = seggpt::pipeline::encode_palette_png(&ClassMap::new(w, h, ids).unwrap()).unwrap();
+    for f in 0..frames {
+        let pixels: Vec<u8> =
+            (0..w * h * 3).map(|i| ((i / 3 * 7 + i % 3 * 50 + f as u32 * 13) % 256) as u8).collect();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode(&pixels, w, h, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        std::fs::write(root.join(format!("JPEGImages/480p/long/{f:05}.jpg")), jpeg).unwrap();
+        std::fs::write(root.join(format!("Annotations/480p/long/{f:05}.png")), &annotation).unwrap();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_vos_stops_after_the_current_frame_and_resumes_to_the_same_predictions() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("davis");
+    let total = 40;
+    long_davis(&root, total);
+    let out = dir.path().join("run");
+    let args = |out: &Path| {
+        let (root, out) = (root.display().to_string(), out.display().to_string());
+        ["eval", "vos", "--model", &model(), "--davis", &root, "--num-frames", "2", "--out", &out]
+            .map(str::to_owned)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seggpt"))
+        .args(args(&out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let predicted = || std::fs::read_dir(out.join("long")).map(|d| d.count()).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // The first frame's prediction is its annotation; wait for a propagated one.
+    while predicted() < 2 {
+        assert!(Instant::now() < deadline, "no prediction appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let result = child.wait_with_output().unwrap();
+    assert_eq!(result.status.code(), Some(130), "{}", stderr(&result));
+    let written = predicted();
+    assert!(written < total, "the whole sequence ran after Ctrl-C: {written} of {total} frames");
+    assert!(stderr(&result).contains("interrupted: 0 of 1"), "{}", stderr(&result));
+    assert!(!out.join("report.json").exists());
+
+    // Resumed: the unfinished sequence runs again from its first frame, as an uninterrupted run.
+    let resumed = Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args(&out)).output().unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let whole = dir.path().join("whole");
+    let straight = Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args(&whole)).output().unwrap();
+    assert!(straight.status.success(), "{}", stderr(&straight));
+    assert_eq!(
+        snapshot(&out.join("long")),
+        snapshot(&whole.join("long"))
+            .into_iter()
+            .map(|(p, b)| { (out.join("long").join(p.file_name().unwrap()), b) })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read_json(&out.join("report.json"))["jf_mean"],
+        read_json(&whole.join("report.json"))["jf_mean"]
+    );
+}

@@ -108,7 +108,7 @@ fn a_folder_is_labelled_recursively_with_coco_and_yolo_matching_the_class_maps()
         &"coco,yolo,classes",
     ]);
     ok(&result);
-    let mut expected = vec!["coco.json".to_string()];
+    let mut expected = vec!["coco.json".to_string(), "seggpt-run.json".to_string()];
     for image in IMAGES {
         let stem = image.rsplit_once('.').unwrap().0;
         expected.extend([
@@ -286,7 +286,117 @@ fn a_target_list_keeps_paths_relative_to_the_common_folder() {
     .unwrap();
     let out = tmp.path().join("out");
     ok(&segment(&[&"--targets-from", &list, &"--out-dir", &out]));
-    assert_eq!(files_below(&out), ["a/x.png.mask.png", "b/y.png.mask.png"]);
+    assert_eq!(files_below(&out), ["a/x.png.mask.png", "b/y.png.mask.png", "seggpt-run.json"]);
+}
+
+/// A list file naming `paths` (below `data`), one a line.
+fn list_of(path: &Path, data: &Path, paths: &[&str]) -> PathBuf {
+    let lines: Vec<String> = paths.iter().map(|p| format!("{}\n", data.join(p).display())).collect();
+    std::fs::write(path, lines.concat()).unwrap();
+    path.to_path_buf()
+}
+
+#[test]
+fn a_listed_target_outside_the_first_runs_folder_moves_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let out = tmp.path().join("out");
+    let list = list_of(&tmp.path().join("list.txt"), &data, &["b/y.png", "b/deep/w.jpg"]);
+    ok(&segment(&[&"--targets-from", &list, &"--out-dir", &out]));
+    let laid_out = ["deep/w.jpg.mask.png", "seggpt-run.json", "y.png.mask.png"];
+    // One more file from another folder would move the common folder up, and every output with
+    // it: refused, naming the file and the folder the out-dir is laid out from.
+    let stray = list_of(&tmp.path().join("stray.txt"), &data, &["b/y.png", "b/deep/w.jpg", "a/x.png"]);
+    let result = segment(&[&"--targets-from", &stray, &"--out-dir", &out]);
+    refused(&result, &["a/x.png is outside", "seggpt-run.json", "--overwrite"]);
+    assert_eq!(files_below(&out), laid_out);
+    // A list of fewer files keeps their outputs where they are: done, not redone elsewhere.
+    let fewer = list_of(&tmp.path().join("fewer.txt"), &data, &["b/deep/w.jpg"]);
+    let again = segment(&[&"--targets-from", &fewer, &"--out-dir", &out]);
+    ok(&again);
+    assert!(stderr(&again).contains("1 target(s): 0 to segment, 1 already done"), "{}", stderr(&again));
+    assert_eq!(files_below(&out), laid_out);
+    // --overwrite lays the folder out again from the new common folder.
+    ok(&segment(&[&"--targets-from", &stray, &"--out-dir", &out, &"--overwrite"]));
+    for moved in ["a/x.png.mask.png", "b/y.png.mask.png", "b/deep/w.jpg.mask.png"] {
+        assert!(out.join(moved).is_file(), "{moved}");
+    }
+}
+
+#[test]
+fn a_rerun_with_other_settings_is_refused_naming_them_and_overwrite_redoes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let out = tmp.path().join("out");
+    let base: [&dyn AsRef<std::ffi::OsStr>; 6] =
+        [&"--targets", &data, &"--out-dir", &out, &"--export", &"coco"];
+    let with = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        segment(&args)
+    };
+    ok(&with(&[]));
+    let first = read_coco(&out.join("coco.json"));
+    let (prompt1, mask1) = (fixture("prompt1.png"), fixture("prompt1_mask.png"));
+    let cases: [(&[&dyn AsRef<std::ffi::OsStr>], &str); 6] = [
+        (&[&"--min-area", &"20"], "min_area: 1 -> 20"),
+        (&[&"--polygons"], "polygons: false -> true"),
+        (&[&"--export", &"coco,yolo"], "export: [\"coco\"] -> [\"coco\",\"yolo\"]"),
+        (&[&"--num-labels", &"3"], "num_labels: null -> 3"),
+        (&[&"--embedding-type", &"semantic"], "embedding_type"),
+        (&[&"--prompt", &prompt1, &mask1], "prompt_sha256"),
+    ];
+    for (extra, needle) in cases {
+        let result = with(extra);
+        refused(&result, &[needle, "other settings", "seggpt-run.json", "--overwrite"]);
+        assert!(!stderr(&result).contains("loading"), "refused before the model loads");
+    }
+    assert_eq!(read_coco(&out.join("coco.json")), first, "the run's file is untouched");
+    assert!(out.join("seggpt-run.json").is_file());
+    // --overwrite redoes every output with the new settings, and the record follows.
+    let redo = with(&[&"--min-area", &"20", &"--overwrite"]);
+    ok(&redo);
+    assert!(stderr(&redo).contains("4 to segment, 0 already done"), "{}", stderr(&redo));
+    let kept = read_coco(&out.join("coco.json"));
+    assert!(kept.annotations.iter().all(|a| a.area >= 20.0));
+    assert!(kept.annotations.len() < first.annotations.len());
+    let again = with(&[&"--min-area", &"20"]);
+    ok(&again);
+    assert!(stderr(&again).contains("0 to segment, 4 already done"), "{}", stderr(&again));
+    refused(&with(&[]), &["min_area: 20 -> 1"]);
+    // Outputs without a record (an older seggpt's) are not trusted either.
+    std::fs::remove_file(out.join("seggpt-run.json")).unwrap();
+    refused(&with(&[&"--min-area", &"20"]), &["no record of the settings", "--overwrite"]);
+}
+
+#[test]
+fn a_broken_label_file_is_redone_not_counted_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let out = tmp.path().join("out");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 6] =
+        [&"--targets", &data, &"--out-dir", &out, &"--export", &"masks,coco,yolo"];
+    ok(&segment(&args));
+    let first = read_coco(&out.join("coco.json"));
+    let yolo_text = std::fs::read(out.join("z.txt")).unwrap();
+    let coco_piece = out.join("a/x.png.coco.json");
+    let bytes = std::fs::read(&coco_piece).unwrap();
+    std::fs::write(&coco_piece, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(out.join("z.txt"), "7 0.5 0.5\n").unwrap();
+    let mask = out.join("b/y.png.mask.png");
+    let bytes = std::fs::read(&mask).unwrap();
+    std::fs::write(&mask, &bytes[..bytes.len() - 12]).unwrap();
+    let again = segment(&args);
+    ok(&again);
+    let message = stderr(&again);
+    assert!(message.contains("4 target(s): 3 to segment, 1 already done"), "{message}");
+    for broken in
+        ["x.png.coco.json is not a whole coco output", "z.txt is not a whole yolo output", "y.png.mask.png"]
+    {
+        assert!(message.contains(broken), "{broken}: {message}");
+    }
+    assert_eq!(read_coco(&out.join("coco.json")), first);
+    assert_eq!(std::fs::read(out.join("z.txt")).unwrap(), yolo_text);
 }
 
 #[test]
@@ -335,7 +445,79 @@ fn bad_shard_specs_are_refused() {
         assert_eq!(result.status.code(), Some(2), "{bad}");
         refused(&result, &["--shard", "I from 0 to N - 1"]);
     }
+    // A count no merge could track (it would allocate a slot per share) is refused at once.
+    for too_many in ["0/4294967295", "0/50000000"] {
+        let result = segment(&[&"--targets", &data, &"--out-dir", &out, &format!("--shard={too_many}")]);
+        assert_eq!(result.status.code(), Some(2), "{too_many}");
+        refused(&result, &["--shard", "1 to 100000 shares"]);
+    }
     assert!(!out.exists());
+}
+
+/// A COCO file as `segment` writes it for one 3 x 1 image of two instances, as JSON to spoil.
+fn coco_json(file_name: &str, shard: Option<(u64, u64)>) -> serde_json::Value {
+    use seggpt::export::coco::{categories, default_class_names};
+    let map = seggpt::pipeline::ClassMap::new(3, 1, vec![1, 0, 2]).unwrap();
+    let file =
+        CocoFile::single(file_name, &Components::of(&map, 1), categories(&default_class_names(2)), false);
+    let mut json = serde_json::to_value(file).unwrap();
+    if let Some((index, count)) = shard {
+        json["info"]["shard"] = serde_json::json!({"index": index, "count": count});
+    }
+    json
+}
+
+#[test]
+fn merge_labels_refuses_broken_shares_and_annotations_without_crashing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m.json");
+    let merge = |files: &[serde_json::Value]| {
+        let mut args: Vec<OsString> = vec!["merge-labels".into(), "--output".into(), out.clone().into()];
+        for (i, file) in files.iter().enumerate() {
+            let path = tmp.path().join(format!("in{i}.json"));
+            std::fs::write(&path, serde_json::to_vec(file).unwrap()).unwrap();
+            args.push(path.into());
+        }
+        run(&args)
+    };
+    let spoiled = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut file = coco_json("b.png", None);
+        edit(&mut file);
+        vec![coco_json("a.png", None), file]
+    };
+    let cases: Vec<(Vec<serde_json::Value>, &[&str])> = vec![
+        (vec![coco_json("a.png", Some((3, 3)))], &["in0.json", "share 3/3 is not a share"]),
+        (vec![coco_json("a.png", Some((0, 0)))], &["in0.json", "share 0/0", "1 to 100000 shares"]),
+        (vec![coco_json("a.png", Some((0, 4294967295)))], &["in0.json", "1 to 100000 shares"]),
+        (vec![coco_json("a.png", Some((0, 50000000)))], &["in0.json", "1 to 100000 shares"]),
+        (vec![coco_json("a.png", Some((0, 10)))], &["share(s) 1/10, 2/10, 3/10, 4/10 and 5 more missing"]),
+        (
+            spoiled(&|f| f["annotations"][0]["category_id"] = 9.into()),
+            &["in1.json: annotation 1", "category 9"],
+        ),
+        (spoiled(&|f| f["annotations"][1]["bbox"][3] = (-1.0).into()), &["in1.json: annotation 2", "box"]),
+        (
+            spoiled(&|f| f["annotations"][1]["segmentation"]["counts"] = "22".into()),
+            &["in1.json: annotation 2", "runs cover 4 pixels, not the 3"],
+        ),
+        (
+            spoiled(&|f| f["annotations"][0]["segmentation"]["counts"] = "0~".into()),
+            &["in1.json: annotation 1", "not a character of COCO's RLE"],
+        ),
+        (
+            spoiled(&|f| f["images"][0]["file_name"] = "../b.png".into()),
+            &["in1.json: image 1", "`../b.png`", ".."],
+        ),
+        (spoiled(&|f| f["images"][0]["file_name"] = "/tmp/b.png".into()), &["in1.json: image 1", "absolute"]),
+    ];
+    for (files, needles) in cases {
+        let result = merge(&files);
+        assert_ne!(result.status.code(), Some(101), "a panic: {}", stderr(&result));
+        refused(&result, needles);
+        assert!(stderr(&result).len() < 600, "a short message: {}", stderr(&result));
+        assert!(!out.exists(), "nothing is written");
+    }
+    ok(&merge(&[coco_json("a.png", None), coco_json("b.png", None)]));
 }
 
 #[test]
@@ -486,6 +668,6 @@ fn merge_labels_refuses_bad_inputs() {
         one.join("coco.json").as_os_str(),
         one.join("coco.json").as_os_str(),
     ]);
-    refused(&same, &["also an input"]);
+    refused(&same, &["would destroy what this run reads"]);
     assert!(!out.exists());
 }

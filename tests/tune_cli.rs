@@ -57,6 +57,12 @@ fn half_canvas() -> (usize, usize) {
     SegGptConfig::from_json(&text).unwrap().half_image_size()
 }
 
+/// The config hash of the fixture model, which a tuned prompt for it must name.
+fn model_config_hash() -> String {
+    let text = std::fs::read_to_string(segment_fixtures().join("model/config.json")).unwrap();
+    config_hash(&SegGptConfig::from_json(&text).unwrap())
+}
+
 fn read_prompt(path: &Path) -> (TunedPrompt, PromptMetadata) {
     decode_prompt(&std::fs::read(path).unwrap(), "prompt", half_canvas()).unwrap()
 }
@@ -118,7 +124,7 @@ fn a_tuned_prompt_segments_like_the_same_ordinary_prompt() {
     let prompt = Prompt::decode(&read("prompt0.png"), "p", &read("prompt0_mask.png"), "m", None).unwrap();
     let (pixel_values, masks) = prompt.prepare(h, w).unwrap();
     let metadata = PromptMetadata {
-        config_hash: "any".into(),
+        config_hash: model_config_hash(),
         image_size: (2 * h, w),
         steps: 0,
         lr: 0.0,
@@ -423,4 +429,132 @@ fn tune_refuses_bad_folders_files_and_resumes() {
     expect(&tune(pairs.path(), &out, &["--steps", "3", "--resume"]), "not a safetensors file");
     assert_eq!(std::fs::read(&out).unwrap(), b"earlier work");
     assert_eq!(std::fs::read(&optimiser).unwrap(), saved_optimiser);
+}
+
+#[test]
+fn tune_keeps_its_files_out_of_the_pairs_folders() {
+    // An --out inside --pairs wrote previews among the pairs, which every later run then read as
+    // images without masks.
+    let pairs = pairs_folder();
+    let val = pairs_folder();
+    let before = (snapshot(pairs.path()), snapshot(val.path()));
+    let inside = [
+        (pairs.path().join("p.safetensors"), "--pairs"),
+        (pairs.path().join("sub/p.safetensors"), "--pairs"),
+        (val.path().join("p.safetensors"), "--val-pairs"),
+    ];
+    for (out, flag) in inside {
+        let r = tune(
+            pairs.path(),
+            &out,
+            &["--steps", "1", "--batch", "1", "--val-pairs", val.path().to_str().unwrap()],
+        );
+        assert!(!r.status.success(), "--out {}", out.display());
+        assert!(stderr(&r).contains(flag) && stderr(&r).contains("--out"), "{}", stderr(&r));
+    }
+    assert_eq!((snapshot(pairs.path()), snapshot(val.path())), before, "the pairs folders changed");
+
+    // A folder that an earlier version polluted still trains: the previews beside their prompt
+    // are this tool's files, not pairs.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let first = elsewhere.path().join("p.safetensors");
+    assert!(tune(pairs.path(), &first, &["--steps", "1", "--batch", "1"]).status.success());
+    for name in ["p.safetensors", "p.optim.safetensors", "p.prompt_pixel_values.png", "p.prompt_masks.png"] {
+        std::fs::copy(elsewhere.path().join(name), pairs.path().join(name)).unwrap();
+    }
+    let again = elsewhere.path().join("q.safetensors");
+    let r = tune(pairs.path(), &again, &["--steps", "1", "--batch", "1"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+}
+
+#[test]
+fn tune_resume_refuses_other_settings_naming_them() {
+    let pairs = pairs_folder();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.safetensors");
+    let base = ["--steps", "1", "--batch", "1", "--seed", "3", "--lr", "0.1"];
+    assert!(tune(pairs.path(), &out, &base).status.success());
+    let before = snapshot(dir.path());
+    // The same files in another order: other batches.
+    let other_pairs = pairs_folder();
+    for (from, to) in [("a.png", "c.png"), ("a.png.mask.png", "c.png.mask.png")] {
+        std::fs::rename(other_pairs.path().join(from), other_pairs.path().join(to)).unwrap();
+    }
+    let cases: [(&Path, &[&str], &str); 6] = [
+        (pairs.path(), &["--steps", "2", "--batch", "2", "--seed", "3", "--lr", "0.1"], "batch"),
+        (pairs.path(), &["--steps", "2", "--batch", "1", "--seed", "4", "--lr", "0.1"], "seed"),
+        (pairs.path(), &["--steps", "2", "--batch", "1", "--seed", "3", "--lr", "0.2"], "lr"),
+        (
+            pairs.path(),
+            &["--steps", "2", "--batch", "1", "--seed", "3", "--lr", "0.1", "--embedding-type", "semantic"],
+            "embedding_type",
+        ),
+        (
+            pairs.path(),
+            &["--steps", "2", "--batch", "1", "--seed", "3", "--lr", "0.1", "--weight-decay", "0.5"],
+            "weight_decay",
+        ),
+        (other_pairs.path(), &["--steps", "2", "--batch", "1", "--seed", "3", "--lr", "0.1"], "pairs"),
+    ];
+    for (folder, args, name) in cases {
+        let mut args = args.to_vec();
+        args.push("--resume");
+        let r = tune(folder, &out, &args);
+        assert!(!r.status.success(), "{name}: the resume was accepted");
+        assert!(
+            stderr(&r).contains("other settings") && stderr(&r).contains(&format!("{name}: ")),
+            "{name}: {}",
+            stderr(&r)
+        );
+        assert_eq!(snapshot(dir.path()), before, "{name}: the files changed");
+    }
+    // The same settings resume, and the metadata keeps them.
+    let r =
+        tune(pairs.path(), &out, &["--steps", "2", "--batch", "1", "--seed", "3", "--lr", "0.1", "--resume"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let (_, meta) = read_prompt(&out);
+    assert_eq!((meta.steps, meta.batch, meta.seed, meta.lr), (2, 1, 3, 0.1));
+}
+
+/// A copy of the fixture model whose weights hold a NaN: it opens (names and shapes are right)
+/// but fails to load.
+fn unloadable_model(dir: &Path) -> PathBuf {
+    let model = dir.join("nan-model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(segment_fixtures().join("model/config.json"), model.join("config.json")).unwrap();
+    let mut bytes = std::fs::read(segment_fixtures().join("model/model.safetensors")).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let start = 8 + header;
+    bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(model.join("model.safetensors"), bytes).unwrap();
+    model
+}
+
+#[test]
+fn tune_resume_checks_the_checkpoint_before_the_model_loads() {
+    let pairs = pairs_folder();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.safetensors");
+    assert!(tune(pairs.path(), &out, &["--steps", "1", "--batch", "1"]).status.success());
+    std::fs::write(dir.path().join("p.optim.safetensors"), b"not an optimiser state").unwrap();
+    let broken = unloadable_model(dir.path());
+    let args = [
+        "tune",
+        "--model",
+        broken.to_str().unwrap(),
+        "--pairs",
+        pairs.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--resume",
+    ];
+    let r = seggpt(&args);
+    assert!(!r.status.success());
+    // The checkpoint's error, not the weights': found before the model loads.
+    assert!(stderr(&r).contains("p.optim.safetensors"), "{}", stderr(&r));
+    assert!(!stderr(&r).contains("non-finite"), "{}", stderr(&r));
 }

@@ -14,9 +14,7 @@ use burn::tensor::Device;
 use common::*;
 use seggpt::pipeline::ChwImage;
 use seggpt::segment::TunedPrompt;
-use seggpt::tune::{
-    Activations, PromptGradients, TrainingPair, TuneSettings, Tuner, decode_prompt, prompt_gradients,
-};
+use seggpt::tune::{Activations, PromptGradients, TrainingPair, decode_prompt, prompt_gradients};
 use seggpt::weights::{SafetensorsSource, TensorSource, open_model};
 use seggpt::{EmbeddingType, MemoryBudget, SegGpt, SegGptConfig};
 
@@ -78,8 +76,12 @@ fn recompute_equals_keep_on_every_fixture_model_on_cpu() {
     check_all_fixtures(&cpu());
 }
 
+/// The recomputation is the same code on every backend, and its CPU twin above fails on the same
+/// bugs; on wgpu the autodiff path is also checked against PyTorch by tests/tune_parity.rs. Here
+/// lavapipe compiles every backward kernel of four models (minutes): the second tier.
 #[test]
-fn recompute_equals_keep_on_every_fixture_model_on_wgpu() {
+#[ignore = "tier 2 (minutes on lavapipe): scripts/test.sh --full"]
+fn tier2_recompute_equals_keep_on_every_fixture_model_on_wgpu() {
     check_all_fixtures(&wgpu());
 }
 
@@ -138,42 +140,26 @@ fn recompute_matches_torch_autograd_on_cpu() {
     }
 }
 
-/// `Tuner::step` takes the path its settings name: three steps of either give the same prompt.
+/// `Tuner::step` takes the path its settings name, on the CPU in f32: the losses of three steps
+/// of either agree.
 #[test]
-fn the_tuner_recomputes_when_told_and_learns_the_same_prompt() {
+fn the_tuner_recomputes_when_told_and_its_losses_track_keep() {
     let device = cpu();
     let model = load(&fixtures().join("models/merge1-k2"), &device);
-    let half = model.config().half_image_size();
-    let pairs: Vec<TrainingPair> = (0..3)
-        .map(|i| TrainingPair {
-            image: synthetic_image(half, 0.15 * i as f32),
-            label: synthetic_image(half, 0.7 + i as f32),
-        })
-        .collect();
-    let init = TunedPrompt { pixel_values: synthetic_image(half, 0.3), masks: synthetic_image(half, 0.4) };
-    let run = |activations: Activations| {
-        let settings = TuneSettings {
-            lr: 0.05,
-            weight_decay: 0.01,
-            batch: 2,
-            seed: 1,
-            embedding_type: EmbeddingType::Instance,
-            activations,
-        };
-        let mut tuner = Tuner::new(&init, settings);
-        let losses: Vec<f32> = (0..3).map(|_| tuner.step(&model, &device, &pairs).unwrap()).collect();
-        (losses, tuner.prompt())
-    };
-    let (keep_losses, keep) = run(Activations::Keep);
-    let (losses, recomputed) = run(Activations::Recompute);
-    for (a, b) in losses.iter().zip(&keep_losses) {
-        assert!((a - b).abs() <= TOLERANCE * b.abs(), "losses {losses:?} vs {keep_losses:?}");
+    let (init, pairs) = tuner_inputs(model.config().half_image_size());
+    let (keep_losses, keep) = tune_three_steps(&model, &device, &init, &pairs, Activations::Keep);
+    let (losses, _) = tune_three_steps(&model, &device, &init, &pairs, Activations::Recompute);
+    // Step t's loss carries the first step's reordering error plus that of every update before it:
+    // the bound grows with the step. That both modes learn the same prompt is checked where the
+    // sums' order cannot hide a difference, in f64 (tests/tune_recompute_f64.rs): in f32 AdamW
+    // divides each gradient component by its own running RMS, so a component far smaller than the
+    // largest carries the f32 reordering error of the largest, and no fixed bound on the prompt
+    // holds on every CPU's kernels.
+    for (step, (a, b)) in losses.iter().zip(&keep_losses).enumerate() {
+        let bound = (step + 1) as f32 * TOLERANCE * b.abs();
+        assert!((a - b).abs() <= bound, "step {step}: losses {losses:?} vs {keep_losses:?}");
     }
     assert_ne!(keep.pixel_values.as_slice(), init.pixel_values.as_slice(), "the prompt did not move");
-    for (a, b) in [(&recomputed.pixel_values, &keep.pixel_values), (&recomputed.masks, &keep.masks)] {
-        let err = a.as_slice().iter().zip(b.as_slice()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(err < 1e-5, "the prompts differ by {err:e}");
-    }
 }
 
 fn seggpt(args: &[&str]) -> std::process::Output {

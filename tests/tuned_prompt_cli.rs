@@ -323,3 +323,76 @@ fn eval_refuses_unusable_tuned_prompts_before_writing() {
     let run = vos(&out, &text(&other), &[]);
     assert!(!run.status.success() && stderr(&run).contains("tuned_prompts_sha256"), "{}", stderr(&run));
 }
+
+/// The config hash of the fixture models (segment's and video's share their config).
+fn model_config_hash() -> String {
+    let text = std::fs::read_to_string(fixtures().join("segment/model/config.json")).unwrap();
+    seggpt::tune::config_hash(&SegGptConfig::from_json(&text).unwrap())
+}
+
+/// A tuned prompt for the fixture models with every value `value` and the config hash `hash`.
+fn prompt_of(path: &Path, value: f32, hash: &str) {
+    let text = std::fs::read_to_string(fixtures().join("segment/model/config.json")).unwrap();
+    let (h, w) = SegGptConfig::from_json(&text).unwrap().half_image_size();
+    let image = || ChwImage::new(3, h, w, vec![value; 3 * h * w]).unwrap();
+    let metadata = PromptMetadata {
+        config_hash: hash.into(),
+        image_size: (2 * h, w),
+        steps: 1,
+        lr: 0.1,
+        weight_decay: 0.0,
+        batch: 1,
+        seed: 0,
+        embedding_type: EmbeddingType::Instance,
+        train_losses: vec![1.0],
+        val_losses: vec![],
+    };
+    std::fs::write(path, encode_prompt(&TunedPrompt { pixel_values: image(), masks: image() }, &metadata))
+        .unwrap();
+}
+
+fn segment_with(tuned: &Path, out_dir: &Path) -> Output {
+    let target = fixtures().join("segment/target_a.png");
+    segment_masks(&segment_model(), &["--tuned-prompt", &text(tuned)], &target, out_dir, &[])
+}
+
+#[test]
+fn a_tuned_prompt_with_absurd_values_is_refused_naming_the_file() {
+    // They made the model overflow, which was blamed on "the weights or the config".
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.safetensors");
+    prompt_of(&ok, 0.5, &model_config_hash());
+    assert!(segment_with(&ok, &dir.path().join("ok")).status.success());
+    for (name, value) in [("huge", 1e30f32), ("nan", f32::NAN), ("inf", f32::INFINITY), ("big", -1e6)] {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        prompt_of(&path, value, &model_config_hash());
+        let out_dir = dir.path().join(name);
+        for run in [segment_with(&path, &out_dir), fss(&out_dir, &["--tuned-prompt", &text(&path)])] {
+            let message = stderr(&run);
+            assert!(!run.status.success(), "{name}: accepted");
+            assert!(
+                message.contains(&text(&path)) && message.contains("prompt_pixel_values"),
+                "{name}: {message}"
+            );
+            assert!(!message.contains("the weights or the config"), "{name}: {message}");
+            assert!(!out_dir.exists(), "{name}: nothing is written");
+        }
+    }
+}
+
+#[test]
+fn a_tuned_prompt_for_another_config_is_refused_naming_both_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.safetensors");
+    prompt_of(&path, 0.5, "0123456789abcdef");
+    let out_dir = dir.path().join("out");
+    let video_run = video(&out_dir, &["--tuned-prompt", &text(&path), "--propagate", "binary"]);
+    for run in [segment_with(&path, &out_dir), fss(&out_dir, &["--tuned-prompt", &text(&path)]), video_run] {
+        let message = stderr(&run);
+        assert!(!run.status.success(), "accepted: {message}");
+        for needle in [text(&path), "0123456789abcdef".into(), model_config_hash()] {
+            assert!(message.contains(&needle), "{needle} not in: {message}");
+        }
+        assert!(!out_dir.exists(), "nothing is written");
+    }
+}

@@ -189,18 +189,98 @@ fn prompt_arguments_are_checked() {
 }
 
 #[test]
-fn colour_propagation_refuses_a_noisy_mask() {
+fn colour_propagation_refuses_a_noisy_mask_before_the_model_loads() {
     let tmp = tempfile::tempdir().unwrap();
     let mask = tmp.path().join("noisy.png");
-    // Every pixel its own colour: 1073 colours besides black.
-    write_image(&mask, 37, 29, 1);
+    // 300 colours besides black, as a JPEG-like or antialiased mask has.
+    let data = (0..37 * 29).flat_map(|p| [(p % 300 % 256) as u8, (p % 300 / 256) as u8 + 1, 7]).collect();
+    std::fs::write(&mask, encode_rgb_png(&RgbImage::new(37, 29, data).unwrap()).unwrap()).unwrap();
     let out_dir = tmp.path().join("out");
     let args = ["--first-mask", mask.to_str().unwrap(), "--propagate", "colour"];
     let out = run(&video_fixture("frames"), &out_dir, &args);
+    assert_refused(&out, &out_dir, &["more than 255 colours"]);
+    // Found from the mask alone: the slow model load never starts.
+    assert!(!stderr(&out).contains("loading"), "{}", stderr(&out));
+}
+
+/// The frame file names of the masks in `message`'s per-frame lines, in the order written.
+fn masks_written(message: &str) -> Vec<String> {
+    message
+        .lines()
+        .filter_map(|line| line.split(" (").next().filter(|path| path.ends_with(".mask.png")))
+        .map(|path| Path::new(path).file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn frames_are_taken_in_natural_order() {
+    // Named as `ffmpeg -i clip.mp4 %d.png` names them: byte order would put 10 and 11 after 1.
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = tmp.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in 1..=11 {
+        write_image(&frames.join(format!("{i}.png")), 37, 29, i);
+    }
+    let out_dir = tmp.path().join("out");
+    let out = run(&frames, &out_dir, &["--first-mask", &first_mask(), "--num-frames", "2"]);
     let message = stderr(&out);
-    assert!(!out.status.success() && message.contains("more than 255 colours"), "{message}");
-    // The model was loaded, but no frame was written.
-    assert_eq!(std::fs::read_dir(&out_dir).map(|d| d.count()).unwrap_or(0), 0, "{message}");
+    assert!(out.status.success(), "{message}");
+    assert!(message.contains("frames: 1.png ... 11.png (11 frames, in natural order)"), "{message}");
+    // Each frame is segmented after the one before it in number, which feeds its batch.
+    let expected: Vec<String> = (1..=11).map(|i| format!("{i}.mask.png")).collect();
+    assert_eq!(masks_written(&message), expected, "{message}");
+}
+
+#[test]
+fn an_out_dir_that_is_the_frames_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = tmp.path().join("frames");
+    copy_frames(&frames);
+    let link = tmp.path().join("link");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&frames, &link).unwrap();
+    #[cfg(not(unix))]
+    let link = frames.clone();
+    // The same folder, also by another spelling or through a link.
+    for out_dir in [frames.clone(), frames.join("."), link.join("../frames/"), link.clone()] {
+        let out = run(&frames, &out_dir, &["--first-mask", &first_mask()]);
+        let message = stderr(&out);
+        assert!(!out.status.success(), "{}: {message}", out_dir.display());
+        assert!(message.contains("--out-dir") && message.contains("is the frames folder"), "{message}");
+        assert!(!message.contains("loading"), "refused before the model loads: {message}");
+        assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 6, "nothing was written: {message}");
+    }
+    // A folder inside the frames folder is fine: frames are the folder's files, never a sub-folder's.
+    let inside = frames.join("masks");
+    let out = run(&frames, &inside, &["--first-mask", &first_mask()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 6);
+    let again = run(&frames, &inside, &["--first-mask", &first_mask()]);
+    assert!(stderr(&again).contains("(6 frames"), "{}", stderr(&again));
+}
+
+#[test]
+fn earlier_outputs_in_the_frames_folder_are_not_frames() {
+    // A folder once used as --out-dir (before that was refused), or that `segment` wrote into.
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = tmp.path().join("frames");
+    copy_frames(&frames);
+    for i in 0..6 {
+        std::fs::copy(first_mask(), frames.join(format!("f{i:02}.mask.png"))).unwrap();
+    }
+    std::fs::copy(video_fixture("frames/f00.png"), frames.join("f00.overlay.png")).unwrap();
+    std::fs::copy(first_mask(), frames.join("f00.png.classes.png")).unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = run(&frames, &out_dir, &["--first-mask", &first_mask()]);
+    let message = stderr(&out);
+    assert!(out.status.success(), "{message}");
+    assert!(message.contains("frames: f00.png ... f05.png (6 frames"), "{message}");
+    assert!(message.contains("skipped 8 files"), "{message}");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let expected: Vec<String> = (0..6).map(|i| format!("f{i:02}.mask.png")).collect();
+    assert_eq!(names, expected);
 }
 
 #[test]
@@ -214,11 +294,16 @@ fn frames_whose_outputs_would_collide_or_overwrite_a_frame_are_refused() {
     assert_refused(&out, &out_dir, &["f01.png", "f01.jpg", "same name before the extension"]);
     std::fs::remove_file(frames.join("f01.jpg")).unwrap();
 
-    // Class maps are named <stem>.png: in the frames folder they would replace the frames.
-    let out = run(&frames, &frames, &["--first-mask", &first_mask(), "--num-labels", "2"]);
+    // A first mask named as the first frame's output, in the output folder (the last run's).
+    let out_dir = tmp.path().join("last-run");
+    std::fs::create_dir(&out_dir).unwrap();
+    let given = out_dir.join("f00.mask.png");
+    std::fs::copy(first_mask(), &given).unwrap();
+    let out = run(&frames, &out_dir, &["--first-mask", given.to_str().unwrap()]);
     let message = stderr(&out);
     assert!(!out.status.success() && message.contains("would overwrite the input"), "{message}");
-    assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 6, "nothing was written: {message}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1, "nothing was written: {message}");
+    assert_eq!(std::fs::read(&given).unwrap(), std::fs::read(first_mask()).unwrap());
 }
 
 #[cfg(unix)]

@@ -5,17 +5,18 @@
 //! the work done so far (`results.jsonl` of episode counts for `fss`, the DAVIS-format predictions
 //! for `vos`), and at the end `report.json` with the scores; the table goes to standard output. A
 //! run started again with the same settings resumes from what the folder holds; other settings in
-//! the same folder are refused, so results of two protocols never mix.
+//! the same folder are refused, so results of two protocols never mix, and so is a folder that
+//! holds files but no `run.json` (or lies in the dataset): only what a run of this tool wrote
+//! with these settings may count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use seggpt::SegGpt;
 use seggpt::eval::davis::{Labels, ObjectScores, Summary, VOID_LABEL, object_count, score_sequence};
@@ -26,7 +27,9 @@ use seggpt::segment::{Prompt, PromptMask, Segmenter, Target, TunedPrompt};
 use seggpt::video::{DEFAULT_NUM_FRAMES, Propagate, Propagator, VideoOptions};
 
 use crate::cli::interrupt;
+use crate::cli::record::{self, RunRecord};
 use crate::cli::tune::read_tuned_prompts;
+use crate::cli::video::parse_num_frames;
 use crate::{
     CliResult, Finished, ForwardArgs, ModelArgs, load_model, named, read_image_file, write_atomically,
 };
@@ -65,8 +68,8 @@ struct FssArgs {
     /// Supports per episode (0: the tuned prompts alone, which needs --tuned-prompt).
     #[arg(long, default_value_t = 1, value_parser = parse_shots)]
     shots: usize,
-    /// Episodes drawn per class.
-    #[arg(long, default_value_t = 10, value_parser = parse_positive)]
+    /// Episodes drawn per class (at most 1000).
+    #[arg(long, default_value_t = 10, value_parser = parse_episodes_per_class)]
     episodes_per_class: usize,
     /// Seed of the episode draw (SplitMix64; the same episodes on every platform).
     #[arg(long, default_value_t = 0)]
@@ -89,13 +92,13 @@ struct VosArgs {
     #[arg(long, value_name = "ROOT")]
     davis: PathBuf,
     /// The sequence list ImageSets/2017/<SPLIT>.txt.
-    #[arg(long, default_value = "val")]
+    #[arg(long, default_value = "val", value_parser = parse_folder_name)]
     split: String,
     /// The resolution folder under JPEGImages/ and Annotations/.
-    #[arg(long, default_value = "480p")]
+    #[arg(long, default_value = "480p", value_parser = parse_folder_name)]
     resolution: String,
-    /// K, previous frames with their predicted masks added to every batch.
-    #[arg(long, default_value_t = DEFAULT_NUM_FRAMES)]
+    /// K, previous frames with their predicted masks added to every batch (as `video --num-frames`).
+    #[arg(long, default_value_t = DEFAULT_NUM_FRAMES, value_parser = parse_num_frames)]
     num_frames: usize,
     /// The masks kept for the next frames: colour keeps one colour per object (needed for
     /// several objects), binary is the official single-object rule.
@@ -125,8 +128,30 @@ fn parse_shots(text: &str) -> Result<usize, String> {
     crate::parse_count(text, 0, 64, "")
 }
 
-fn parse_positive(text: &str) -> Result<usize, String> {
-    crate::parse_count(text, 1, usize::MAX, "")
+/// Most episodes drawn per class. Each is a forward pass, and every drawn episode is held and
+/// written to episodes.json before the first runs: FSS-1000's protocol takes 10 a class (each
+/// image the query once), and a thousand classes of this many are already a million episodes.
+const MAX_EPISODES_PER_CLASS: usize = 1000;
+
+fn parse_episodes_per_class(text: &str) -> Result<usize, String> {
+    crate::parse_count(text, 1, MAX_EPISODES_PER_CLASS, "")
+}
+
+/// A name that is one folder: paths made from it (split lists, resolutions, sequences) stay in
+/// the folder they are joined to, so that predictions never leave --out and frames, annotations
+/// and predictions never share a folder.
+fn check_folder_name(name: &str) -> Result<(), String> {
+    let mut components = Path::new(name).components();
+    let single = matches!((components.next(), components.next()), (Some(Component::Normal(_)), None));
+    if single && !name.contains(['/', '\\']) {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a folder name (one name, without `/`, `\\`, `.` or `..`)"))
+    }
+}
+
+fn parse_folder_name(text: &str) -> Result<String, String> {
+    check_folder_name(text).map(|()| text.to_owned())
 }
 
 pub fn run(args: &EvalArgs) -> CliResult<Finished> {
@@ -139,36 +164,15 @@ pub fn run(args: &EvalArgs) -> CliResult<Finished> {
 // ---------------------------------------------------------------------------------------------
 // The run folder
 
-/// `run.json`: what makes two runs the same (`settings`) and what is only recorded.
-#[derive(Serialize, Deserialize)]
-struct RunRecord {
-    settings: Value,
-    command: Vec<String>,
-}
-
-/// The SHA-256 of a file, in hex.
-fn sha256_file(path: &Path) -> CliResult<String> {
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
-    let mut file = std::fs::File::open(path).map_err(cannot)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(cannot)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// The settings of the model and its prompts: with tuned prompts, their SHA-256s too (a run
 /// without keeps the record it always had, so that its folder still resumes).
 fn model_settings(model: &ModelArgs, forward: &ForwardArgs, tuned_prompts: &[PathBuf]) -> CliResult<Value> {
-    let (weights, config) = seggpt::weights::model_paths(&model.model);
-    let config_sha256 = if config.exists() { Some(sha256_file(&config)?) } else { None };
     let options = forward.options();
-    let mut settings = json!({
-        "model_sha256": sha256_file(&weights)?,
-        "config_sha256": config_sha256,
-        "ensemble": options.ensemble.unwrap_or(seggpt::Ensemble::Official).name(),
-        "embedding_type": options.embedding_type.name(),
-    });
+    let mut settings = record::model_identity(&model.model)?;
+    settings["ensemble"] = json!(options.ensemble.unwrap_or(seggpt::Ensemble::Official).name());
+    settings["embedding_type"] = json!(options.embedding_type.name());
     if !tuned_prompts.is_empty() {
-        let hashes = tuned_prompts.iter().map(|p| sha256_file(p)).collect::<CliResult<Vec<_>>>()?;
+        let hashes = tuned_prompts.iter().map(|p| record::sha256_file(p)).collect::<CliResult<Vec<_>>>()?;
         settings["tuned_prompts_sha256"] = json!(hashes);
     }
     Ok(settings)
@@ -177,37 +181,42 @@ fn model_settings(model: &ModelArgs, forward: &ForwardArgs, tuned_prompts: &[Pat
 /// Creates `out` with its `run.json`, or checks that the run it holds has the same settings.
 fn open_run_folder(out: &Path, settings: &Value) -> CliResult<()> {
     let record_path = out.join("run.json");
-    if record_path.exists() {
-        let text = std::fs::read_to_string(&record_path)
-            .map_err(|e| format!("cannot read {}: {e}", record_path.display()))?;
-        let record: RunRecord = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a run record ({e}); use another --out", record_path.display()))?;
+    if let Some(record) = RunRecord::read(&record_path).map_err(|e| format!("{e}; use another --out"))? {
         if &record.settings != settings {
             return Err(format!(
                 "{} holds a run with other settings ({}); use another --out, or remove the folder to start over",
                 out.display(),
-                differences(&record.settings, settings)
+                record::differences(&record.settings, settings)
             ));
         }
         eprintln!("resuming the run in {}", out.display());
         return Ok(());
     }
+    refuse_foreign_folder(out)?;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let record = RunRecord { settings: settings.clone(), command: std::env::args().collect() };
-    write_json(&record_path, &record)
+    RunRecord::new(settings.clone()).write(&record_path)
 }
 
-/// The settings that differ, as `name: old -> new`.
-fn differences(old: &Value, new: &Value) -> String {
-    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else { return "format".into() };
-    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    keys.into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| {
-            format!("{k}: {} -> {}", old.get(k).unwrap_or(&Value::Null), new.get(k).unwrap_or(&Value::Null))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A run resumes from what its folder holds, so a folder without `run.json` must be new or
+/// empty: files there were not written by a run of this tool with these settings, and counting
+/// them would score whatever they are (the ground truth itself scores 100 %).
+fn refuse_foreign_folder(out: &Path) -> CliResult<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(format!("--out {} is a file; give a folder", out.display()));
+    }
+    let mut entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", out.display())),
+    };
+    if entries.next().is_some() {
+        return Err(format!(
+            "--out {} already holds files but no run.json, so no run of this tool wrote them and none \
+             can count; give a new or empty folder",
+            out.display()
+        ));
+    }
+    Ok(())
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> CliResult<()> {
@@ -284,16 +293,65 @@ struct EpisodeList {
 /// its mask `<n>.png`.
 const IMAGE_EXTENSIONS: [&str; 2] = ["jpg", "jpeg"];
 
+/// What an `fss` run reads and records, decided and checked before anything is written.
+struct FssPlan {
+    tuned: Vec<TunedPrompt>,
+    /// The folder the episodes' paths are relative to.
+    base: PathBuf,
+    episodes: Vec<Episode>,
+    /// Pixels of each episode's query, to check the counts a resumed run reads back.
+    query_pixels: Vec<u64>,
+    settings: Value,
+}
+
+/// How the work of a run ended.
+enum Worked<T> {
+    All(T),
+    Stopped(Finished),
+}
+
+/// `eval fss`: plan and checks, the run folder, the episodes not yet run, the report.
 fn fss(args: &FssArgs) -> CliResult<Finished> {
+    let plan = plan_fss(args)?;
+    open_run_folder(&args.out, &plan.settings)?;
+    let episodes_path = args.out.join("episodes.json");
+    if !episodes_path.exists() {
+        write_json(&episodes_path, &EpisodeList { episodes: plan.episodes.clone() })?;
+    }
+    match run_episodes(args, &plan)? {
+        Worked::All(done) => report_fss(args, &plan, &done),
+        Worked::Stopped(finished) => Ok(finished),
+    }
+}
+
+fn plan_fss(args: &FssArgs) -> CliResult<FssPlan> {
+    if let Some(data) = &args.data {
+        record::refuse_output_inside(
+            &args.out,
+            "--out",
+            data,
+            "--data",
+            "its folder would be read as a class of the data by the run that resumes it",
+        )?;
+    }
     let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
     if args.shots == 0 && tuned.is_empty() {
         return Err("--shots 0 leaves an episode without a prompt; give a --tuned-prompt, or shots".into());
     }
-    let (base, episodes, source) = match (&args.data, &args.episodes) {
+    let (base, episodes, source) = fss_episodes(args, &tuned)?;
+    let query_pixels = check_episode_files(&base, &episodes)?;
+    let settings = fss_settings(args, &episodes, source)?;
+    Ok(FssPlan { tuned, base, episodes, query_pixels, settings })
+}
+
+/// The episodes (drawn from --data or read from --episodes), the folder their paths are relative
+/// to, and where they came from for the record.
+fn fss_episodes(args: &FssArgs, tuned: &[TunedPrompt]) -> CliResult<(PathBuf, Vec<Episode>, Value)> {
+    match (&args.data, &args.episodes) {
         (Some(data), _) => {
             let episodes =
                 draw_fss(data, args.classes.as_deref(), args.shots, args.episodes_per_class, args.seed)?;
-            (data.clone(), episodes, json!({ "data": absolute(data) }))
+            Ok((data.clone(), episodes, json!({ "data": absolute(data) })))
         }
         (None, Some(file)) => {
             let text =
@@ -312,21 +370,37 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
             }
             let base =
                 file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-            (base, list.episodes, json!({ "episodes": absolute(file) }))
+            Ok((base, list.episodes, json!({ "episodes": absolute(file) })))
         }
-        (None, None) => return Err("give --data DIR or --episodes FILE".into()),
-    };
-    // Every file of every episode is checked before the model loads: present, a whole image.
-    let mut seen = std::collections::HashSet::new();
-    for episode in &episodes {
+        (None, None) => Err("give --data DIR or --episodes FILE".into()),
+    }
+}
+
+/// Checks every file of every episode before the model loads (present, a whole image, a mask of
+/// its image's size) and returns each query's pixel count.
+fn check_episode_files(base: &Path, episodes: &[Episode]) -> CliResult<Vec<u64>> {
+    let mut sizes: HashMap<&Sample, (u32, u32)> = HashMap::new();
+    for episode in episodes {
         for sample in std::iter::once(&episode.query).chain(&episode.supports) {
-            if seen.insert(sample.clone()) {
-                check_pair(&base.join(&sample.image), &base.join(&sample.mask))?;
+            if !sizes.contains_key(sample) {
+                let size = check_pair(&base.join(&sample.image), &base.join(&sample.mask))?;
+                sizes.insert(sample, size);
             }
         }
     }
+    Ok(episodes
+        .iter()
+        .map(|e| {
+            let (w, h) = sizes[&e.query];
+            u64::from(w) * u64::from(h)
+        })
+        .collect())
+}
+
+/// What makes two `fss` runs the same: the model, the protocol and the episodes themselves.
+fn fss_settings(args: &FssArgs, episodes: &[Episode], source: Value) -> CliResult<Value> {
     let episodes_text =
-        serde_json::to_string(&EpisodeList { episodes: episodes.clone() }).map_err(|e| e.to_string())?;
+        serde_json::to_string(&EpisodeList { episodes: episodes.to_vec() }).map_err(|e| e.to_string())?;
     let mut settings = model_settings(&args.model, &args.forward, &args.tuned_prompt)?;
     let fields = settings.as_object_mut().expect("model settings are an object");
     fields.insert("benchmark".into(), json!("fss"));
@@ -338,47 +412,48 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
         json!(format!("{:016x}", seggpt::fnv::fnv1a64(episodes_text.as_bytes()))),
     );
     fields.extend(source.as_object().cloned().unwrap_or_default());
-    open_run_folder(&args.out, &settings)?;
-    let episodes_path = args.out.join("episodes.json");
-    if !episodes_path.exists() {
-        write_json(&episodes_path, &EpisodeList { episodes: episodes.clone() })?;
-    }
+    Ok(settings)
+}
 
+/// Runs the episodes that `results.jsonl` does not hold yet, appending each one's counts as it
+/// finishes; Ctrl-C stops after the current episode.
+fn run_episodes(args: &FssArgs, plan: &FssPlan) -> CliResult<Worked<BTreeMap<usize, EpisodeResult>>> {
     let results_path = args.out.join("results.jsonl");
-    let mut done = read_results(&results_path, &episodes)?;
-    let todo: Vec<usize> = (0..episodes.len()).filter(|i| !done.contains_key(i)).collect();
-    if !todo.is_empty() {
-        interrupt::stop_after_current_target()?;
-        let (model, device) = load_model(&args.model)?;
-        let mut results = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&results_path)
-            .map_err(|e| format!("cannot write {}: {e}", results_path.display()))?;
-        let mut progress = Progress::new("episodes", todo.len());
-        for &index in &todo {
-            if interrupt::requested() {
-                return Ok(Finished::Resumable { done: done.len(), total: episodes.len() });
-            }
-            let episode = &episodes[index];
-            let areas = run_episode(&model, &device, &base, episode, &tuned, &args.forward)?;
-            let line = EpisodeResult {
-                index,
-                class: episode.class.clone(),
-                query: episode.query.image.clone(),
-                areas,
-            };
-            let mut text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-            text.push('\n');
-            results
-                .write_all(text.as_bytes())
-                .and_then(|()| results.sync_data())
-                .map_err(|e| format!("cannot write {}: {e}", results_path.display()))?;
-            done.insert(index, line);
-            progress.step();
-        }
+    let mut done = read_results(&results_path, &plan.episodes, &plan.query_pixels)?;
+    let todo: Vec<usize> = (0..plan.episodes.len()).filter(|i| !done.contains_key(i)).collect();
+    if todo.is_empty() {
+        return Ok(Worked::All(done));
     }
+    interrupt::stop_after_current_target()?;
+    let (model, device) = load_model(&args.model)?;
+    let mut results = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results_path)
+        .map_err(|e| format!("cannot write {}: {e}", results_path.display()))?;
+    let mut progress = Progress::new("episodes", todo.len());
+    for &index in &todo {
+        if interrupt::requested() {
+            return Ok(Worked::Stopped(Finished::Resumable { done: done.len(), total: plan.episodes.len() }));
+        }
+        let episode = &plan.episodes[index];
+        let areas = run_episode(&model, &device, &plan.base, episode, &plan.tuned, &args.forward)?;
+        let line =
+            EpisodeResult { index, class: episode.class.clone(), query: episode.query.image.clone(), areas };
+        let mut text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+        text.push('\n');
+        results
+            .write_all(text.as_bytes())
+            .and_then(|()| results.sync_data())
+            .map_err(|e| format!("cannot write {}: {e}", results_path.display()))?;
+        done.insert(index, line);
+        progress.step();
+    }
+    Ok(Worked::All(done))
+}
 
+/// The table on standard output and report.json.
+fn report_fss(args: &FssArgs, plan: &FssPlan, done: &BTreeMap<usize, EpisodeResult>) -> CliResult<Finished> {
     let mut scores = FewShotScores::default();
     for result in done.values() {
         scores.add(&result.class, &result.areas);
@@ -408,15 +483,16 @@ fn fss(args: &FssArgs) -> CliResult<Finished> {
         "fb_iou": fb_iou,
         "classes": classes,
         "episodes": scores.episodes(),
-        "settings": settings,
+        "settings": plan.settings,
         "command": std::env::args().collect::<Vec<_>>(),
     });
     write_json(&args.out.join("report.json"), &report)?;
     Ok(Finished::All)
 }
 
-/// Checks an image and its mask without decoding their pixels: both whole images of one size.
-fn check_pair(image: &Path, mask: &Path) -> CliResult<()> {
+/// Checks an image and its mask without decoding their pixels: both whole images of one size,
+/// which it returns.
+fn check_pair(image: &Path, mask: &Path) -> CliResult<(u32, u32)> {
     let size = |path: &Path| -> CliResult<(u32, u32)> {
         seggpt::pipeline::check_image(&read_image_file(path)?, &named(path)).map_err(|e| e.to_string())
     };
@@ -428,7 +504,7 @@ fn check_pair(image: &Path, mask: &Path) -> CliResult<()> {
             image.display()
         ));
     }
-    Ok(())
+    Ok((iw, ih))
 }
 
 fn absolute(path: &Path) -> String {
@@ -513,8 +589,13 @@ fn natural_key(name: &str) -> (String, u64, String) {
 
 /// The finished episodes of `results.jsonl`, by index. A last line cut short (the run stopped
 /// while writing it) is dropped and the file rewritten without it; anything else that does not
-/// match the episodes is an error.
-fn read_results(path: &Path, episodes: &[Episode]) -> CliResult<BTreeMap<usize, EpisodeResult>> {
+/// match the episodes, or counts no episode can give (a hand-edited line), is an error naming
+/// the line: the scores would silently be wrong.
+fn read_results(
+    path: &Path,
+    episodes: &[Episode],
+    query_pixels: &[u64],
+) -> CliResult<BTreeMap<usize, EpisodeResult>> {
     let mut done = BTreeMap::new();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -538,15 +619,16 @@ fn read_results(path: &Path, episodes: &[Episode]) -> CliResult<BTreeMap<usize, 
                 ));
             }
         };
+        let bad_line = |why: String| {
+            format!("{} line {}: {why}; remove the folder to start over", path.display(), n + 1)
+        };
         match episodes.get(result.index) {
             Some(e) if e.query.image == result.query && e.class == result.class => {}
-            _ => {
-                return Err(format!(
-                    "{} line {} does not belong to these episodes; remove the folder to start over",
-                    path.display(),
-                    n + 1
-                ));
-            }
+            _ => return Err(bad_line("it does not belong to these episodes".into())),
+        }
+        result.areas.check(query_pixels[result.index]).map_err(|e| bad_line(e.to_string()))?;
+        if done.contains_key(&result.index) {
+            return Err(bad_line(format!("episode {} is there twice", result.index)));
         }
         done.insert(result.index, result);
     }
@@ -655,19 +737,77 @@ struct Sequence {
     annotations: Vec<PathBuf>,
 }
 
-fn davis_sequences(args: &VosArgs) -> CliResult<Vec<Sequence>> {
-    let list = args.davis.join("ImageSets/2017").join(format!("{}.txt", args.split));
-    let text = std::fs::read_to_string(&list).map_err(|e| {
+/// What a `vos` run reads and records, decided and checked before anything is written.
+struct VosPlan {
+    tuned: Vec<TunedPrompt>,
+    sequences: Vec<Sequence>,
+    settings: Value,
+}
+
+/// `eval vos`: plan and checks, the run folder, the sequences not yet predicted, the scores.
+fn vos(args: &VosArgs) -> CliResult<Finished> {
+    let plan = plan_vos(args)?;
+    open_run_folder(&args.out, &plan.settings)?;
+    match predict_sequences(args, &plan)? {
+        Worked::All(()) => report_vos(args, &plan),
+        Worked::Stopped(finished) => Ok(finished),
+    }
+}
+
+fn plan_vos(args: &VosArgs) -> CliResult<VosPlan> {
+    record::refuse_output_inside(
+        &args.out,
+        "--out",
+        &args.davis,
+        "--davis",
+        "predictions must not be written among the dataset's frames and annotations",
+    )?;
+    let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
+    let sequences = davis_sequences(args)?;
+    for sequence in &sequences {
+        check_sequence(sequence)?;
+    }
+    let mut settings = model_settings(&args.model, &args.forward, &args.tuned_prompt)?;
+    let fields = settings.as_object_mut().expect("model settings are an object");
+    fields.insert("benchmark".into(), json!("vos"));
+    fields.insert("davis".into(), json!(absolute(&args.davis)));
+    fields.insert("split".into(), json!(args.split));
+    fields.insert("resolution".into(), json!(args.resolution));
+    fields.insert("num_frames".into(), json!(args.num_frames));
+    fields.insert("propagate".into(), json!(args.propagate.name()));
+    Ok(VosPlan { tuned, sequences, settings })
+}
+
+/// The sequence names of the split list: each one folder name, listed once.
+fn sequence_names(list: &Path) -> CliResult<Vec<String>> {
+    let text = std::fs::read_to_string(list).map_err(|e| {
         format!("cannot read the sequence list {}: {e}; --davis must be a DAVIS-2017 root", list.display())
     })?;
-    let names: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut names: Vec<String> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let name = line.trim();
+        if name.is_empty() {
+            continue;
+        }
+        // A name is joined to the frames', annotations' and predictions' folders.
+        check_folder_name(name).map_err(|e| format!("{} line {}: {e}", list.display(), n + 1))?;
+        if names.iter().any(|seen| seen == name) {
+            return Err(format!("{} line {}: `{name}` is listed twice", list.display(), n + 1));
+        }
+        names.push(name.to_owned());
+    }
     if names.is_empty() {
         return Err(format!("{} lists no sequences", list.display()));
     }
+    Ok(names)
+}
+
+fn davis_sequences(args: &VosArgs) -> CliResult<Vec<Sequence>> {
+    let list = args.davis.join("ImageSets/2017").join(format!("{}.txt", args.split));
     let mut sequences = Vec::new();
-    for name in names {
-        let frames_dir = args.davis.join("JPEGImages").join(&args.resolution).join(name);
-        let annotations_dir = args.davis.join("Annotations").join(&args.resolution).join(name);
+    for name in sequence_names(&list)? {
+        let frames_dir = args.davis.join("JPEGImages").join(&args.resolution).join(&name);
+        let annotations_dir = args.davis.join("Annotations").join(&args.resolution).join(&name);
         let mut frames = Vec::new();
         let entries = std::fs::read_dir(&frames_dir)
             .map_err(|e| format!("cannot read the frames of `{name}` in {}: {e}", frames_dir.display()))?;
@@ -693,9 +833,32 @@ fn davis_sequences(args: &VosArgs) -> CliResult<Vec<Sequence>> {
                 if a.is_file() { Ok(a) } else { Err(format!("the annotation {} is missing", a.display())) }
             })
             .collect::<CliResult<Vec<_>>>()?;
-        sequences.push(Sequence { name: name.to_owned(), frames, annotations });
+        sequences.push(Sequence { name, frames, annotations });
     }
     Ok(sequences)
+}
+
+/// Checks a sequence before the model loads, as its scoring will read it: every frame a whole
+/// image, every annotation a class map of its frame's size, the first one marking an object.
+fn check_sequence(sequence: &Sequence) -> CliResult<()> {
+    for (i, (frame, annotation)) in sequence.frames.iter().zip(&sequence.annotations).enumerate() {
+        let (width, height) = seggpt::pipeline::check_image(&read_image_file(frame)?, &named(frame))
+            .map_err(|e| e.to_string())?;
+        let labels = read_labels(annotation)?;
+        if (labels.width(), labels.height()) != (width, height) {
+            return Err(format!(
+                "{} is {}x{} pixels but its image {} is {width}x{height}; a mask must be its image's size",
+                annotation.display(),
+                labels.width(),
+                labels.height(),
+                frame.display()
+            ));
+        }
+        if i == 0 && object_count(&view(std::slice::from_ref(&labels))[0]) == 0 {
+            return Err(format!("{}: the first annotation marks no object", annotation.display()));
+        }
+    }
+    Ok(())
 }
 
 fn read_labels(path: &Path) -> CliResult<ClassMap> {
@@ -706,71 +869,105 @@ fn prediction_path(out: &Path, sequence: &Sequence, frame: &Path) -> PathBuf {
     out.join(&sequence.name).join(frame.with_extension("png").file_name().unwrap_or_default())
 }
 
-fn vos(args: &VosArgs) -> CliResult<Finished> {
-    let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
-    let sequences = davis_sequences(args)?;
-    // Cheap checks of every file before the model loads.
-    for sequence in &sequences {
-        for (frame, annotation) in sequence.frames.iter().zip(&sequence.annotations) {
-            check_pair(frame, annotation)?;
-        }
-    }
-    let mut settings = model_settings(&args.model, &args.forward, &args.tuned_prompt)?;
-    let fields = settings.as_object_mut().expect("model settings are an object");
-    fields.insert("benchmark".into(), json!("vos"));
-    fields.insert("davis".into(), json!(absolute(&args.davis)));
-    fields.insert("split".into(), json!(args.split));
-    fields.insert("resolution".into(), json!(args.resolution));
-    fields.insert("num_frames".into(), json!(args.num_frames));
-    fields.insert("propagate".into(), json!(args.propagate.name()));
-    open_run_folder(&args.out, &settings)?;
-
-    // A sequence is done when every one of its predictions is there (each is written whole);
-    // propagation carries state from frame to frame, so an unfinished one runs again from its start.
-    let todo: Vec<&Sequence> = sequences
+/// Predicts the sequences whose predictions are not all there; Ctrl-C stops after the current
+/// frame. A sequence is done when every one of its predictions is there (each is written whole);
+/// propagation carries state from frame to frame, so an unfinished one runs again from its start.
+fn predict_sequences(args: &VosArgs, plan: &VosPlan) -> CliResult<Worked<()>> {
+    let todo: Vec<&Sequence> = plan
+        .sequences
         .iter()
         .filter(|s| !s.frames.iter().all(|f| prediction_path(&args.out, s, f).is_file()))
         .collect();
-    if !todo.is_empty() {
-        interrupt::stop_after_current_target()?;
-        let (model, device) = load_model(&args.model)?;
-        let total_frames = todo.iter().map(|s| s.frames.len() - 1).sum();
-        let mut progress = Progress::new("frames", total_frames);
-        for (done, sequence) in todo.iter().enumerate() {
-            if interrupt::requested() {
-                let finished = sequences.len() - todo.len() + done;
-                return Ok(Finished::Resumable { done: finished, total: sequences.len() });
-            }
-            run_sequence(&model, &device, args, sequence, &tuned, &mut progress)?;
+    if todo.is_empty() {
+        return Ok(Worked::All(()));
+    }
+    interrupt::stop_after_current_target()?;
+    let (model, device) = load_model(&args.model)?;
+    let total_frames = todo.iter().map(|s| s.frames.len() - 1).sum();
+    let mut progress = Progress::new("frames", total_frames);
+    for (done, sequence) in todo.iter().enumerate() {
+        if run_sequence(&model, &device, args, sequence, &plan.tuned, &mut progress)? == Ended::Stopped {
+            let finished = plan.sequences.len() - todo.len() + done;
+            return Ok(Worked::Stopped(Finished::Resumable { done: finished, total: plan.sequences.len() }));
         }
     }
+    Ok(Worked::All(()))
+}
 
+/// How a sequence's propagation ended.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    AllFrames,
+    /// Ctrl-C: the frames so far are written; the sequence runs again from its start on resume.
+    Stopped,
+}
+
+/// Propagates the first annotation through the sequence and writes every prediction (the first
+/// frame's is its annotation, as the semi-supervised protocol gives it); stops after the current
+/// frame on Ctrl-C.
+fn run_sequence(
+    model: &SegGpt,
+    device: &Device,
+    args: &VosArgs,
+    sequence: &Sequence,
+    tuned: &[TunedPrompt],
+    progress: &mut Progress,
+) -> CliResult<Ended> {
+    if interrupt::requested() {
+        return Ok(Ended::Stopped);
+    }
+    let first = decode_rgb(&read_image_file(&sequence.frames[0])?, &named(&sequence.frames[0]))
+        .map_err(|e| e.to_string())?;
+    let first_labels = read_labels(&sequence.annotations[0])?;
+    let objects = object_count(&view(std::slice::from_ref(&first_labels))[0]);
+    // Void pixels are background in the prompt.
+    let prompt_map = ClassMap::new(
+        first_labels.width(),
+        first_labels.height(),
+        first_labels.as_raw().iter().map(|&v| if v == VOID_LABEL { 0 } else { v }).collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let options = VideoOptions {
+        num_frames: args.num_frames,
+        propagate: args.propagate,
+        forward: args.forward.options(),
+        num_labels: Some(objects),
+    };
+    let prompt =
+        Prompt { image: first, mask: PromptMask::Classes { map: prompt_map.clone(), num_labels: objects } };
+    let mut propagator = Propagator::with_tuned(model, device, &[prompt], tuned, options)
+        .map_err(|e| format!("{}: {e}", sequence.name))?;
+    let folder = args.out.join(&sequence.name);
+    std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    let write = |frame: &Path, map: &ClassMap| -> CliResult<()> {
+        write_atomically(
+            &prediction_path(&args.out, sequence, frame),
+            &encode_palette_png(map).map_err(|e| e.to_string())?,
+        )
+    };
+    write(&sequence.frames[0], &prompt_map)?;
+    for frame_path in &sequence.frames[1..] {
+        if interrupt::requested() {
+            return Ok(Ended::Stopped);
+        }
+        let frame =
+            decode_rgb(&read_image_file(frame_path)?, &named(frame_path)).map_err(|e| e.to_string())?;
+        let result =
+            propagator.run(&frame, &mut |_, _| {}).map_err(|e| format!("{}: {e}", frame_path.display()))?;
+        let classes = result.classes.ok_or("the propagator made no class map")?;
+        write(frame_path, &classes)?;
+        progress.step();
+    }
+    Ok(Ended::AllFrames)
+}
+
+/// Scores every sequence's predictions: the table on standard output and report.json.
+fn report_vos(args: &VosArgs, plan: &VosPlan) -> CliResult<Finished> {
     let mut rows = Vec::new();
     let mut all: Vec<ObjectScores> = Vec::new();
     println!("{:<24} {:>6} {:>8} {:>8} {:>8}", "sequence", "object", "J %", "F %", "J&F %");
-    for sequence in &sequences {
-        let truth = sequence.annotations.iter().map(|p| read_labels(p)).collect::<CliResult<Vec<_>>>()?;
-        let pred = sequence
-            .frames
-            .iter()
-            .map(|f| read_labels(&prediction_path(&args.out, sequence, f)))
-            .collect::<CliResult<Vec<_>>>()?;
-        for (f, (t, p)) in sequence.annotations.iter().zip(&pred).enumerate() {
-            let t_map = &truth[f];
-            if (t_map.width(), t_map.height()) != (p.width(), p.height()) {
-                return Err(format!(
-                    "{} is {}x{} pixels but the prediction {} is {}x{}",
-                    t.display(),
-                    t_map.width(),
-                    t_map.height(),
-                    prediction_path(&args.out, sequence, &sequence.frames[f]).display(),
-                    p.width(),
-                    p.height()
-                ));
-            }
-        }
-        let scores =
-            score_sequence(&view(&truth), &view(&pred)).map_err(|e| format!("{}: {e}", sequence.name))?;
+    for sequence in &plan.sequences {
+        let scores = score_predictions(&args.out, sequence)?;
         for (i, object) in scores.iter().enumerate() {
             let jf = (object.j.mean + object.f.mean) / 2.0;
             println!(
@@ -803,7 +1000,7 @@ fn vos(args: &VosArgs) -> CliResult<Finished> {
         summary.f.recall * 100.0,
         summary.f.decay * 100.0,
         all.len(),
-        sequences.len()
+        plan.sequences.len()
     );
     let report = json!({
         "benchmark": "vos",
@@ -812,11 +1009,36 @@ fn vos(args: &VosArgs) -> CliResult<Finished> {
         "j": percent_stats(&summary.j),
         "f": percent_stats(&summary.f),
         "objects": rows,
-        "settings": settings,
+        "settings": plan.settings,
         "command": std::env::args().collect::<Vec<_>>(),
     });
     write_json(&args.out.join("report.json"), &report)?;
     Ok(Finished::All)
+}
+
+/// J and F of every object of one sequence, from its annotations and the predictions in `out`.
+fn score_predictions(out: &Path, sequence: &Sequence) -> CliResult<Vec<ObjectScores>> {
+    let truth = sequence.annotations.iter().map(|p| read_labels(p)).collect::<CliResult<Vec<_>>>()?;
+    let pred = sequence
+        .frames
+        .iter()
+        .map(|f| read_labels(&prediction_path(out, sequence, f)))
+        .collect::<CliResult<Vec<_>>>()?;
+    for (f, (t, p)) in sequence.annotations.iter().zip(&pred).enumerate() {
+        let t_map = &truth[f];
+        if (t_map.width(), t_map.height()) != (p.width(), p.height()) {
+            return Err(format!(
+                "{} is {}x{} pixels but the prediction {} is {}x{}",
+                t.display(),
+                t_map.width(),
+                t_map.height(),
+                prediction_path(out, sequence, &sequence.frames[f]).display(),
+                p.width(),
+                p.height()
+            ));
+        }
+    }
+    score_sequence(&view(&truth), &view(&pred)).map_err(|e| format!("{}: {e}", sequence.name))
 }
 
 fn percent_stats(s: &seggpt::eval::davis::Statistics) -> Value {
@@ -829,63 +1051,4 @@ fn view(maps: &[ClassMap]) -> Vec<Labels<'_>> {
     maps.iter()
         .map(|m| Labels { width: m.width() as usize, height: m.height() as usize, ids: m.as_raw() })
         .collect()
-}
-
-/// Propagates the first annotation through the sequence and writes every prediction (the first
-/// frame's is its annotation, as the semi-supervised protocol gives it).
-fn run_sequence(
-    model: &SegGpt,
-    device: &Device,
-    args: &VosArgs,
-    sequence: &Sequence,
-    tuned: &[TunedPrompt],
-    progress: &mut Progress,
-) -> CliResult<()> {
-    let first = decode_rgb(&read_image_file(&sequence.frames[0])?, &named(&sequence.frames[0]))
-        .map_err(|e| e.to_string())?;
-    let first_labels = read_labels(&sequence.annotations[0])?;
-    let objects = object_count(&Labels {
-        width: first_labels.width() as usize,
-        height: first_labels.height() as usize,
-        ids: first_labels.as_raw(),
-    });
-    if objects == 0 {
-        return Err(format!("{}: the first annotation marks no object", sequence.annotations[0].display()));
-    }
-    // Void pixels are background in the prompt.
-    let prompt_map = ClassMap::new(
-        first_labels.width(),
-        first_labels.height(),
-        first_labels.as_raw().iter().map(|&v| if v == VOID_LABEL { 0 } else { v }).collect(),
-    )
-    .map_err(|e| e.to_string())?;
-    let options = VideoOptions {
-        num_frames: args.num_frames,
-        propagate: args.propagate,
-        forward: args.forward.options(),
-        num_labels: Some(objects),
-    };
-    let prompt =
-        Prompt { image: first, mask: PromptMask::Classes { map: prompt_map.clone(), num_labels: objects } };
-    let mut propagator = Propagator::with_tuned(model, device, &[prompt], tuned, options)
-        .map_err(|e| format!("{}: {e}", sequence.name))?;
-    let folder = args.out.join(&sequence.name);
-    std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-    let write = |frame: &Path, map: &ClassMap| -> CliResult<()> {
-        write_atomically(
-            &prediction_path(&args.out, sequence, frame),
-            &encode_palette_png(map).map_err(|e| e.to_string())?,
-        )
-    };
-    write(&sequence.frames[0], &prompt_map)?;
-    for frame_path in &sequence.frames[1..] {
-        let frame =
-            decode_rgb(&read_image_file(frame_path)?, &named(frame_path)).map_err(|e| e.to_string())?;
-        let result =
-            propagator.run(&frame, &mut |_, _| {}).map_err(|e| format!("{}: {e}", frame_path.display()))?;
-        let classes = result.classes.ok_or("the propagator made no class map")?;
-        write(frame_path, &classes)?;
-        progress.step();
-    }
-    Ok(())
 }

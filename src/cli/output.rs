@@ -173,7 +173,7 @@ pub fn resolve(path: &Path) -> PathBuf {
 }
 
 /// The deepest folder that contains every one of `folders` (all absolute).
-fn common_ancestor<'a>(mut folders: impl Iterator<Item = &'a Path>) -> PathBuf {
+pub fn common_ancestor<'a>(mut folders: impl Iterator<Item = &'a Path>) -> PathBuf {
     let Some(first) = folders.next() else { return PathBuf::new() };
     let mut root = first.to_path_buf();
     for folder in folders {

@@ -1,21 +1,29 @@
 //! `seggpt tune`: learns a prompt pair from training pairs with the model frozen
-//! (docs/MODEL.md §16), with progress, atomic checkpoints and `--resume`.
+//! (docs/MODEL.md §16), with progress, atomic checkpoints and `--resume`. What shaped the prompt
+//! (the model, the pairs' contents, the hyper-parameters) is recorded beside it (NAME.run.json),
+//! and a resume with other settings is refused, so the metadata never claims settings that
+//! some steps did not have.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::tensor::Device;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
 use seggpt::pipeline::{ChwImage, denormalize, encode_rgb_png, to_rgb_u8};
 use seggpt::segment::{Prompt, SegmentError, TunedPrompt};
 use seggpt::tune::{
-    self, Activations, PromptMetadata, TrainingPair, TuneSettings, Tuner, config_hash, decode_optimiser,
-    decode_prompt, encode_optimiser, encode_prompt, evaluate,
+    self, Activations, AdamW, PromptMetadata, TrainingPair, TuneSettings, Tuner, check_prompt_values,
+    config_hash, decode_optimiser, decode_prompt, encode_optimiser, encode_prompt, evaluate,
 };
 use seggpt::weights;
-use seggpt::{EmbeddingType, Ensemble};
+use seggpt::{EmbeddingType, Ensemble, SegGpt};
 
 use crate::cli::interrupt;
 use crate::cli::output::{MASK_SUFFIX, resolve};
+use crate::cli::record::{self, RunRecord};
 use crate::{CliResult, EXIT_INTERRUPTED, ModelArgs, load_model, named, parse_num_labels, read_image_file};
 use crate::{check_writable, write_atomically};
 
@@ -110,17 +118,24 @@ fn parse_weight_decay(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Where a run writes: the prompt, the optimiser state and the two previews.
+/// Appended to the prompt's stem for its previews, PNG images a pairs folder must not take for
+/// training images.
+const PREVIEW_SUFFIXES: [&str; 2] = [".prompt_pixel_values.png", ".prompt_masks.png"];
+/// The extension of a tuned prompt file, whose previews are beside it.
+const PROMPT_EXTENSION: &str = "safetensors";
+
+/// Where a run writes: the prompt, the optimiser state, the two previews and the run record.
 struct Outputs {
     prompt: PathBuf,
     optimiser: PathBuf,
     preview_pixel_values: PathBuf,
     preview_masks: PathBuf,
+    record: PathBuf,
 }
 
 impl Outputs {
-    fn all(&self) -> [&PathBuf; 4] {
-        [&self.prompt, &self.optimiser, &self.preview_pixel_values, &self.preview_masks]
+    fn all(&self) -> [&PathBuf; 5] {
+        [&self.prompt, &self.optimiser, &self.preview_pixel_values, &self.preview_masks, &self.record]
     }
 
     fn beside(prompt: &Path) -> Self {
@@ -129,10 +144,19 @@ impl Outputs {
         Self {
             prompt: prompt.to_path_buf(),
             optimiser: sibling(".optim.safetensors"),
-            preview_pixel_values: sibling(".prompt_pixel_values.png"),
-            preview_masks: sibling(".prompt_masks.png"),
+            preview_pixel_values: sibling(PREVIEW_SUFFIXES[0]),
+            preview_masks: sibling(PREVIEW_SUFFIXES[1]),
+            record: sibling(".run.json"),
         }
     }
+}
+
+/// Whether `name` is a preview this tool wrote: a preview name with its prompt beside it.
+fn is_own_preview(name: &str, names: &[String]) -> bool {
+    PREVIEW_SUFFIXES.iter().any(|suffix| {
+        name.strip_suffix(suffix)
+            .is_some_and(|stem| names.iter().any(|n| *n == format!("{stem}.{PROMPT_EXTENSION}")))
+    })
 }
 
 /// The (image, mask) paths of a pairs folder: every image file with its `NAME.mask.png`.
@@ -145,6 +169,16 @@ fn folder_pairs(dir: &Path) -> CliResult<Vec<(PathBuf, PathBuf)>> {
         names.push(entry.file_name().to_string_lossy().into_owned());
     }
     names.sort();
+    // Earlier versions let --out be a pairs folder; the previews they wrote there are not pairs.
+    let previews: Vec<String> = names.iter().filter(|n| is_own_preview(n, &names)).cloned().collect();
+    if !previews.is_empty() {
+        eprintln!(
+            "{}: skipping {}, written by `seggpt tune` beside its prompt (not training pairs)",
+            dir.display(),
+            previews.join(", ")
+        );
+        names.retain(|n| !previews.contains(n));
+    }
     let is_image = |n: &str| {
         let lower = n.to_ascii_lowercase();
         [".png", ".jpg", ".jpeg"].iter().any(|ext| lower.ends_with(ext))
@@ -195,11 +229,18 @@ fn preview_png(values: &ChwImage) -> CliResult<Vec<u8>> {
     encode_rgb_png(&to_rgb_u8(&denormalize(values))).map_err(|e| e.to_string())
 }
 
-/// Writes the optimiser state, the previews and then the prompt, each atomically. The prompt's
-/// step count is checked against the optimiser's on `--resume`, so a run stopped between the
-/// writes is recognised.
-fn save(outputs: &Outputs, tuner: &Tuner, metadata: &PromptMetadata) -> CliResult<()> {
+/// Writes the optimiser state, the previews, the run record and then the prompt, each
+/// atomically. The prompt's step count is checked against the optimiser's on `--resume`, so a
+/// run stopped between the writes is recognised. A prompt whose values grew past what any
+/// command reads back (a diverging run) is not written.
+fn save(outputs: &Outputs, tuner: &Tuner, metadata: &PromptMetadata, record: &RunRecord) -> CliResult<()> {
     let prompt = tuner.prompt();
+    check_prompt_values(&prompt, &named(&outputs.prompt)).map_err(|e| {
+        format!(
+            "step {}: {e}; the tuning diverged, lower --lr (nothing was saved at this step)",
+            tuner.steps()
+        )
+    })?;
     let p = &prompt.pixel_values;
     write_atomically(
         &outputs.optimiser,
@@ -207,6 +248,7 @@ fn save(outputs: &Outputs, tuner: &Tuner, metadata: &PromptMetadata) -> CliResul
     )?;
     write_atomically(&outputs.preview_pixel_values, &preview_png(&prompt.pixel_values)?)?;
     write_atomically(&outputs.preview_masks, &preview_png(&prompt.masks)?)?;
+    record.write(&outputs.record)?;
     write_atomically(&outputs.prompt, &encode_prompt(&prompt, metadata))
 }
 
@@ -222,7 +264,8 @@ fn clock(seconds: f64) -> String {
 /// The `--tuned-prompt` files of `segment`, `video` and `eval`, read and checked before anything
 /// is written: refused with the spatial ensemble (its grid is tiled from images and masks), each
 /// refused unless it is a tuned prompt file for the half canvas of the model at `model` (read
-/// from its config, before the weights load).
+/// from its config, before the weights load), tuned with that model's config (a prompt learned
+/// for one model is noise to another of the same shape, so it is refused, not warned about).
 pub fn read_tuned_prompts(
     paths: &[PathBuf],
     model: &Path,
@@ -234,18 +277,75 @@ pub fn read_tuned_prompts(
     if ensemble == Some(Ensemble::Spatial) {
         return Err(SegmentError::SpatialTunedPrompt.to_string());
     }
-    let half = weights::open_model(model).map_err(|e| e.to_string())?.config.half_image_size();
+    let config = weights::open_model(model).map_err(|e| e.to_string())?.config;
+    let (half, hash) = (config.half_image_size(), config_hash(&config));
     paths
         .iter()
         .map(|path| {
             let bytes = read_image_file(path)?;
-            decode_prompt(&bytes, &named(path), half).map(|(prompt, _)| prompt).map_err(|e| e.to_string())
+            let (prompt, metadata) = decode_prompt(&bytes, &named(path), half).map_err(|e| e.to_string())?;
+            if metadata.config_hash != hash {
+                return Err(format!(
+                    "{} was tuned for another model (config hash {}), not {} (config hash {hash}); tune a \
+                     prompt for this model",
+                    path.display(),
+                    metadata.config_hash,
+                    model.display()
+                ));
+            }
+            Ok(prompt)
         })
         .collect()
 }
 
+/// What a tuning run reads and writes, read and checked before the model loads.
+struct TunePlan {
+    train: Vec<Prompt>,
+    val: Vec<Prompt>,
+    init: Prompt,
+    outputs: Outputs,
+    /// The model's half canvas, the prompt's size, and its full canvas (from its config).
+    half: (usize, usize),
+    image_size: (usize, usize),
+    config_hash: String,
+    /// What shapes the prompt: a resumed run must have the same.
+    record: RunRecord,
+}
+
+/// A saved run to continue (`--resume`), read and checked before the model loads.
+struct Checkpoint {
+    prompt: TunedPrompt,
+    optimiser: AdamW,
+    saved: PromptMetadata,
+}
+
+/// `seggpt tune`: the plan and its checks, the checkpoint to resume, the model, the steps.
 pub fn run(args: &TuneArgs) -> CliResult<()> {
-    // Every input is read and checked before the model loads.
+    let plan = plan_tune(args)?;
+    let checkpoint = if args.resume { Some(read_checkpoint(&plan)?) } else { None };
+    let (mut tuner, mut metadata) = start(args, &plan, checkpoint)?;
+    if tuner.steps() >= args.steps {
+        eprintln!("{} is already at step {} of {}", plan.outputs.prompt.display(), tuner.steps(), args.steps);
+        return Ok(());
+    }
+    let train = prepare(&plan.train, plan.half)?;
+    let val = prepare(&plan.val, plan.half)?;
+    let (model, device) = load_model(&args.model)?;
+    train_steps(args, &plan, &model, &device, (&train, &val), &mut tuner, &mut metadata)?;
+    let outputs = &plan.outputs;
+    eprintln!(
+        "wrote {} (and {}, {}, {}, {})",
+        outputs.prompt.display(),
+        outputs.optimiser.display(),
+        outputs.preview_pixel_values.display(),
+        outputs.preview_masks.display(),
+        outputs.record.display()
+    );
+    Ok(())
+}
+
+/// Reads every input and checks every output before the model loads.
+fn plan_tune(args: &TuneArgs) -> CliResult<TunePlan> {
     let train_paths = match &args.pairs {
         Some(dir) => folder_pairs(dir)?,
         None => as_paths(&args.pair),
@@ -266,12 +366,36 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
         _ => train[0].clone(),
     };
     let outputs = Outputs::beside(&args.out);
-    // The prompt and the files beside it are rewritten at every checkpoint: none may be a file
-    // the run reads (`--out x.safetensors` writes x.prompt_masks.png, which may be a mask).
+    check_outputs(args, &outputs, &train_paths, &val_paths)?;
+    // The config alone gives the prompt's size and the model's hash; the weights load later.
+    let config = weights::open_model(&args.model.model).map_err(|e| e.to_string())?.config;
+    let record = RunRecord::new(tune_settings(args, &train_paths, &val_paths)?);
+    Ok(TunePlan {
+        train,
+        val,
+        init,
+        outputs,
+        half: config.half_image_size(),
+        image_size: config.image_size.hw(),
+        config_hash: config_hash(&config),
+        record,
+    })
+}
+
+/// The prompt and the files beside it are rewritten at every checkpoint: none may be a file the
+/// run reads (`--out x.safetensors` writes x.prompt_masks.png, which may be a mask), none may be
+/// in a pairs folder (the next run would read the previews as images without masks), and the
+/// prompt exists exactly when resuming.
+fn check_outputs(
+    args: &TuneArgs,
+    outputs: &Outputs,
+    train_paths: &[(PathBuf, PathBuf)],
+    val_paths: &[(PathBuf, PathBuf)],
+) -> CliResult<()> {
     let (weights_path, config_path) = weights::model_paths(&args.model.model);
     let inputs = train_paths
         .iter()
-        .chain(&val_paths)
+        .chain(val_paths)
         .flat_map(|(image, mask)| [image, mask])
         .chain(&args.init)
         .chain([&args.model.model, &weights_path, &config_path]);
@@ -282,6 +406,12 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
                 output.display(),
                 input.display()
             ));
+        }
+    }
+    let because = "the previews written beside the prompt would be read as training pairs";
+    for (folder, flag) in [(&args.pairs, "--pairs"), (&args.val_pairs, "--val-pairs")] {
+        if let Some(folder) = folder {
+            record::refuse_output_inside(&args.out, "--out", folder, flag, because)?;
         }
     }
     check_writable(&outputs.prompt)?;
@@ -297,11 +427,107 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
             outputs.prompt.display()
         ));
     }
+    Ok(())
+}
 
-    let (model, device) = load_model(&args.model)?;
-    let config = model.config();
-    let half = config.half_image_size();
-    let hash = config_hash(config);
+/// What shapes the tuned prompt, for the run record: the model, the pairs' contents (in their
+/// order, which the batches follow), the initial pair and the hyper-parameters. The number of
+/// steps is left out (a resumed run goes on to more), as is how activations are kept (the same
+/// gradients either way).
+fn tune_settings(
+    args: &TuneArgs,
+    train_paths: &[(PathBuf, PathBuf)],
+    val_paths: &[(PathBuf, PathBuf)],
+) -> CliResult<Value> {
+    let mut settings = record::model_identity(&args.model.model)?;
+    let init = match args.init.as_slice() {
+        [image, mask] => json!(pairs_sha256(&[(image.clone(), mask.clone())])?),
+        _ => Value::Null,
+    };
+    let pairs = |paths: &[(PathBuf, PathBuf)]| -> CliResult<Value> {
+        if paths.is_empty() {
+            return Ok(Value::Null);
+        }
+        Ok(json!({ "count": paths.len(), "sha256": pairs_sha256(paths)? }))
+    };
+    let fields = settings.as_object_mut().expect("a model identity is an object");
+    fields.insert("pairs".into(), pairs(train_paths)?);
+    fields.insert("val_pairs".into(), pairs(val_paths)?);
+    fields.insert("init".into(), init);
+    fields.insert("num_labels".into(), json!(args.num_labels));
+    fields.insert("lr".into(), json!(args.lr));
+    fields.insert("weight_decay".into(), json!(args.weight_decay));
+    fields.insert("batch".into(), json!(args.batch));
+    fields.insert("seed".into(), json!(args.seed));
+    fields.insert("embedding_type".into(), json!(args.embedding_type.name()));
+    Ok(settings)
+}
+
+/// One SHA-256 over the pairs' files, in order: the digest of each image and mask in turn.
+fn pairs_sha256(paths: &[(PathBuf, PathBuf)]) -> CliResult<String> {
+    let mut hasher = Sha256::new();
+    for (image, mask) in paths {
+        for file in [image, mask] {
+            hasher.update(record::sha256_file(file)?.as_bytes());
+            hasher.update(b"\n");
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reads the saved prompt, its optimiser state and its run record, and refuses, naming the
+/// file, one that cannot continue this run: not a checkpoint, another model, a run stopped
+/// between its writes, or other settings (the metadata would claim them for every step).
+fn read_checkpoint(plan: &TunePlan) -> CliResult<Checkpoint> {
+    let outputs = &plan.outputs;
+    let file = named(&outputs.prompt);
+    let (prompt, saved) =
+        decode_prompt(&read_file(&outputs.prompt)?, &file, plan.half).map_err(|e| e.to_string())?;
+    if saved.config_hash != plan.config_hash {
+        return Err(format!(
+            "{file} was tuned with another model (config hash {}, this model {})",
+            saved.config_hash, plan.config_hash
+        ));
+    }
+    let optimiser = decode_optimiser(
+        &read_file(&outputs.optimiser)?,
+        &named(&outputs.optimiser),
+        [3, plan.half.0, plan.half.1],
+    )
+    .map_err(|e| e.to_string())?;
+    if optimiser.steps != saved.steps {
+        return Err(format!(
+            "{file} is at step {} but {} at step {}; the run stopped between the two writes, start it again",
+            saved.steps,
+            outputs.optimiser.display(),
+            optimiser.steps
+        ));
+    }
+    let Some(recorded) = RunRecord::read(&outputs.record)? else {
+        return Err(format!(
+            "--resume: {} has no run record {} beside it, so the settings it was tuned with cannot be \
+             checked; start again without --resume",
+            file,
+            outputs.record.display()
+        ));
+    };
+    if recorded.settings != plan.record.settings {
+        return Err(format!(
+            "--resume: {file} was tuned with other settings ({}); give the same ones, or start again \
+             with another --out",
+            record::differences(&recorded.settings, &plan.record.settings)
+        ));
+    }
+    Ok(Checkpoint { prompt, optimiser, saved })
+}
+
+/// The tuner and the prompt's metadata: fresh from the initial pair, or where the checkpoint
+/// stopped.
+fn start(
+    args: &TuneArgs,
+    plan: &TunePlan,
+    checkpoint: Option<Checkpoint>,
+) -> CliResult<(Tuner, PromptMetadata)> {
     let settings = TuneSettings {
         lr: args.lr,
         weight_decay: args.weight_decay,
@@ -311,8 +537,8 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
         activations: args.activations,
     };
     let mut metadata = PromptMetadata {
-        config_hash: hash.clone(),
-        image_size: config.image_size.hw(),
+        config_hash: plan.config_hash.clone(),
+        image_size: plan.image_size,
         steps: 0,
         lr: args.lr,
         weight_decay: args.weight_decay,
@@ -322,60 +548,48 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
         train_losses: Vec::new(),
         val_losses: Vec::new(),
     };
-    let mut tuner = if args.resume {
-        let file = named(&outputs.prompt);
-        let (prompt, saved) =
-            decode_prompt(&read_file(&outputs.prompt)?, &file, half).map_err(|e| e.to_string())?;
-        if saved.config_hash != hash {
-            return Err(format!(
-                "{file} was tuned with another model (config hash {}, this model {hash})",
-                saved.config_hash
-            ));
+    let tuner = match checkpoint {
+        Some(Checkpoint { prompt, optimiser, saved }) => {
+            eprintln!("resuming {} at step {}", plan.outputs.prompt.display(), saved.steps);
+            metadata.train_losses = saved.train_losses;
+            metadata.val_losses = saved.val_losses;
+            metadata.steps = saved.steps;
+            Tuner::resume(&prompt, optimiser, settings)
         }
-        let optimiser = decode_optimiser(
-            &read_file(&outputs.optimiser)?,
-            &named(&outputs.optimiser),
-            [3, half.0, half.1],
-        )
-        .map_err(|e| e.to_string())?;
-        if optimiser.steps != saved.steps {
-            return Err(format!(
-                "{file} is at step {} but {} at step {}; the run stopped between the two writes, start it again",
-                saved.steps,
-                outputs.optimiser.display(),
-                optimiser.steps
-            ));
+        None => {
+            let (pixel_values, masks) =
+                plan.init.prepare(plan.half.0, plan.half.1).map_err(|e| e.to_string())?;
+            Tuner::new(&TunedPrompt { pixel_values, masks }, settings)
         }
-        metadata.train_losses = saved.train_losses;
-        metadata.val_losses = saved.val_losses;
-        metadata.steps = saved.steps;
-        eprintln!("resuming {file} at step {}", saved.steps);
-        Tuner::resume(&prompt, optimiser, settings)
-    } else {
-        let (pixel_values, masks) = init.prepare(half.0, half.1).map_err(|e| e.to_string())?;
-        Tuner::new(&TunedPrompt { pixel_values, masks }, settings)
     };
-    let train = prepare(&train, half)?;
-    let val = prepare(&val, half)?;
-    if tuner.steps() >= args.steps {
-        eprintln!("{} is already at step {} of {}", outputs.prompt.display(), tuner.steps(), args.steps);
-        return Ok(());
-    }
+    Ok((tuner, metadata))
+}
 
+/// The AdamW steps up to --steps, with a progress line, validations and checkpoints; Ctrl-C
+/// saves and stops after the current step.
+fn train_steps(
+    args: &TuneArgs,
+    plan: &TunePlan,
+    model: &SegGpt,
+    device: &Device,
+    (train, val): (&[TrainingPair], &[TrainingPair]),
+    tuner: &mut Tuner,
+    metadata: &mut PromptMetadata,
+) -> CliResult<()> {
     interrupt::stop_after_current_target()?;
     let terminal = std::io::stderr().is_terminal();
     let start = Instant::now();
     let first = tuner.steps();
     while tuner.steps() < args.steps {
         let loss =
-            tuner.step(&model, &device, &train).map_err(|e| format!("step {}: {e}", tuner.steps() + 1))?;
+            tuner.step(model, device, train).map_err(|e| format!("step {}: {e}", tuner.steps() + 1))?;
         metadata.train_losses.push(loss);
         metadata.steps = tuner.steps();
         let step = tuner.steps();
         let last = step == args.steps;
         let mut line = format!("step {step}/{}  loss {loss:.5}", args.steps);
-        if !val.is_empty() && (step % CHECKPOINT_EVERY == 0 || last) {
-            let val_loss = evaluate(&model, &device, &tuner.prompt(), &val, args.batch, args.embedding_type)
+        if !val.is_empty() && (step.is_multiple_of(CHECKPOINT_EVERY) || last) {
+            let val_loss = evaluate(model, device, &tuner.prompt(), val, args.batch, args.embedding_type)
                 .map_err(|e| format!("validation at step {step}: {e}"))?;
             metadata.val_losses.push((step, val_loss));
             line += &format!("  val {val_loss:.5}");
@@ -383,8 +597,8 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
         let rate = (step - first) as f64 / start.elapsed().as_secs_f64();
         line += &format!("  {rate:.3} steps/s  {} left", clock((args.steps - step) as f64 / rate));
         let stopping = interrupt::requested();
-        if step % CHECKPOINT_EVERY == 0 || last || stopping {
-            save(&outputs, &tuner, &metadata)?;
+        if step.is_multiple_of(CHECKPOINT_EVERY) || last || stopping {
+            save(&plan.outputs, tuner, metadata, &plan.record)?;
             line += "  (saved)";
         }
         if terminal && !last {
@@ -395,17 +609,10 @@ pub fn run(args: &TuneArgs) -> CliResult<()> {
         if stopping && !last {
             eprintln!(
                 "\ninterrupted at step {step}; {} holds it, and --resume continues",
-                outputs.prompt.display()
+                plan.outputs.prompt.display()
             );
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     }
-    eprintln!(
-        "wrote {} (and {}, {}, {})",
-        outputs.prompt.display(),
-        outputs.optimiser.display(),
-        outputs.preview_pixel_values.display(),
-        outputs.preview_masks.display()
-    );
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! `seggpt video`: video object segmentation of a folder of frames by the official propagation
 //! (docs/MODEL.md §13). Every frame's results are named after its file stem in the output folder:
 //! `<stem>.mask.png`, with `--overlay` `<stem>.overlay.png`, and with class indices `<stem>.png`
-//! (the DAVIS annotation format). Checked before the model loads: every frame, the prompts, every
-//! output name; written atomically; Ctrl-C stops after the current frame.
+//! (the DAVIS annotation format). Frames are taken in natural order (`2.png` before `10.png`, see
+//! [`crate::cli::natural`]), and never from this tool's own outputs. Checked before the model loads:
+//! the output folder, every frame, the prompts (colours included), every output name; written
+//! atomically; Ctrl-C stops after the current frame.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -10,11 +12,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::tensor::Device;
+
+use seggpt::SegGpt;
 use seggpt::pipeline::{
     ChwImage, ClassMap, OFFICIAL_OPACITY, RgbImage, build_palette, check_image, class_map, decode_class_map,
     decode_rgb, encode_palette_png, encode_rgb_png, mask_to_rgb, overlay,
 };
-use seggpt::segment::{Prompt, PromptMask, Segmentation};
+use seggpt::segment::{Prompt, PromptMask, Segmentation, TunedPrompt};
 use seggpt::video::{DEFAULT_NUM_FRAMES, Propagate, Propagator, VideoOptions};
 
 use crate::cli::tune::read_tuned_prompts;
@@ -23,15 +28,21 @@ use crate::{
     CliResult, Finished, ForwardArgs, ModelArgs, decode_prompts, load_model, named, read_image_file,
     write_atomically,
 };
+use seggpt::natural::natural_cmp;
 
-/// Appended to a frame's stem for its painted mask.
-const MASK_SUFFIX: &str = ".mask.png";
+/// Appended to a frame's stem for its painted mask (the name `segment` appends too).
+const MASK_SUFFIX: &str = output::MASK_SUFFIX;
 /// Appended to a frame's stem for its overlay.
 const OVERLAY_SUFFIX: &str = ".overlay.png";
 /// Appended to a frame's stem for its class indices (DAVIS names its annotations `<frame>.png`).
 const CLASSES_SUFFIX: &str = ".png";
 /// Frame files are the PNG and JPEG files of the folder, by extension (any case).
 const FRAME_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// The endings of the files this tool writes beside an image's name (`video`'s and `segment`'s):
+/// such a file is never a frame, so that a folder holding earlier results still gives only its
+/// frames. (`video`'s class maps, `<stem>.png`, cannot be told from frames; they are never
+/// written into the frames folder, which --out-dir may not be.)
+const OWN_OUTPUT_SUFFIXES: [&str; 3] = [MASK_SUFFIX, OVERLAY_SUFFIX, output::CLASSES_SUFFIX];
 /// Most previous frames a batch may hold: with one prompt, 64 samples, the most `bench` stacks.
 const MAX_NUM_FRAMES: usize = 63;
 /// Longest file name most file systems accept, in bytes.
@@ -40,15 +51,19 @@ const MAX_NAME_BYTES: usize = 255;
 /// Segment every frame of a clip, following the prompt's objects from frame to frame.
 ///
 /// Each batch holds the prompts and the last K frames with their predicted masks. Frames are the PNG
-/// and JPEG files of DIR in file-name order (a DAVIS `JPEGImages/480p/<sequence>` folder works as
-/// it is). Writes OUT/<frame stem>.mask.png, with --overlay OUT/<frame stem>.overlay.png, and
+/// and JPEG files of DIR in natural order (2.png before 10.png; a DAVIS
+/// `JPEGImages/480p/<sequence>` folder works as it is). Writes OUT/<frame stem>.mask.png, with --overlay OUT/<frame stem>.overlay.png, and
 /// with --num-labels or a palette (class-index) first mask OUT/<frame stem>.png, 8-bit class
 /// indices in the DAVIS format. Safe to interrupt (Ctrl-C) and to run again.
 #[derive(clap::Args)]
 pub struct VideoArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The folder of frames.
+    /// The folder of frames: its PNG and JPEG files (not those of sub-folders), in natural order:
+    /// runs of digits compare by their value, so 2.png comes before 10.png (as `ffmpeg -i clip.mp4
+    /// %d.png` numbers them) and zero-padded names keep their order; other characters compare by
+    /// their bytes, and names of equal value (7.png, 007.png) by their bytes. Files named like
+    /// this tool's outputs (*.mask.png, *.overlay.png, *.classes.png) are never frames.
     #[arg(long, value_name = "DIR")]
     frames: PathBuf,
     /// The first frame's mask: the first frame and this mask are the prompt, and the first frame
@@ -69,6 +84,7 @@ pub struct VideoArgs {
     /// frame's or --prompt's), before the previous frames. Alone, every frame is segmented.
     #[arg(long, value_name = "FILE")]
     tuned_prompt: Vec<PathBuf>,
+    /// The output folder; not the frames folder (a folder inside it is fine).
     #[arg(long, value_name = "OUT")]
     out_dir: PathBuf,
     /// K, previous frames (with their predicted masks) added to every batch; 0 is the official
@@ -90,7 +106,8 @@ pub struct VideoArgs {
     forward: ForwardArgs,
 }
 
-fn parse_num_frames(text: &str) -> Result<usize, String> {
+/// The bound of `--num-frames`, shared with `eval vos`.
+pub(crate) fn parse_num_frames(text: &str) -> Result<usize, String> {
     crate::parse_count(text, 0, MAX_NUM_FRAMES, "")
 }
 
@@ -109,25 +126,47 @@ struct FrameResult<'a> {
     classes: Option<&'a ClassMap>,
 }
 
+/// A run checked and planned, ready for the model.
+struct Job {
+    plan: Vec<PlannedFrame>,
+    prompts: Vec<Prompt>,
+    tuned: Vec<TunedPrompt>,
+    options: VideoOptions,
+    /// With `--first-mask`: the first frame's outputs (the given mask, and its class map with
+    /// labels); the first frame is the prompt and is not segmented.
+    first_outputs: Option<(RgbImage, Option<ClassMap>)>,
+}
+
 pub fn run(args: &VideoArgs) -> CliResult<Finished> {
-    // Everything that can be checked is checked before the slow model load, as `segment` does:
-    // the prompts are decoded, every frame gets the cheap checks, outputs are planned and their
-    // folder made and tried. Frames are decoded one at a time later.
+    let job = prepare(args)?;
+    interrupt::stop_after_current_target()?;
+    let (model, device) = load_model(&args.model)?;
+    propagate(&job, &model, &device)
+}
+
+/// Everything that can be checked is checked before the slow model load, as `segment` does: the
+/// output folder, every frame's cheap checks, the prompts decoded (colours included), outputs
+/// planned and their folder made and tried. Frames are decoded one at a time later.
+fn prepare(args: &VideoArgs) -> CliResult<Job> {
     let frames = list_frames(&args.frames)?;
+    check_out_dir(&args.frames, &args.out_dir)?;
     for frame in &frames {
         check_image(&read_image_file(frame)?, &named(frame)).map_err(|e| e.to_string())?;
     }
-    let (prompts, num_labels, first) = match &args.first_mask {
+    let (prompts, num_labels) = match &args.first_mask {
         Some(mask) => {
-            let first_frame = &frames[0];
-            let prompt = first_frame_prompt(first_frame, mask, args.num_labels)?;
+            let prompt = first_frame_prompt(&frames[0], mask, args.num_labels)?;
             let num_labels = match &prompt.mask {
                 PromptMask::Classes { num_labels, .. } => Some(*num_labels),
                 PromptMask::Rgb(_) => args.num_labels,
             };
-            (vec![prompt], num_labels, true)
+            (vec![prompt], num_labels)
         }
-        None => (decode_prompts(&args.prompt, args.num_labels)?, args.num_labels, false),
+        None => (decode_prompts(&args.prompt, args.num_labels)?, args.num_labels),
+    };
+    let first_outputs = match args.first_mask {
+        Some(_) => Some(first_mask_outputs(&prompts[0].mask, num_labels)?),
+        None => None,
     };
     let tuned = read_tuned_prompts(&args.tuned_prompt, &args.model.model, args.forward.ensemble)?;
     let mut inputs: Vec<&Path> =
@@ -143,24 +182,28 @@ pub fn run(args: &VideoArgs) -> CliResult<Finished> {
         num_labels,
     };
     options.check_prompts(prompts.len(), tuned.len()).map_err(|e| e.to_string())?;
+    options.check_prompt_masks(&prompts).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&args.out_dir)
         .and_then(|()| output::temp_file_in(&args.out_dir).map(drop))
         .map_err(|e| format!("cannot write to the output folder {}: {e}", args.out_dir.display()))?;
+    Ok(Job { plan, prompts, tuned, options, first_outputs })
+}
 
-    interrupt::stop_after_current_target()?;
-    let (model, device) = load_model(&args.model)?;
-    let mut propagator =
-        Propagator::with_tuned(&model, &device, &prompts, &tuned, options).map_err(|e| e.to_string())?;
-    let total = plan.len();
-    let mut to_segment = plan.iter().enumerate();
-    if first && let Some((_, planned)) = to_segment.next() {
+/// Segments the planned frames in order, writing each frame's files as it is done.
+fn propagate(job: &Job, model: &SegGpt, device: &Device) -> CliResult<Finished> {
+    let mut propagator = Propagator::with_tuned(model, device, &job.prompts, &job.tuned, job.options)
+        .map_err(|e| e.to_string())?;
+    let total = job.plan.len();
+    let mut to_segment = job.plan.iter().enumerate();
+    if let Some((mask, classes)) = &job.first_outputs
+        && let Some((_, planned)) = to_segment.next()
+    {
         // The official loop does not segment the prompt frame; its outputs are the given mask.
-        let prompt = &prompts[0];
-        let (mask, classes) = first_mask_outputs(&prompt.mask, num_labels)?;
-        write(planned, FrameResult { frame: &prompt.image, mask: &mask, classes: classes.as_ref() })?;
+        let image = &job.prompts[0].image;
+        write(planned, FrameResult { frame: image, mask, classes: classes.as_ref() })?;
         eprintln!("{} (the given mask)", planned.mask.display());
     }
-    let mut progress = Progress::new(total - usize::from(first));
+    let mut progress = Progress::new(total - usize::from(job.first_outputs.is_some()));
     for (written, planned) in to_segment {
         if interrupt::requested() {
             return Ok(Finished::InterruptedFrames { written, total });
@@ -180,25 +223,86 @@ pub fn run(args: &VideoArgs) -> CliResult<Finished> {
     Ok(Finished::All)
 }
 
-/// The PNG and JPEG files of `folder` (by extension), in file-name order.
+/// Refuses an output folder that is the frames folder (by any spelling or link): the outputs
+/// would sit among the frames, and a class map `<stem>.png` would read as a frame on the next
+/// run. A folder inside it is fine, since frames are never taken from sub-folders.
+fn check_out_dir(frames: &Path, out_dir: &Path) -> CliResult<()> {
+    if output::resolve(out_dir) == output::resolve(frames) {
+        return Err(format!(
+            "--out-dir {} is the frames folder {}: the results would mix with the frames; choose              another output folder (one inside the frames folder is fine)",
+            out_dir.display(),
+            frames.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The frames of `folder`: its PNG and JPEG files (by extension), but not this tool's outputs,
+/// in natural order. Says on stderr which frames come first and last, and what was skipped.
 fn list_frames(folder: &Path) -> CliResult<Vec<PathBuf>> {
     let cannot = |e: std::io::Error| format!("cannot read the frames folder {}: {e}", folder.display());
     let mut frames = Vec::new();
+    let mut skipped = 0;
     for entry in std::fs::read_dir(folder).map_err(cannot)? {
         let path = entry.map_err(cannot)?.path();
-        let is_frame = path
-            .extension()
-            .and_then(OsStr::to_str)
-            .is_some_and(|ext| FRAME_EXTENSIONS.iter().any(|f| f.eq_ignore_ascii_case(ext)));
-        if is_frame && !path.is_dir() {
+        if !is_image_file(&path) {
+            continue;
+        }
+        if is_own_output(&path) {
+            skipped += 1;
+        } else {
             frames.push(path);
         }
     }
+    let skipped_note = (skipped > 0).then(|| {
+        format!(
+            "skipped {skipped} file{} named like this tool's outputs ({})",
+            if skipped == 1 { "" } else { "s" },
+            OWN_OUTPUT_SUFFIXES.map(|suffix| format!("*{suffix}")).join(", ")
+        )
+    });
     if frames.is_empty() {
-        return Err(format!("{} holds no PNG or JPEG frames", folder.display()));
+        let note = skipped_note.map(|note| format!("; {note}")).unwrap_or_default();
+        return Err(format!("{} holds no PNG or JPEG frames{note}", folder.display()));
     }
-    frames.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    frames.sort_by(|a, b| natural_cmp(file_name(a), file_name(b)));
+    eprintln!("{}", describe_order(&frames));
+    if let Some(note) = skipped_note {
+        eprintln!("{note}");
+    }
     Ok(frames)
+}
+
+/// A file (not a folder) with a frame's extension.
+fn is_image_file(path: &Path) -> bool {
+    let is_frame = path
+        .extension()
+        .and_then(OsStr::to_str)
+        .is_some_and(|ext| FRAME_EXTENSIONS.iter().any(|f| f.eq_ignore_ascii_case(ext)));
+    is_frame && !path.is_dir()
+}
+
+/// Whether `path` is named like a file this tool writes.
+fn is_own_output(path: &Path) -> bool {
+    let name = file_name(path).as_encoded_bytes();
+    OWN_OUTPUT_SUFFIXES.iter().any(|suffix| name.ends_with(suffix.as_bytes()))
+}
+
+fn file_name(path: &Path) -> &OsStr {
+    path.file_name().unwrap_or_default()
+}
+
+/// The first and last of the frames, so that an order other than the one meant
+/// shows before the run: `frames: 1.png ... 10.png (10 frames, in natural order)`.
+fn describe_order(frames: &[PathBuf]) -> String {
+    let name = |path: &PathBuf| file_name(path).to_string_lossy().into_owned();
+    match frames {
+        [] => "frames: none".to_string(),
+        [only] => format!("frames: {} (1 frame)", name(only)),
+        [first, .., last] => {
+            format!("frames: {} ... {} ({} frames, in natural order)", name(first), name(last), frames.len())
+        }
+    }
 }
 
 /// The prompt of `--first-mask`: the first frame and the mask, which must be the frame's size.
@@ -219,22 +323,8 @@ fn first_frame_prompt(frame: &Path, mask_path: &Path, num_labels: Option<usize>)
         }
         None => None,
     };
-    let prompt =
-        Prompt::decode(&image, &named(frame), &mask, &mask_name, num_labels).map_err(|e| e.to_string())?;
-    let (width, height) = match &prompt.mask {
-        PromptMask::Rgb(rgb) => (rgb.width(), rgb.height()),
-        PromptMask::Classes { map, .. } => (map.width(), map.height()),
-    };
-    if (width, height) != (prompt.image.width(), prompt.image.height()) {
-        return Err(format!(
-            "{mask_name} is {width}x{height} pixels but the first frame {} is {}x{}; the first mask \
-             must be the first frame's mask",
-            frame.display(),
-            prompt.image.width(),
-            prompt.image.height()
-        ));
-    }
-    Ok(prompt)
+    // `Prompt::decode` refuses a mask of another size than the frame, naming both sizes.
+    Prompt::decode(&image, &named(frame), &mask, &mask_name, num_labels).map_err(|e| e.to_string())
 }
 
 fn is_palette_png(bytes: &[u8]) -> bool {
@@ -435,6 +525,23 @@ mod tests {
         assert_eq!(clock(0.4), "0:00");
         assert_eq!(clock(75.0), "1:15");
         assert_eq!(clock(3725.0), "1:02:05");
+    }
+
+    #[test]
+    fn the_order_line_names_the_first_and_last_frames() {
+        let frames: Vec<PathBuf> = ["d/1.png", "d/2.png", "d/10.png"].map(PathBuf::from).into();
+        assert_eq!(describe_order(&frames), "frames: 1.png ... 10.png (3 frames, in natural order)");
+        assert_eq!(describe_order(&frames[..1]), "frames: 1.png (1 frame)");
+    }
+
+    #[test]
+    fn outputs_of_this_tool_are_not_frames() {
+        for name in ["d/f00.mask.png", "d/f00.overlay.png", "d/f00.png.classes.png"] {
+            assert!(is_own_output(Path::new(name)), "{name}");
+        }
+        for name in ["d/f00.png", "d/mask.png", "d/f00.MASK.jpg"] {
+            assert!(!is_own_output(Path::new(name)), "{name}");
+        }
     }
 
     #[test]

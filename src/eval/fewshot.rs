@@ -43,6 +43,37 @@ impl EpisodeAreas {
         Ok(areas)
     }
 
+    /// Checks counts read back (a resumed run's results file) against what [`Self::measure`] can
+    /// give for a mask of `pixels` pixels: each intersection within its union, and the
+    /// foreground and background sides each covering the same scored pixels (`fg_union +
+    /// bg_intersection` and `bg_union + fg_intersection` both count every scored pixel once),
+    /// at most `pixels`.
+    pub fn check(&self, pixels: u64) -> Result<(), ImpossibleCounts> {
+        let impossible = |why: String| Err(ImpossibleCounts(why));
+        for (side, intersection, union) in
+            [("fg", self.fg_intersection, self.fg_union), ("bg", self.bg_intersection, self.bg_union)]
+        {
+            if intersection > union {
+                return impossible(format!(
+                    "{side}_intersection {intersection} is more than {side}_union {union}"
+                ));
+            }
+        }
+        let fg_side = self.fg_union.checked_add(self.bg_intersection);
+        let bg_side = self.bg_union.checked_add(self.fg_intersection);
+        match (fg_side, bg_side) {
+            (Some(a), Some(b)) if a != b => impossible(format!(
+                "fg_union + bg_intersection is {a} but bg_union + fg_intersection is {b}; both count \
+                 the scored pixels"
+            )),
+            (Some(a), Some(_)) if a > pixels => {
+                impossible(format!("the counts cover {a} pixels but the query has {pixels}"))
+            }
+            (Some(_), Some(_)) => Ok(()),
+            _ => impossible("the counts overflow".into()),
+        }
+    }
+
     fn add(&mut self, other: &Self) {
         self.fg_intersection += other.fg_intersection;
         self.fg_union += other.fg_union;
@@ -50,6 +81,11 @@ impl EpisodeAreas {
         self.bg_union += other.bg_union;
     }
 }
+
+/// Counts no episode can give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("impossible counts: {0}")]
+pub struct ImpossibleCounts(String);
 
 /// `intersection / max(union, 1)`: HSNet's guard, which scores a class no episode ever marked as 0.
 fn iou(intersection: u64, union: u64) -> f64 {
@@ -114,6 +150,21 @@ mod tests {
         let areas = EpisodeAreas::measure(&pred, &truth, Some(&ignore)).unwrap();
         assert_eq!(areas, EpisodeAreas { fg_intersection: 1, fg_union: 2, bg_intersection: 1, bg_union: 2 });
         assert!(EpisodeAreas::measure(&pred, &truth[..3], None).is_err());
+    }
+
+    #[test]
+    fn counts_read_back_are_checked_against_what_measure_gives() {
+        let pred = [true, true, false, false, true];
+        let truth = [true, false, true, false, false];
+        let areas = EpisodeAreas::measure(&pred, &truth, None).unwrap();
+        assert_eq!(areas.check(5), Ok(()));
+        assert!(areas.check(4).unwrap_err().to_string().contains("query has 4"));
+        let more = EpisodeAreas { fg_intersection: 9, ..areas };
+        assert!(more.check(5).unwrap_err().to_string().contains("fg_intersection 9 is more than fg_union"));
+        let uneven = EpisodeAreas { bg_union: areas.bg_union + 1, ..areas };
+        assert!(uneven.check(5).unwrap_err().to_string().contains("both count"));
+        let huge = EpisodeAreas { fg_union: u64::MAX, bg_intersection: 1, bg_union: u64::MAX, ..areas };
+        assert!(huge.check(5).unwrap_err().to_string().contains("overflow"));
     }
 
     #[test]

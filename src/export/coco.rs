@@ -1,7 +1,7 @@
 //! COCO instance annotations (docs/MODEL.md §18.4): the file, its categories, the annotations of
 //! one class map, and the merge of several files into one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -147,11 +147,15 @@ impl CocoFile {
 /// and `image_id` following their image. Refused: files whose categories differ, an image
 /// (`file_name`) in two files or twice in one, an annotation of an image its file lacks, and for
 /// files of a sharded run (`info.shard`) a share missing, given twice, or from a run with
-/// another number of shares. The result's `info` has no shard.
+/// another number of shares; and any file that [`check_file`] refuses. The result's `info` has
+/// no shard.
 pub fn merge(files: &[(String, CocoFile)]) -> Result<CocoFile, String> {
     let Some((first_name, first)) = files.first() else {
         return Err("nothing to merge: give at least one COCO file".into());
     };
+    for (name, file) in files {
+        check_file(name, file)?;
+    }
     check_shards(files)?;
     let mut images: BTreeMap<&str, (&str, &CocoImage, Vec<&Annotation>)> = BTreeMap::new();
     for (name, file) in files {
@@ -175,13 +179,8 @@ pub fn merge(files: &[(String, CocoFile)]) -> Result<CocoFile, String> {
             }
         }
         for annotation in &file.annotations {
-            let file_name = by_id.get(&annotation.image_id).ok_or_else(|| {
-                format!(
-                    "{name}: annotation {} is of image {}, which it lacks",
-                    annotation.id, annotation.image_id
-                )
-            })?;
-            if let Some((_, _, list)) = images.get_mut(file_name) {
+            // `check_file` found every annotation's image.
+            if let Some((_, _, list)) = by_id.get(&annotation.image_id).and_then(|n| images.get_mut(n)) {
                 list.push(annotation);
             }
         }
@@ -223,17 +222,151 @@ fn check_shards(files: &[(String, CocoFile)]) -> Result<(), String> {
             return Err(format!("{other} and {name} are both share {shard}"));
         }
     }
-    let missing: Vec<String> = seen
+    let missing: Vec<Shard> = seen
         .iter()
         .enumerate()
         .filter(|(_, name)| name.is_none())
-        .map(|(i, _)| Shard { index: i as u32, count: first.count }.to_string())
+        .map(|(i, _)| Shard { index: i as u32, count: first.count })
         .collect();
     if !missing.is_empty() {
         return Err(format!(
             "share(s) {} missing: run them (or wait for them to finish) before merging",
-            missing.join(", ")
+            a_few(&missing)
         ));
+    }
+    Ok(())
+}
+
+/// Shares named in a message: the first few, and how many more (a run of thousands of shares
+/// with most missing must not print them all).
+fn a_few(shares: &[Shard]) -> String {
+    const NAMED: usize = 4;
+    let named: Vec<String> = shares.iter().take(NAMED).map(Shard::to_string).collect();
+    match shares.len().checked_sub(NAMED) {
+        Some(more) if more > 0 => format!("{} and {more} more", named.join(", ")),
+        _ => named.join(", "),
+    }
+}
+
+/// Refuses a COCO file that a loader could not use, or that points outside the dataset: share
+/// metadata out of bounds ([`Shard::check`]), two categories with one id, an image with a name
+/// that is empty, absolute or climbs out with `..`, or of no pixels; an image id twice; an
+/// annotation of an image or category the file lacks, with a box or area negative, not finite
+/// or beyond its image, an RLE that does not decode to its image's pixels, or a polygon of
+/// fewer than 3 points or beyond its image. Each error names the file (`name`) and the image or
+/// annotation.
+pub fn check_file(name: &str, file: &CocoFile) -> Result<(), String> {
+    if let Some(shard) = file.info.shard {
+        // Before `check_shards` indexes and allocates a slot per share.
+        shard.check().map_err(|e| format!("{name}: {e} (`info.shard`)"))?;
+    }
+    let mut category_ids = HashSet::new();
+    for category in &file.categories {
+        if !category_ids.insert(category.id) {
+            return Err(format!("{name}: two categories have the id {}", category.id));
+        }
+    }
+    let mut images: HashMap<u64, &CocoImage> = HashMap::new();
+    for image in &file.images {
+        check_file_name(&image.file_name).map_err(|why| {
+            format!("{name}: image {} is named `{}`, {why}", image.id, image.file_name.escape_debug())
+        })?;
+        if image.width == 0 || image.height == 0 {
+            return Err(format!(
+                "{name}: image {} ({}) is {} x {} pixels; an image has at least one",
+                image.id, image.file_name, image.width, image.height
+            ));
+        }
+        if images.insert(image.id, image).is_some() {
+            return Err(format!("{name} has two images with id {}", image.id));
+        }
+    }
+    for annotation in &file.annotations {
+        let image = images.get(&annotation.image_id).ok_or_else(|| {
+            format!(
+                "{name}: annotation {} is of image {}, which it lacks",
+                annotation.id, annotation.image_id
+            )
+        })?;
+        if !category_ids.contains(&annotation.category_id) {
+            return Err(format!(
+                "{name}: annotation {} (of {}) is of category {}, which is not among the file's \
+                 categories",
+                annotation.id, image.file_name, annotation.category_id
+            ));
+        }
+        check_annotation(annotation, image)
+            .map_err(|why| format!("{name}: annotation {} (of {}) {why}", annotation.id, image.file_name))?;
+    }
+    Ok(())
+}
+
+/// A COCO `file_name` is a path relative to the dataset's folder: a loader joins it to that
+/// folder, so an absolute name or a `..` would read (and a later tool write) outside it.
+fn check_file_name(file_name: &str) -> Result<(), &'static str> {
+    let bytes = file_name.as_bytes();
+    if file_name.is_empty() {
+        return Err("which is empty; name the image by its path below the dataset's folder");
+    }
+    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    if bytes[0] == b'/' || bytes[0] == b'\\' || drive {
+        return Err("an absolute path; COCO names images by their path below the dataset's folder");
+    }
+    if file_name.split(['/', '\\']).any(|part| part == "..") {
+        return Err("which climbs out of the dataset's folder with `..`");
+    }
+    Ok(())
+}
+
+/// An annotation's box, area and segmentation against its image.
+fn check_annotation(annotation: &Annotation, image: &CocoImage) -> Result<(), String> {
+    let (width, height) = (f64::from(image.width), f64::from(image.height));
+    let [x, y, w, h] = annotation.bbox;
+    if !annotation.bbox.iter().all(|v| v.is_finite() && *v >= 0.0) || x + w > width || y + h > height {
+        return Err(format!(
+            "has the box {:?}, which is not within its {} x {} image (boxes are [x, y, width, \
+             height], none negative)",
+            annotation.bbox, image.width, image.height
+        ));
+    }
+    if !(annotation.area.is_finite() && annotation.area >= 0.0) {
+        return Err(format!("has the area {}; an area is a count of pixels", annotation.area));
+    }
+    match &annotation.segmentation {
+        Segmentation::Rle { size, counts } => {
+            if *size != [image.height, image.width] {
+                return Err(format!(
+                    "has an RLE of size {:?}, but its image is {} x {} ([height, width] = [{}, {}])",
+                    size, image.width, image.height, image.height, image.width
+                ));
+            }
+            Rle::from_coco_string(counts, image.height, image.width)
+                .map(drop)
+                .map_err(|why| format!("has an RLE that does not decode: {why}"))
+        }
+        Segmentation::Polygons(polygons) => check_polygons(polygons, width, height),
+    }
+}
+
+/// COCO polygons: at least one, each `[x1, y1, x2, y2, ...]` of at least 3 points within the
+/// image (corners lie on the pixel grid, from 0 to the width and height).
+fn check_polygons(polygons: &[Vec<f64>], width: f64, height: f64) -> Result<(), String> {
+    if polygons.is_empty() {
+        return Err("has no polygon".into());
+    }
+    for (i, polygon) in polygons.iter().enumerate() {
+        if polygon.len() < 6 || polygon.len() % 2 != 0 {
+            return Err(format!(
+                "has polygon {} of {} numbers; a polygon is x, y pairs of at least 3 points",
+                i + 1,
+                polygon.len()
+            ));
+        }
+        let inside =
+            polygon.chunks(2).all(|p| (0.0..=width).contains(&p[0]) && (0.0..=height).contains(&p[1]));
+        if !inside {
+            return Err(format!("has polygon {} with a point outside its image", i + 1));
+        }
     }
     Ok(())
 }
@@ -299,6 +432,51 @@ mod tests {
         assert!(error.contains("p is not"), "{error}");
         let all = [0, 1, 2].map(|i| (format!("s{i}"), file(&[&format!("{i}.png")], share(i))));
         assert_eq!(merge(&all).unwrap().images.len(), 3);
+    }
+
+    #[test]
+    fn shares_out_of_bounds_are_refused_and_only_a_few_missing_ones_named() {
+        let shard = |index, count| Some(Shard { index, count });
+        for (index, count) in [(3, 3), (0, 0), (0, u32::MAX)] {
+            let error = merge(&[("s".into(), file(&["a.png"], shard(index, count)))]).unwrap_err();
+            assert!(error.starts_with("s: share"), "{error}");
+        }
+        let error = merge(&[("s".into(), file(&["a.png"], shard(2, 100_000)))]).unwrap_err();
+        assert!(error.contains("share(s) 0/100000, 1/100000, 3/100000, 4/100000 and 99995 more missing"));
+        assert!(error.len() < 200, "{error}");
+    }
+
+    #[test]
+    fn annotations_no_loader_could_use_are_refused_by_file_and_annotation() {
+        type Spoil = fn(&mut CocoFile);
+        let cases: [(&str, Spoil); 9] = [
+            ("annotation 1 (of a.png) is of category 7", |f| f.annotations[0].category_id = 7),
+            ("annotation 2 (of a.png) has the box", |f| f.annotations[1].bbox[2] = -1.0),
+            ("annotation 2 (of a.png) has the box", |f| f.annotations[1].bbox[0] = f64::NAN),
+            ("annotation 1 (of a.png) has the box", |f| f.annotations[0].bbox[2] = 9.0),
+            ("annotation 1 (of a.png) has the area", |f| f.annotations[0].area = f64::INFINITY),
+            ("annotation 2 (of a.png) has an RLE that does not decode: its runs cover 4 pixels", |f| {
+                f.annotations[1].segmentation = Segmentation::Rle { size: [1, 3], counts: "22".into() }
+            }),
+            ("annotation 1 (of a.png) has an RLE of size [3, 1]", |f| {
+                f.annotations[0].segmentation = Segmentation::Rle { size: [3, 1], counts: "12".into() }
+            }),
+            ("image 1 is named `../a.png`, which climbs out", |f| f.images[0].file_name = "../a.png".into()),
+            ("image 1 is named `/data/a.png`, an absolute path", |f| {
+                f.images[0].file_name = "/data/a.png".into()
+            }),
+        ];
+        for (needle, spoil) in cases {
+            let mut bad = file(&["a.png"], None);
+            spoil(&mut bad);
+            let error =
+                merge(&[("x.json".into(), file(&["b.png"], None)), ("y.json".into(), bad)]).unwrap_err();
+            assert!(error.starts_with("y.json: ") && error.contains(needle), "{needle}: {error}");
+        }
+        let mut polygons = file(&["a.png"], None);
+        polygons.annotations[0].segmentation = Segmentation::Polygons(vec![vec![0.0, 0.0, 1.0, 1.0]]);
+        let error = merge(&[("p".into(), polygons)]).unwrap_err();
+        assert!(error.contains("annotation 1 (of a.png) has polygon 1 of 4 numbers"), "{error}");
     }
 
     #[test]

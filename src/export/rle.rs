@@ -83,6 +83,64 @@ impl Rle {
         }
         out
     }
+
+    /// The mask of a compressed string (`pycocotools`' `rleFrString`, the inverse of
+    /// [`Rle::to_coco_string`]) of `height x width` pixels. Refused, where pycocotools would read
+    /// garbage: a character outside the encoding, a string that ends inside a count, a count too
+    /// long for 64 bits or negative, and runs that do not cover exactly `height * width` pixels.
+    pub fn from_coco_string(text: &str, height: u32, width: u32) -> Result<Rle, String> {
+        let bytes = text.as_bytes();
+        let mut counts: Vec<u64> = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let mut x: i64 = 0;
+            let mut groups = 0;
+            loop {
+                let Some(&byte) = bytes.get(at) else {
+                    return Err("its counts string ends inside a count".into());
+                };
+                if !(48..48 + 64).contains(&byte) {
+                    return Err(format!(
+                        "its counts string has `{}` at byte {at}, which is not a character of COCO's RLE \
+                         encoding",
+                        char::from(byte).escape_default()
+                    ));
+                }
+                // Twelve 5-bit groups hold 60 bits: any count of an image fits in far fewer.
+                if groups == 12 {
+                    return Err(format!("count {} of its counts string is too long", counts.len() + 1));
+                }
+                let c = i64::from(byte - 48);
+                x |= (c & 0x1f) << (5 * groups);
+                at += 1;
+                groups += 1;
+                if c & 0x20 == 0 {
+                    if c & 0x10 != 0 {
+                        x |= -1 << (5 * groups);
+                    }
+                    break;
+                }
+            }
+            if counts.len() > 2 {
+                x = i64::try_from(counts[counts.len() - 2])
+                    .ok()
+                    .and_then(|before| x.checked_add(before))
+                    .unwrap_or(-1);
+            }
+            let count = u64::try_from(x)
+                .map_err(|_| format!("count {} of its counts string is negative", counts.len() + 1))?;
+            counts.push(count);
+        }
+        let pixels = u64::from(height) * u64::from(width);
+        let covered = counts.iter().try_fold(0u64, |sum, &count| sum.checked_add(count));
+        if covered != Some(pixels) {
+            let covered = covered.map_or("more than 2^64".into(), |n| n.to_string());
+            return Err(format!(
+                "its runs cover {covered} pixels, not the {pixels} of its size {height} x {width}"
+            ));
+        }
+        Ok(Rle { height, width, counts })
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +170,23 @@ mod tests {
         // 40: 8 | 0x20 -> 'X', then 1 -> '1'; the fourth is 1 - 3 = -2: 0x1e, sign set -> 'N'.
         // (pycocotools gives "T33X1N" for this mask.)
         assert_eq!(rle.to_coco_string(), "T33X1N");
+    }
+
+    #[test]
+    fn compressed_strings_decode_to_their_runs_and_broken_ones_are_refused() {
+        let rle = Rle { height: 12, width: 12, counts: vec![100, 3, 40, 1] };
+        assert_eq!(Rle::from_coco_string("T33X1N", 12, 12), Ok(rle));
+        let map = ClassMap::new(3, 2, vec![1, 0, 1, 1, 0, 0]).unwrap();
+        for rle in Rle::of_components(&Components::of(&map, 1)) {
+            assert_eq!(Rle::from_coco_string(&rle.to_coco_string(), 2, 3), Ok(rle));
+        }
+        let error = |text: &str| Rle::from_coco_string(text, 2, 3).unwrap_err();
+        assert!(error("023").contains("5 pixels, not the 6"), "{}", error("023"));
+        assert!(error("T").contains("ends inside a count"));
+        assert!(error("0~").contains("`~` at byte 1"));
+        assert!(error("02ü").contains("at byte 2"));
+        assert!(error("0o").contains("ends inside"), "{}", error("0o"));
+        assert!(error("022@").contains("negative"), "{}", error("022@"));
+        assert!(error(&"o".repeat(13)).contains("too long"));
     }
 }

@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::fnv::fnv1a64;
 
-/// Share `index` of `count` (`0 <= index < count`).
+/// The most shares a run may be split into: Kubernetes' limit on an indexed job's completions,
+/// far beyond any Slurm array in use. The bound keeps what scales with the count small (a merge
+/// tracks every share; a message names the missing ones) whatever a share file claims.
+pub const MAX_SHARES: u32 = 100_000;
+
+/// Share `index` of `count` (`0 <= index < count <= MAX_SHARES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     pub index: u32,
@@ -27,7 +32,27 @@ impl Shard {
         if count == 0 || index >= count {
             return Err(bad());
         }
-        Ok(Shard { index, count })
+        let shard = Shard { index, count };
+        shard.check()?;
+        Ok(shard)
+    }
+
+    /// Refuses a share that [`Shard::parse`] would not give: a count of 0 or above
+    /// [`MAX_SHARES`], an index not below the count (what a hand-edited file may claim).
+    pub fn check(&self) -> Result<(), String> {
+        let Shard { index, count } = *self;
+        if count == 0 || count > MAX_SHARES {
+            return Err(format!(
+                "share {index}/{count} is of {count} shares; a run is split into 1 to {MAX_SHARES} shares"
+            ));
+        }
+        if index >= count {
+            return Err(format!(
+                "share {index}/{count} is not a share: the index runs from 0 to {}",
+                count - 1
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the target at `relative_path` (`/`-separated bytes) is in this share.
@@ -53,6 +78,18 @@ mod tests {
         for bad in ["4/4", "1/0", "-1/4", "1", "a/b", "1/2/3", ""] {
             assert!(Shard::parse(bad).unwrap_err().contains("I from 0 to N - 1"), "{bad}");
         }
+        assert!(Shard::parse("99999/100000").is_ok());
+        for too_many in ["0/100001", "0/4294967295"] {
+            assert!(Shard::parse(too_many).unwrap_err().contains("1 to 100000 shares"), "{too_many}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_share_outside_its_count_or_bound_is_refused() {
+        for (index, count) in [(3, 3), (0, 0), (0, u32::MAX), (u32::MAX, 7)] {
+            assert!(Shard { index, count }.check().is_err(), "{index}/{count}");
+        }
+        assert!(Shard { index: 2, count: 3 }.check().is_ok());
     }
 
     #[test]

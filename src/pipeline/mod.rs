@@ -123,6 +123,26 @@ pub enum InputError {
     )]
     BadBuffer { what: String, width: usize, height: usize, channels: usize, expected: usize, actual: usize },
 
+    /// A prompt's mask is not the size of its image: stretching it would move every edge.
+    #[error(
+        "{mask} is {mask_width}x{mask_height} pixels but its image {image} is {width}x{height}; a prompt's \
+         mask must be its image's size"
+    )]
+    PromptMaskSize { mask: String, mask_width: u32, mask_height: u32, image: String, width: u32, height: u32 },
+
+    /// A prompt mask that marks nothing: every output made from it would be meaningless.
+    #[error("{name}: the prompt mask marks no object ({detail})")]
+    EmptyPromptMask { name: String, detail: String },
+
+    /// A grey mask of small values read as colours: a class-index mask given without its class
+    /// count, which would be read as near-black colours.
+    #[error(
+        "{name}: the mask holds only grey values 0 to {largest}, which read as colours are near-black; \
+         it looks like a class-index mask: pass the number of classes (--num-labels {largest}), or paint \
+         the mask in colours"
+    )]
+    ClassIndexMaskAsColours { name: String, largest: u8 },
+
     /// PNG encoding failed (only for sizes the PNG format cannot express).
     #[error("could not encode a {width}x{height} PNG: {reason}")]
     Encode { width: u32, height: u32, reason: String },

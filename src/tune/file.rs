@@ -23,6 +23,12 @@ const MASKS: &str = "prompt_masks";
 const EXP_AVG: &str = "exp_avg";
 const EXP_AVG_SQ: &str = "exp_avg_sq";
 
+/// The largest magnitude a tuned prompt's value may have. Images normalise to about -2.1 to 2.6,
+/// and AdamW moves a value by about the learning rate a step, so a run at the default rate needs
+/// tens of thousands of steps in one direction to get here. A larger value is a broken or
+/// hand-made file, which would make the model overflow (1e30 does) and be blamed on the weights.
+pub const MAX_PROMPT_VALUE: f32 = 1e4;
+
 /// What a tuned prompt file says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptMetadata {
@@ -132,8 +138,28 @@ fn read_tensor(st: &SafeTensors<'_>, file: &str, name: &str, shape: &[usize]) ->
     Ok(values)
 }
 
+/// Refuses a prompt holding a value beyond [`MAX_PROMPT_VALUE`] (or not finite), naming `file`,
+/// the tensor and the first such value.
+pub fn check_prompt_values(prompt: &TunedPrompt, file: &str) -> Result<(), FileError> {
+    for (name, values) in [(PIXEL_VALUES, prompt.pixel_values.as_slice()), (MASKS, prompt.masks.as_slice())] {
+        // NaN is not finite, so it is refused too.
+        if let Some(index) = values.iter().position(|v| !v.is_finite() || v.abs() > MAX_PROMPT_VALUE) {
+            return Err(FileError {
+                file: file.to_string(),
+                problem: format!(
+                    "tensor `{name}` holds {} at index {index}, beyond the ±{MAX_PROMPT_VALUE} a tuned \
+                     prompt's values stay within (images are about -2.1 to 2.6); it is not a usable prompt",
+                    values[index]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Reads a tuned prompt `file` for a model whose half canvas is `(height, width)`; refuses a
-/// prompt of another shape, a file without the two tensors, and non-finite values.
+/// prompt of another shape, a file without the two tensors, and values no tuning gives
+/// (non-finite, or beyond [`MAX_PROMPT_VALUE`]).
 pub fn decode_prompt(
     bytes: &[u8],
     file: &str,
@@ -148,8 +174,10 @@ pub fn decode_prompt(
     let image = |values| ChwImage::new(3, height, width, values).expect("checked shape");
     let pixel_values = image(read_tensor(&st, file, PIXEL_VALUES, &shape)?);
     let masks = image(read_tensor(&st, file, MASKS, &shape)?);
+    let prompt = TunedPrompt { pixel_values, masks };
+    check_prompt_values(&prompt, file)?;
     let metadata = unflatten(file, header.metadata().as_ref().unwrap_or(&HashMap::new()))?;
-    Ok((TunedPrompt { pixel_values, masks }, metadata))
+    Ok((prompt, metadata))
 }
 
 /// The optimiser state file's bytes: the moments of both prompt tensors and the step count.
@@ -241,6 +269,22 @@ mod tests {
         let back = decode_optimiser(&encode_optimiser(&opt, [3, 4, 4]), "o", [3, 4, 4]).unwrap();
         assert_eq!(back.steps, 1);
         assert_eq!(back.moments, opt.moments);
+    }
+
+    #[test]
+    fn a_prompt_with_values_no_tuning_gives_is_refused_by_name() {
+        for bad in [1e30, -2e4, f32::INFINITY] {
+            let mut p = prompt(4, 4);
+            let mut masks = p.masks.as_slice().to_vec();
+            masks[5] = bad;
+            p.masks = ChwImage::new(3, 4, 4, masks).unwrap();
+            let err = decode_prompt(&encode_prompt(&p, &metadata()), "p.safetensors", (4, 4)).unwrap_err();
+            let err = err.to_string();
+            assert!(
+                err.starts_with("p.safetensors: tensor `prompt_masks`") && err.contains("index 5"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@ use burn::tensor::{Device, GradientCheckpointingStrategy, Tensor, TensorData};
 pub use adamw::{AdamW, BETAS, EPS, Moments};
 pub use batches::batch_indices;
 pub use file::{
-    FileError, PromptMetadata, config_hash, decode_optimiser, decode_prompt, encode_optimiser, encode_prompt,
+    FileError, MAX_PROMPT_VALUE, PromptMetadata, check_prompt_values, config_hash, decode_optimiser,
+    decode_prompt, encode_optimiser, encode_prompt,
 };
 pub use loss::{TrainingPair, batch_loss, masked_smooth_l1, prompt_tensors};
 pub use memory::{StepMemory, step_memory};

@@ -39,12 +39,23 @@ pub fn quantize(shape: &[usize], values: &[f32]) -> (Vec<i8>, Vec<f32>) {
     let mut scales = Vec::with_capacity(rows);
     for row in values.chunks(row_len.max(1)).take(rows) {
         let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let scale = max / Q_MAX;
+        let scale = finite_scale(max);
         scales.push(scale);
         let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         q.extend(row.iter().map(|v| (v * inverse).round().clamp(-Q_MAX, Q_MAX) as i8));
     }
     (q, scales)
+}
+
+/// The row's scale, `max / 127`, lowered by units in the last place where `127 * scale`
+/// rounds past the largest f32 (a row holding `f32::MAX`): dequantizing must give back finite
+/// values, which every load checks.
+fn finite_scale(max: f32) -> f32 {
+    let mut scale = max / Q_MAX;
+    while scale > 0.0 && !(scale * Q_MAX).is_finite() {
+        scale = f32::from_bits(scale.to_bits() - 1);
+    }
+    scale
 }
 
 /// f32 values of int8 tensor `name` from its bytes and its scales' bytes (little-endian f32).
@@ -122,6 +133,17 @@ mod tests {
             assert!((v - b).abs() <= scales[row] / 2.0 + 1e-7, "{v} vs {b}");
         }
         assert_eq!(back[6], -3.0);
+    }
+
+    #[test]
+    fn a_row_holding_the_largest_f32_dequantizes_to_finite_values() {
+        let values = [f32::MAX, -f32::MAX, 1.0e38, 0.0];
+        let (q, scales) = quantize(&[1, 4], &values);
+        let q_bytes: Vec<u8> = q.iter().map(|&v| v as u8).collect();
+        let scale_bytes: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let back = dequantize("w", &[1, 4], &q_bytes, &scale_bytes).unwrap();
+        assert!(back.iter().all(|v| v.is_finite()), "{back:?}");
+        assert!((back[0] / f32::MAX - 1.0).abs() < 1e-6 && back[1] == -back[0], "{back:?}");
     }
 
     #[test]

@@ -82,3 +82,40 @@ pub fn synthetic_prompt_and_pairs(
         .collect();
     (prompt, pairs)
 }
+
+/// The tuner tests' start: a prompt and three training pairs of the model's half canvas.
+pub fn tuner_inputs(half: (usize, usize)) -> (seggpt::segment::TunedPrompt, Vec<seggpt::tune::TrainingPair>) {
+    let pairs = (0..3)
+        .map(|i| seggpt::tune::TrainingPair {
+            image: synthetic_image(half, 0.15 * i as f32),
+            label: synthetic_image(half, 0.7 + i as f32),
+        })
+        .collect();
+    let init = seggpt::segment::TunedPrompt {
+        pixel_values: synthetic_image(half, 0.3),
+        masks: synthetic_image(half, 0.4),
+    };
+    (init, pairs)
+}
+
+/// Three `Tuner` steps (lr 0.05, batch 2 of the pairs, seed 1) with the activations kept or
+/// recomputed: the losses before each step and the prompt after them.
+pub fn tune_three_steps(
+    model: &seggpt::SegGpt,
+    device: &Device,
+    init: &seggpt::segment::TunedPrompt,
+    pairs: &[seggpt::tune::TrainingPair],
+    activations: seggpt::tune::Activations,
+) -> (Vec<f32>, seggpt::segment::TunedPrompt) {
+    let settings = seggpt::tune::TuneSettings {
+        lr: 0.05,
+        weight_decay: 0.01,
+        batch: 2,
+        seed: 1,
+        embedding_type: seggpt::EmbeddingType::Instance,
+        activations,
+    };
+    let mut tuner = seggpt::tune::Tuner::new(init, settings);
+    let losses = (0..3).map(|_| tuner.step(model, device, pairs).unwrap()).collect();
+    (losses, tuner.prompt())
+}

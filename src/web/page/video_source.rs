@@ -42,12 +42,12 @@ pub struct Decoded {
 #[derive(Clone)]
 pub enum Source {
     Clip(Rc<Clip>),
-    /// Image files, sorted by name (as `seggpt video --frames` reads a folder).
+    /// Image files, in the natural order of their names (as `seggpt video --frames` reads a folder).
     Images(Rc<Vec<File>>),
 }
 
 impl Source {
-    /// A video file, or image files (sorted by name) as the frames of a clip.
+    /// A video file, or image files (in natural order) as the frames of a clip.
     pub async fn open(files: Vec<File>) -> Result<Source, String> {
         let is_video = |f: &File| f.type_().starts_with("video/");
         match files.as_slice() {
@@ -58,7 +58,7 @@ impl Source {
             }
             _ => {
                 let mut files = files;
-                files.sort_by_key(|f| f.name());
+                files.sort_by(|a, b| crate::natural::natural_cmp(a.name(), b.name()));
                 Ok(Source::Images(Rc::new(files)))
             }
         }
