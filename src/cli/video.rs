@@ -229,7 +229,8 @@ fn propagate(job: &Job, model: &SegGpt, device: &Device) -> CliResult<Finished> 
 fn check_out_dir(frames: &Path, out_dir: &Path) -> CliResult<()> {
     if output::resolve(out_dir) == output::resolve(frames) {
         return Err(format!(
-            "--out-dir {} is the frames folder {}: the results would mix with the frames; choose              another output folder (one inside the frames folder is fine)",
+            "--out-dir {} is the frames folder {}: the results would mix with the frames; choose \
+             another output folder (one inside the frames folder is fine)",
             out_dir.display(),
             frames.display()
         ));
