@@ -1,5 +1,5 @@
 //! The frames of a clip, decoded exactly: a video file through the browser's `<video>` decoder, one
-//! frame per seek, or a set of image files in file-name order.
+//! frame per seek, or a set of image files in the natural order of their names.
 //!
 //! **Why seeking with `requestVideoFrameCallback`, not WebCodecs.** A `VideoDecoder` needs the
 //! encoded chunks, i.e. a demuxer for every container the page accepts (MP4, WebM); the `<video>`
@@ -99,7 +99,9 @@ impl Source {
                 clip.height,
                 1.0 / clip.timeline.frame_duration
             ),
-            Source::Images(files) => format!("{} frames (image files, in file-name order)", files.len()),
+            Source::Images(files) => {
+                format!("{} frames (image files, in natural order: 2 before 10)", files.len())
+            }
         }
     }
 
