@@ -100,8 +100,9 @@ cat "$web_log"
 $web_ok || fail_now "building the site (its log is above)"
 use_web_tools
 
-begin "browser tests (trunk site in headless Chromium, WebGPU on SwiftShader)"
+begin "browser tests (trunk site in headless Chromium: WebGPU on SwiftShader, and the CPU in wasm)"
 check "e2e.mjs" node tests/browser/e2e.mjs        # the user journeys, every mask compared with the CLI's
+check "e2e.mjs on the CPU" env E2E_DEVICE=cpu node tests/browser/e2e.mjs  # the same without WebGPU: the CPU in wasm
 check "worker.mjs" node tests/browser/worker.mjs  # model storage: revalidation, offline, damaged copies, message order
 check "ux.mjs" node tests/browser/ux.mjs          # accessibility (axe-core), offline through the service worker, screenshots
 check "video.mjs" node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`

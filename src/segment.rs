@@ -279,10 +279,8 @@ impl<'m> Segmenter<'m> {
         let query = stack(&vec![query; k], &self.device);
         let (prompt_pixel_values, prompt_masks) =
             (self.prompt_pixel_values.clone(), self.prompt_masks.clone());
-        let query_half = self
-            .model
-            .answer(query, prompt_pixel_values, prompt_masks, self.options, progress)?
-            .narrow(2, h, h);
+        let query_half =
+            self.model.answer(query, prompt_pixel_values, prompt_masks, self.options, progress)?;
         Ok(query_half.reshape([3, h, w]))
     }
 

@@ -255,7 +255,7 @@ impl<'m> Propagator<'m> {
                 self.options.forward,
                 progress,
             )?;
-            return Ok(answer.narrow(2, h, h).reshape([3, h, w]));
+            return Ok(answer.reshape([3, h, w]));
         }
         let cached_images: Vec<ChwImage> = self.cache.iter().map(|c| normalize_image(&c.image)).collect();
         let cached_masks: Vec<ChwImage> = self.cache.iter().map(|c| normalize_image(&c.mask)).collect();
@@ -267,16 +267,13 @@ impl<'m> Propagator<'m> {
             }
             Tensor::from_data(TensorData::new(values, [k, 3, h, w]), &self.device)
         };
-        let query_half = self
-            .model
-            .answer(
-                upload(vec![&query; k]),
-                upload(self.prompt_images.iter().chain(&cached_images).collect()),
-                upload(self.prompt_masks.iter().chain(&cached_masks).collect()),
-                self.options.forward,
-                progress,
-            )?
-            .narrow(2, h, h);
+        let query_half = self.model.answer(
+            upload(vec![&query; k]),
+            upload(self.prompt_images.iter().chain(&cached_images).collect()),
+            upload(self.prompt_masks.iter().chain(&cached_masks).collect()),
+            self.options.forward,
+            progress,
+        )?;
         Ok(query_half.reshape([3, h, w]))
     }
 

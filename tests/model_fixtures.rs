@@ -208,6 +208,59 @@ fn official_ensemble_is_the_default() {
     assert!(gap > 1e-3, "hf and official references coincide ({gap})");
 }
 
+/// `answer` decodes only the query half (docs/MODEL.md §7): it must equal the query half of the
+/// reference's prediction, sample 0 for the official and hf ensembles, the mean over the K samples
+/// for independent ones, within the tolerance of the whole forward pass.
+#[test]
+fn the_answer_is_the_query_half_of_the_reference_prediction_on_every_fixture() {
+    let device = cpu();
+    let mut checked = 0;
+    for dir in model_fixture_dirs() {
+        let files = open_model(&dir).unwrap();
+        let model =
+            SegGpt::load(files.source.as_ref(), files.config, &device, MemoryBudget::DEFAULT).unwrap();
+        let inputs = read_tensors(&dir.join("inputs.safetensors"));
+        let expected = read_tensors(&dir.join("expected.safetensors"));
+        for (mode_name, ensemble) in MODES {
+            let key = format!("pred_masks.{mode_name}.instance");
+            let Some(&[k, c, h, w]) = expected.shape(&key).as_deref() else { continue };
+            let reference = expected.read_f32(&key).unwrap();
+            // Sample i's query half: rows h/2.. of each of its c planes.
+            let query_half = |i: usize| -> Vec<f32> {
+                (0..c)
+                    .flat_map(|plane| {
+                        let start = ((i * c + plane) * h + h / 2) * w;
+                        reference[start..start + h / 2 * w].to_vec()
+                    })
+                    .collect()
+            };
+            let want: Vec<f32> = match ensemble {
+                Ensemble::None if k > 1 => {
+                    let halves: Vec<Vec<f32>> = (0..k).map(query_half).collect();
+                    (0..halves[0].len())
+                        .map(|j| halves.iter().map(|s| s[j]).sum::<f32>() / k as f32)
+                        .collect()
+                }
+                _ => query_half(0),
+            };
+            let options = ForwardOptions { ensemble: Some(ensemble), ..ForwardOptions::default() };
+            let got = model
+                .answer(
+                    tensor4(&inputs, "pixel_values", &device),
+                    tensor4(&inputs, "prompt_pixel_values", &device),
+                    tensor4(&inputs, "prompt_masks", &device),
+                    options,
+                    &mut |_, _| {},
+                )
+                .unwrap();
+            let err = max_abs_diff(got, &want, &[1, c, h / 2, w]);
+            assert!(err <= TOLERANCE, "{} {key}: max abs error {err:e}", dir.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} comparisons");
+}
+
 #[test]
 fn inputs_of_the_wrong_size_are_refused() {
     let dir = &model_fixture_dirs()[0];

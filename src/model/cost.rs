@@ -60,18 +60,33 @@ pub fn stage_flops(config: &SegGptConfig, k: usize, samples: Samples) -> [(Stage
     let layers = config.num_hidden_layers as u64;
     let merged = (config.merge_index as u64 + 1).min(layers);
     let blocks = k * (2 * merged + (layers - merged)) * block_flops(config);
-    let features = config.intermediate_hidden_state_indices.len() as u64;
-    let c = config.decoder_hidden_size as u64;
-    let (h, w) = config.image_size.hw();
-    let pixels = (h * w) as u64;
-    let one_sample = 2 * n * features * d * p * p * c  // decoder_embed
-        + 2 * pixels * c * c * 9                        // 3 x 3 conv
-        + 2 * pixels * c * config.num_channels as u64; // head
+    let one_sample = decoder_flops(config, hp as u64, hp as u64);
     let decoded = match samples {
         Samples::All => k,
         Samples::First => 1,
     };
     [(Stage::Embeddings, embeddings), (Stage::Blocks, blocks), (Stage::Decoder, decoded * one_sample)]
+}
+
+/// FLOPs of the decoder on one sample that decodes `token_rows` of the patch grid, of which
+/// `kept_rows` go on past the 3 x 3 conv.
+fn decoder_flops(config: &SegGptConfig, token_rows: u64, kept_rows: u64) -> u64 {
+    let (_, wp) = config.patch_grid();
+    let p = config.patch_size as u64;
+    let d = config.hidden_size as u64;
+    let features = config.intermediate_hidden_state_indices.len() as u64;
+    let c = config.decoder_hidden_size as u64;
+    let row_pixels = p * p * wp as u64;
+    2 * token_rows * wp as u64 * features * d * p * p * c    // decoder_embed
+        + 2 * token_rows * row_pixels * c * c * 9            // 3 x 3 conv
+        + 2 * kept_rows * row_pixels * c * config.num_channels as u64 // head
+}
+
+/// FLOPs of [`SegGpt::decode_query`](crate::model::SegGpt::decode_query) on one sample: the query
+/// half's token rows and the one above them (the conv's halo), the head on the query half only.
+pub fn query_decoder_flops(config: &SegGptConfig) -> u64 {
+    let (hp, _) = config.patch_grid();
+    decoder_flops(config, (hp / 2 + 1) as u64, (hp / 2) as u64)
 }
 
 #[cfg(test)]
@@ -94,6 +109,16 @@ mod tests {
         assert!((gflop(decoder) - 240.2).abs() < 0.1, "{}", gflop(decoder));
         let total = gflop(embeddings + blocks + decoder);
         assert!((total - 1588.5).abs() < 0.5, "{total}");
+    }
+
+    #[test]
+    fn the_query_half_costs_its_rows_and_one_more() {
+        let config = SegGptConfig::default();
+        let [.., (_, canvas)] = stage_flops(&config, 1, Samples::First);
+        // 29 of the 56 token rows through decoder_embed and the conv, 28 through the head.
+        let query = query_decoder_flops(&config);
+        assert!((gflop(query) - (210.5 + 29.6) * 29.0 / 56.0 - 0.15 / 2.0).abs() < 0.1, "{}", gflop(query));
+        assert!(query < canvas);
     }
 
     #[test]

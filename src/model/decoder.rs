@@ -61,30 +61,67 @@ impl Decoder {
     /// size of the full-resolution intermediates (98 MiB each for the released model) and of the
     /// decoder's input (24.5 MiB per sample) whatever K (docs/MODEL.md §17).
     pub fn forward(&self, features: &[Tensor<4>]) -> Tensor<4> {
+        self.forward_rows(features, Rows::Canvas)
+    }
+
+    /// [`Self::forward`]'s query half alone, `(K, 3, H/2, W)`: the rows every answer keeps (the
+    /// prompt half of a prediction is discarded by both reference implementations too). The same
+    /// values as the lower half of [`Self::forward`], for about half the decoder's work.
+    pub fn forward_query(&self, features: &[Tensor<4>]) -> Tensor<4> {
+        self.forward_rows(features, Rows::QueryHalf)
+    }
+
+    fn forward_rows(&self, features: &[Tensor<4>], rows: Rows) -> Tensor<4> {
         let k = features.first().map_or(0, |f| f.dims()[0]);
         let sample = |i: usize| Tensor::cat(features.iter().map(|f| f.clone().narrow(0, i, 1)).collect(), 3);
-        let mut outs: Vec<_> = (0..k).map(|i| self.forward_one(sample(i))).collect();
+        let mut outs: Vec<_> = (0..k).map(|i| self.forward_one(sample(i), rows)).collect();
         if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(outs, 0) }
     }
 
-    fn forward_one(&self, features: Tensor<4>) -> Tensor<4> {
+    fn forward_one(&self, features: Tensor<4>, rows: Rows) -> Tensor<4> {
         let [b, hp, wp, _] = features.dims();
         let (p, c) = (self.patch_size, self.channels);
+        // The query half's top pixel row takes the 3x3 conv's input from the row above it, the last
+        // pixel row of token row hp/2 - 1: so that token row is decoded too, and its pixels are
+        // dropped after the conv (whose zero padding touched only them).
+        let first = rows.first_token_row(hp);
+        let token_rows = hp - first;
+        let features = if first == 0 { features } else { features.narrow(1, first, token_rows) };
         // Output index (py*p + px)*c + ch goes to pixel (hy*p + py, wx*p + px), channel ch.
         let z = self
             .decoder_embed
             .forward(features)
-            .reshape([b, hp, wp, p, p, c])
+            .reshape([b, token_rows, wp, p, p, c])
             .permute([0, 5, 1, 3, 2, 4])
-            .reshape([b, c, hp * p, wp * p]);
+            .reshape([b, c, token_rows * p, wp * p]);
         let z = conv2d(
             z,
             self.conv_weight.clone(),
             Some(self.conv_bias.clone()),
             ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
         );
+        let z = if first == 0 { z } else { z.narrow(2, p, (token_rows - 1) * p) };
         // LayerNorm2D over channels == LayerNorm on the channel-last view.
         let z = gelu(self.layernorm.forward(z.permute([0, 2, 3, 1])));
         self.head.forward(z).permute([0, 3, 1, 2])
+    }
+}
+
+/// Which rows of the canvas the decoder paints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// All of it: `pred_masks` as the reference implementations return it.
+    Canvas,
+    /// The query (lower) half, which is every answer's mask.
+    QueryHalf,
+}
+
+impl Rows {
+    /// The first token row decoded, of `hp`: for the query half, the one above it (the conv's halo).
+    pub fn first_token_row(self, hp: usize) -> usize {
+        match self {
+            Rows::Canvas => 0,
+            Rows::QueryHalf => hp / 2 - 1,
+        }
     }
 }

@@ -32,7 +32,7 @@ use burn::tensor::{Device, Tensor};
 pub use budget::{MemoryBudget, Split, SplitPlan, largest_buffer_bytes, max_prompts};
 pub use choices::{AttentionKernel, EmbeddingType, Ensemble};
 #[cfg(feature = "burn")]
-pub use cost::{Stage, block_flops, stage_flops};
+pub use cost::{Stage, block_flops, query_decoder_flops, stage_flops};
 
 #[cfg(feature = "burn")]
 use crate::config::SegGptConfig;
@@ -175,10 +175,12 @@ impl SegGpt {
         self.forward_stages(inputs, options, Samples::First, progress, &mut |_| {})
     }
 
-    /// The one prediction `(1, 3, H, W)` that the K prompts give together: sample 0 for the
-    /// official and `transformers` ensembles, as the reference code returns it (docs/MODEL.md §6,
-    /// §8.1), decoded alone ([`Self::forward_first`]); for independent predictions (`none`) the
-    /// mean of the K, so that every prompt counts. Images and video frames both take this answer.
+    /// The query half `(1, 3, H/2, W)` of the one prediction that the K prompts give together:
+    /// sample 0 for the official and `transformers` ensembles, as the reference code returns it
+    /// (docs/MODEL.md §6, §8.1), decoded alone; for independent predictions (`none`) the mean of
+    /// the K, so that every prompt counts. Only the query half is decoded ([`Self::decode_query`]):
+    /// it is the lower half of [`Self::forward_first`]'s (or the mean of [`Self::forward`]'s).
+    /// Images and video frames both take this answer.
     pub fn answer(
         &self,
         pixel_values: Tensor<4>,
@@ -188,12 +190,16 @@ impl SegGpt {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Tensor<4>, ShapeError> {
         let k = pixel_values.dims()[0];
-        match options.ensemble.unwrap_or(Ensemble::Official) {
-            Ensemble::None if k > 1 => Ok(self
-                .forward(pixel_values, prompt_pixel_values, prompt_masks, options, progress)?
-                .mean_dim(0)),
-            _ => self.forward_first(pixel_values, prompt_pixel_values, prompt_masks, options, progress),
-        }
+        let samples = match options.ensemble.unwrap_or(Ensemble::Official) {
+            Ensemble::None if k > 1 => Samples::All,
+            _ => Samples::First,
+        };
+        let tokens = self.embed([pixel_values, prompt_pixel_values, prompt_masks], options)?;
+        let query = self.decode_query(&self.encode(tokens, options, samples, progress));
+        Ok(match samples {
+            Samples::All => query.mean_dim(0),
+            Samples::First => query,
+        })
     }
 
     /// The forward pass decoding `samples`, with `stage_done` called after each [`Stage`] has been
@@ -264,6 +270,12 @@ impl SegGpt {
     /// [`Stage::Decoder`]: `pred_masks` of the features [`Self::encode`] made.
     pub fn decode(&self, features: &[Tensor<4>]) -> Tensor<4> {
         self.decoder.forward(features)
+    }
+
+    /// The query (lower) half of [`Self::decode`], `(K, 3, H/2, W)`, for about half the decoder's
+    /// work ([`query_decoder_flops`]): what an answer keeps.
+    pub fn decode_query(&self, features: &[Tensor<4>]) -> Tensor<4> {
+        self.decoder.forward_query(features)
     }
 
     /// Block `index` of [`Self::encode`] alone, with the stream merge after block `merge_index`

@@ -45,6 +45,38 @@ pub enum ModelSource {
     Files,
 }
 
+/// Where the worker runs the model, as the page's address asks (`?device=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    /// WebGPU where the browser offers an adapter, else the CPU (the default).
+    #[default]
+    Auto,
+    /// WebGPU or nothing (`?device=webgpu`): no silent fall-back to the CPU.
+    Webgpu,
+    /// The CPU even where WebGPU exists (`?device=cpu`).
+    Cpu,
+}
+
+impl DeviceChoice {
+    /// Every variant, in the order a user interface lists them.
+    pub const ALL: [DeviceChoice; 3] = [DeviceChoice::Auto, DeviceChoice::Webgpu, DeviceChoice::Cpu];
+
+    /// The name in the page's address.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Webgpu => "webgpu",
+            DeviceChoice::Cpu => "cpu",
+        }
+    }
+
+    /// The choice named `name` ([`DeviceChoice::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|choice| choice.name() == name)
+    }
+}
+
 /// Options of a run, as the page's controls give them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
@@ -79,7 +111,8 @@ pub enum ToWorker {
     /// `half`: compute in f16 where the adapter has `shader-f16` (default; `?dtype=f32` turns it
     /// off; takes effect when the worker first starts its GPU device).
     /// `cache`: look for, and keep, a copy in browser storage (default; `?cache=off` turns it off).
-    Load { source: ModelSource, half: bool, cache: bool },
+    /// `device`: WebGPU or the CPU (`?device=`; takes effect when the worker first starts a device).
+    Load { source: ModelSource, half: bool, cache: bool, device: DeviceChoice },
     /// Segments every target of the `prompts` / `targets` fields ([`SegmentFiles`]) with every
     /// prompt: one [`ToPage::Running`] then one [`ToPage::Result`] or [`ToPage::Error`] per target.
     Segment { options: RunOptions },
@@ -130,9 +163,10 @@ pub enum ToPage {
     Inspected { stored: bool, bytes: Option<f64>, note: String },
     /// Loading progress: `done` of `total` bytes (`total` 0 when unknown), shown with `text`.
     Progress { text: String, done: f64, total: f64 },
-    /// The model is on the GPU. `note` says where it came from and how it is stored (or why not),
-    /// e.g. "offline: using the copy in browser storage". `max_prompts`: the most prompts one run
-    /// may have on this GPU.
+    /// The model is on its device: `adapter` names it (a GPU adapter, or the CPU). `note` says where
+    /// the model came from and how it is stored (or why not), e.g. "offline: using the copy in
+    /// browser storage", and on the CPU what a forward pass takes. `max_prompts`: the most prompts
+    /// one run may have on this device.
     Ready { adapter: String, dtype: String, seconds: f64, note: String, max_prompts: usize },
     /// Target `index` is being segmented.
     Running { index: usize },

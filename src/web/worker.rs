@@ -13,8 +13,8 @@ use web_sys::{Blob, DedicatedWorkerGlobalScope, File, FileReaderSync, MessageEve
 
 use super::load::{self, BlobSource, Progress};
 use super::protocol::{
-    self, FrameInput, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers, RunOptions,
-    SegmentFiles, ToPage, ToWorker, VideoSettings,
+    self, DeviceChoice, FrameInput, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers,
+    RunOptions, SegmentFiles, ToPage, ToWorker, VideoSettings,
 };
 use super::storage::{self, Cached};
 use super::worker_bench;
@@ -30,32 +30,48 @@ use crate::{
     AttentionKernel, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts,
 };
 
-const NO_WEBGPU: &str = "This browser does not offer WebGPU, which SegGPT needs to run on your GPU. \
-    Use a browser with WebGPU: Chrome or Edge 113+ on desktop, Safari 26+, or Firefox 141+ on Windows \
-    (on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu).";
+/// Why `?device=webgpu` cannot run (without it, the CPU runs the model where WebGPU cannot).
+const NO_WEBGPU: &str = "This browser does not offer WebGPU, which the page's address asks for \
+    (?device=webgpu; without it, the model runs on the CPU). Use a browser with WebGPU: Chrome or Edge 113+ \
+    on desktop, Safari 26+, or Firefox 141+ on Windows (on Linux, Chrome needs \
+    chrome://flags/#enable-unsafe-webgpu).";
 const NO_ADAPTER: &str = "This browser has WebGPU but offers no GPU adapter for it (WebGPU is off, or the \
-    GPU is blocklisted). Chrome or Edge 113+ on desktop, Safari 26+ and Firefox 141+ on Windows have it on; \
-    on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu (chrome://gpu shows the WebGPU status).";
+    GPU is blocklisted), and the page's address asks for WebGPU (?device=webgpu; without it, the model runs \
+    on the CPU). Chrome or Edge 113+ on desktop, Safari 26+ and Firefox 141+ on Windows have it on; on \
+    Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu (chrome://gpu shows the WebGPU status).";
 
-/// burn's device and what the adapter allows.
+/// What the page calls the CPU device.
+const CPU_NAME: &str = "the CPU: WebAssembly SIMD, one thread";
+
+/// The largest buffer the CPU device gives one tensor. wasm32 addresses 4 GiB at most, and that
+/// memory holds the weights (1.48 GB for the released model in f32) and every activation besides,
+/// so one buffer gets a quarter of it.
+const CPU_MAX_BUFFER: u64 = 1 << 30;
+
+/// Where the model runs: burn's device (WebGPU, or burn's CPU backend compiled to wasm), and what it
+/// allows.
 #[derive(Clone)]
-struct Gpu {
+struct Engine {
     device: Device,
-    adapter: String,
-    /// `maxStorageBufferBindingSize` of the device (cubecl requests the adapter's full limits).
+    /// The GPU adapter's name, or [`CPU_NAME`].
+    name: String,
+    /// The largest buffer of one tensor: the GPU's `maxStorageBufferBindingSize` (cubecl requests
+    /// the adapter's full limits), or [`CPU_MAX_BUFFER`].
     max_binding: u64,
     /// `f16` or `f32`: the device's float type.
     dtype: &'static str,
+    /// Why the model runs on the CPU, for the page (`None` on a GPU).
+    cpu_reason: Option<&'static str>,
 }
 
 struct Loaded {
     model: SegGpt,
-    gpu: Gpu,
+    engine: Engine,
 }
 
 thread_local! {
     /// The runtime can be initialised once per wasm instance, so the device outlives failed loads.
-    static GPU: RefCell<Option<Gpu>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
     static MODEL: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
 }
 
@@ -198,19 +214,23 @@ async fn handle(data: JsValue) {
             Ok((stored, bytes, note)) => post(&ToPage::Inspected { stored, bytes, note }),
             Err(message) => post(&ToPage::LoadFailed { message }),
         },
-        ToWorker::Load { source, half, cache } => {
-            // One model on the GPU at a time: the old one goes first.
+        ToWorker::Load { source, half, cache, device } => {
+            // One model on the device at a time: the old one goes first.
             MODEL.with(|m| m.borrow_mut().take());
             let start = now_s();
-            match load_model(source, half, cache, &data).await {
+            match load_model(source, half, cache, device, &data).await {
                 Ok((loaded, note)) => {
-                    let adapter = loaded.gpu.adapter.clone();
-                    let dtype = loaded.gpu.dtype.to_string();
+                    let engine = &loaded.engine;
+                    let (adapter, dtype) = (engine.name.clone(), engine.dtype.to_string());
                     let max_prompts =
-                        max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
+                        max_prompts(loaded.model.config(), engine.max_binding, MemoryBudget::DEFAULT);
+                    let seconds = now_s() - start;
+                    let note = match engine.cpu_reason {
+                        Some(reason) => cpu_note(&loaded, reason, &note).await,
+                        None => note,
+                    };
                     let tune_info = tune::info(&loaded);
                     MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
-                    let seconds = now_s() - start;
                     post(&ToPage::Ready { adapter, dtype, seconds, note, max_prompts });
                     post(&tune_info);
                 }
@@ -258,12 +278,36 @@ async fn handle(data: JsValue) {
 /// The page's Benchmark on the loaded model (`worker_bench`).
 async fn bench(runs: u32, attention: AttentionKernel) -> Result<BenchReport, String> {
     let loaded = MODEL.with(|m| m.borrow().clone()).ok_or("the model is not loaded yet")?;
-    let gpu = &loaded.gpu;
+    let engine = &loaded.engine;
     let progress = |done: usize, total: usize| {
         post(&ToPage::BenchProgress { done: done as u32, total: total as u32 });
     };
-    let setup = (gpu.adapter.as_str(), gpu.dtype);
-    worker_bench::bench(&loaded.model, &gpu.device, setup, attention, runs as usize, &progress).await
+    let setup = (engine.name.as_str(), engine.dtype);
+    worker_bench::bench(&loaded.model, &engine.device, setup, attention, runs as usize, &progress).await
+}
+
+/// The load's note, after which device runs the model and what a forward pass takes on it: one
+/// encoder block is timed on synthetic inputs ([`worker_bench::estimate_forward_s`]).
+async fn cpu_note(loaded: &Loaded, reason: &str, note: &str) -> String {
+    progress("timing one encoder block on the CPU ...", 0.0, 0.0);
+    let expect = match worker_bench::estimate_forward_s(&loaded.model, &loaded.engine.device).await {
+        Ok(seconds) => format!(": {} per image here (one prompt)", about_seconds(seconds)),
+        Err(_) => String::new(),
+    };
+    let mut note = note.chars();
+    let note: String =
+        note.next().map(|first| first.to_uppercase().chain(note).collect()).unwrap_or_default();
+    format!("{reason}, so the model runs on the CPU{expect}. A GPU with WebGPU is much faster. {note}")
+}
+
+/// `about 3.4 s`: an estimate, to the precision it has.
+fn about_seconds(seconds: f64) -> String {
+    match seconds {
+        s if s < 0.01 => "under 0.01 s".into(),
+        s if s < 1.0 => format!("about {s:.2} s"),
+        s if s < 10.0 => format!("about {s:.1} s"),
+        s => format!("about {s:.0} s"),
+    }
 }
 
 /// The model files a URL stands for; only this site and the Hugging Face hub are fetched from.
@@ -300,33 +344,32 @@ async fn load_model(
     source: ModelSource,
     half: bool,
     cache: bool,
+    device: DeviceChoice,
     data: &JsValue,
 ) -> Result<(Loaded, String), String> {
-    progress("checking WebGPU ...", 0.0, 0.0);
-    let adapter = probe_webgpu().await?;
-    progress(format!("starting WebGPU on {adapter} ..."), 0.0, 0.0);
-    let gpu = gpu(adapter, half).await?;
+    let engine = engine(device, half).await?;
     match source {
-        ModelSource::Url { url } => load_from_url(&url, cache, gpu).await,
+        ModelSource::Url { url } => load_from_url(&url, cache, engine).await,
         ModelSource::Files => {
             let files = ModelFiles::from_js(data)?;
             let (weights, config, name) = picked_model(&files.0)?;
-            check_fits(&config, &gpu)?;
+            check_fits(&config, &engine)?;
             let source = BlobSource::open(weights, &config).map_err(|e| format!("{name}: {e}"))?;
-            let model = to_gpu(&source, config, &gpu).map_err(|e| format!("{name}: {e}"))?;
-            Ok((Loaded { model, gpu }, format!("loaded from the file {name}")))
+            let model = to_device(&source, config, &engine).map_err(|e| format!("{name}: {e}"))?;
+            Ok((Loaded { model, engine }, format!("loaded from the file {name}")))
         }
     }
 }
 
-fn to_gpu(source: &BlobSource, config: SegGptConfig, gpu: &Gpu) -> Result<SegGpt, LoadError> {
-    progress("loading the weights onto the GPU ...", 0.0, 0.0);
-    SegGpt::load(source, config, &gpu.device, MemoryBudget::DEFAULT)
+fn to_device(source: &BlobSource, config: SegGptConfig, engine: &Engine) -> Result<SegGpt, LoadError> {
+    let onto = if engine.cpu_reason.is_some() { "into memory" } else { "onto the GPU" };
+    progress(format!("loading the weights {onto} ..."), 0.0, 0.0);
+    SegGpt::load(source, config, &engine.device, MemoryBudget::DEFAULT)
 }
 
 /// The stored copy when it is current (the server says so, or cannot be asked), else a download.
 /// A stored copy that fails to load is removed and downloaded again.
-async fn load_from_url(url: &str, cache: bool, gpu: Gpu) -> Result<(Loaded, String), String> {
+async fn load_from_url(url: &str, cache: bool, engine: Engine) -> Result<(Loaded, String), String> {
     let urls = resolve(url)?;
     let mut why_downloaded = None;
     let cached = if cache { storage::lookup(&urls.weights).await.ok().flatten() } else { None };
@@ -343,8 +386,8 @@ async fn load_from_url(url: &str, cache: bool, gpu: Gpu) -> Result<(Loaded, Stri
         };
         match note {
             None => why_downloaded = Some("the model changed on the server since it was stored".to_string()),
-            Some(note) => match load_stored(cached, &urls, &gpu)? {
-                Ok(model) => return Ok((Loaded { model, gpu }, note)),
+            Some(note) => match load_stored(cached, &urls, &engine)? {
+                Ok(model) => return Ok((Loaded { model, engine }, note)),
                 Err(damage) => {
                     storage::remove_entry(&urls.weights).await;
                     if offline {
@@ -358,18 +401,18 @@ async fn load_from_url(url: &str, cache: bool, gpu: Gpu) -> Result<(Loaded, Stri
             },
         }
     }
-    let (source, config, note) = download(&urls, cache, &gpu).await?;
-    let model = to_gpu(&source, config, &gpu).map_err(|e| format!("{}: {e}", urls.weights))?;
+    let (source, config, note) = download(&urls, cache, &engine).await?;
+    let model = to_device(&source, config, &engine).map_err(|e| format!("{}: {e}", urls.weights))?;
     let note = match why_downloaded {
         Some(why) => format!("{why}: {note}"),
         None => note,
     };
-    Ok((Loaded { model, gpu }, note))
+    Ok((Loaded { model, engine }, note))
 }
 
-/// The model from a stored copy: `Err` for what the GPU cannot take (not the copy's fault),
+/// The model from a stored copy: `Err` for what the device cannot take (not the copy's fault),
 /// `Ok(Err(..))` when the copy itself is damaged.
-fn load_stored(cached: Cached, urls: &ModelUrls, gpu: &Gpu) -> Result<Result<SegGpt, String>, String> {
+fn load_stored(cached: Cached, urls: &ModelUrls, engine: &Engine) -> Result<Result<SegGpt, String>, String> {
     let config = match &cached.config_json {
         Some(text) => match parse_config(text, &urls.config) {
             Ok(config) => config,
@@ -377,12 +420,12 @@ fn load_stored(cached: Cached, urls: &ModelUrls, gpu: &Gpu) -> Result<Result<Seg
         },
         None => SegGptConfig::default(),
     };
-    check_fits(&config, gpu)?;
+    check_fits(&config, engine)?;
     let source = match BlobSource::open(cached.weights.into(), &config) {
         Ok(source) => source,
         Err(damage) => return Ok(Err(damage.to_string())),
     };
-    Ok(to_gpu(&source, config, gpu).map_err(|e| e.to_string()))
+    Ok(to_device(&source, config, engine).map_err(|e| e.to_string()))
 }
 
 /// Downloads `config.json` and the weights (streamed into browser storage when `cache`); returns
@@ -390,7 +433,7 @@ fn load_stored(cached: Cached, urls: &ModelUrls, gpu: &Gpu) -> Result<Result<Seg
 async fn download(
     urls: &ModelUrls,
     cache: bool,
-    gpu: &Gpu,
+    engine: &Engine,
 ) -> Result<(BlobSource, SegGptConfig, String), String> {
     progress(format!("fetching {} ...", urls.config), 0.0, 0.0);
     let config_json = match load::fetch_text(&urls.config).await {
@@ -402,7 +445,7 @@ async fn download(
         Some(text) => parse_config(text, &urls.config)?,
         None => SegGptConfig::default(),
     };
-    check_fits(&config, gpu)?;
+    check_fits(&config, engine)?;
     let path = urls.weights.split(['?', '#']).next().unwrap_or(&urls.weights);
     let name = path.rsplit('/').next().unwrap_or("weights").to_string();
     let mut report = |p: &Progress| {
@@ -462,15 +505,22 @@ fn picked_model(files: &[File]) -> Result<(Blob, SegGptConfig, String), String> 
     Ok((weights.clone().into(), config.unwrap_or_default(), weights.name()))
 }
 
-/// Errors, in plain words, when the GPU's buffers are too small for even one prompt.
-fn check_fits(config: &SegGptConfig, gpu: &Gpu) -> Result<(), String> {
-    if max_prompts(config, gpu.max_binding, MemoryBudget::DEFAULT) == 0 {
-        return Err(format!(
-            "Your GPU cannot run this model: one prompt needs GPU buffers of {} MiB, and this GPU (in this \
-             browser) allows {} MiB. Try another browser or a GPU with more memory.",
-            largest_buffer_bytes(config, 1, MemoryBudget::DEFAULT).div_ceil(1 << 20),
-            gpu.max_binding >> 20
-        ));
+/// Errors, in plain words, when the device's buffers are too small for even one prompt.
+fn check_fits(config: &SegGptConfig, engine: &Engine) -> Result<(), String> {
+    if max_prompts(config, engine.max_binding, MemoryBudget::DEFAULT) == 0 {
+        let needs = largest_buffer_bytes(config, 1, MemoryBudget::DEFAULT).div_ceil(1 << 20);
+        let allows = engine.max_binding >> 20;
+        return Err(if engine.cpu_reason.is_some() {
+            format!(
+                "This model is too large for the CPU path in the browser: one prompt needs buffers of {needs} \
+                 MiB, and WebAssembly's memory allows {allows} MiB per buffer. Use a browser with WebGPU."
+            )
+        } else {
+            format!(
+                "Your GPU cannot run this model: one prompt needs GPU buffers of {needs} MiB, and this GPU (in \
+                 this browser) allows {allows} MiB. Try another browser or a GPU with more memory."
+            )
+        });
     }
     Ok(())
 }
@@ -478,6 +528,7 @@ fn check_fits(config: &SegGptConfig, gpu: &Gpu) -> Result<(), String> {
 /// Checks for WebGPU and an adapter before burn asks for one, for a clear error and a readable name.
 /// (`WorkerNavigator::gpu` needs web-sys' unstable APIs, hence `Reflect`.)
 async fn probe_webgpu() -> Result<String, String> {
+    progress("checking WebGPU ...", 0.0, 0.0);
     let get = |target: &JsValue, key: &str| Reflect::get(target, &key.into()).unwrap_or(JsValue::UNDEFINED);
     let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
     if gpu.is_undefined() || gpu.is_null() {
@@ -506,12 +557,40 @@ async fn probe_webgpu() -> Result<String, String> {
     Ok(name)
 }
 
-/// burn's WebGPU device, initialised once per worker; in f16 when asked and the adapter has
-/// `shader-f16` (before any tensor exists, as burn requires).
-async fn gpu(adapter: String, half: bool) -> Result<Gpu, String> {
-    if let Some(gpu) = GPU.with(|g| g.borrow().clone()) {
-        return Ok(gpu);
+/// The device the model runs on, started once per worker as `choice` asks: WebGPU where the
+/// browser offers an adapter, else (unless `choice` is [`DeviceChoice::Webgpu`]) burn's CPU backend.
+async fn engine(choice: DeviceChoice, half: bool) -> Result<Engine, String> {
+    if let Some(engine) = ENGINE.with(|e| e.borrow().clone()) {
+        return Ok(engine);
     }
+    let engine = match choice {
+        DeviceChoice::Cpu => cpu_engine("The page's address asks for the CPU (?device=cpu)"),
+        DeviceChoice::Webgpu => gpu_engine(probe_webgpu().await?, half).await?,
+        DeviceChoice::Auto => match probe_webgpu().await {
+            Ok(adapter) => gpu_engine(adapter, half).await?,
+            Err(_) => cpu_engine("This browser offers no WebGPU adapter"),
+        },
+    };
+    ENGINE.with(|e| *e.borrow_mut() = Some(engine.clone()));
+    Ok(engine)
+}
+
+/// burn's CPU backend, compiled into this wasm with SIMD128; in f32.
+fn cpu_engine(reason: &'static str) -> Engine {
+    progress("starting the CPU device ...", 0.0, 0.0);
+    Engine {
+        device: Device::flex(),
+        name: CPU_NAME.into(),
+        max_binding: CPU_MAX_BUFFER,
+        dtype: "f32",
+        cpu_reason: Some(reason),
+    }
+}
+
+/// burn's WebGPU device on `adapter`; in f16 when asked and the adapter has `shader-f16` (before
+/// any tensor exists, as burn requires).
+async fn gpu_engine(adapter: String, half: bool) -> Result<Engine, String> {
+    progress(format!("starting WebGPU on {adapter} ..."), 0.0, 0.0);
     let (mut device, setup) = Device::wgpu_options()
         .init_with_setup_async()
         .await
@@ -527,9 +606,7 @@ async fn gpu(adapter: String, half: bool) -> Result<Gpu, String> {
     } else {
         "f32"
     };
-    let gpu = Gpu { device, adapter, max_binding, dtype };
-    GPU.with(|g| *g.borrow_mut() = Some(gpu.clone()));
-    Ok(gpu)
+    Ok(Engine { device, name: adapter, max_binding, dtype, cpu_reason: None })
 }
 
 fn read_bytes(file: &File) -> Result<Vec<u8>, String> {
@@ -610,10 +687,10 @@ async fn segment(files: &SegmentFiles, options: &RunOptions, data: &JsValue) -> 
         return Err("add a prompt: an example image and its mask".into());
     }
     let count = files.prompts.len() + tuned.len();
-    let limit = max_prompts(loaded.model.config(), loaded.gpu.max_binding, MemoryBudget::DEFAULT);
+    let limit = max_prompts(loaded.model.config(), loaded.engine.max_binding, MemoryBudget::DEFAULT);
     if options.ensemble.model_prompts(count) > limit {
         return Err(format!(
-            "your GPU allows at most {limit} prompts at a time; this run has {count}: remove some"
+            "this device allows at most {limit} prompts at a time; this run has {count}: remove some"
         ));
     }
     let forward = ForwardOptions {
@@ -624,7 +701,7 @@ async fn segment(files: &SegmentFiles, options: &RunOptions, data: &JsValue) -> 
     };
     let (prompts, num_classes) = prompts(&files.prompts, options)?;
     let colours = mask_colours(&prompts);
-    let segmenter = Segmenter::with_tuned(&loaded.model, &loaded.gpu.device, &prompts, &tuned, forward)
+    let segmenter = Segmenter::with_tuned(&loaded.model, &loaded.engine.device, &prompts, &tuned, forward)
         .map_err(|e| e.to_string())?;
     for (index, target) in files.targets.iter().enumerate() {
         post(&ToPage::Running { index });
@@ -703,12 +780,12 @@ async fn video_session(session: u32, settings: &VideoSettings, data: &JsValue) -
     let fits = max_cached_frames(
         loaded.model.config(),
         files.prompts.len(),
-        loaded.gpu.max_binding,
+        loaded.engine.max_binding,
         MemoryBudget::DEFAULT,
     );
     if settings.previous_frames > fits {
         return Err(format!(
-            "your GPU's buffer limit fits at most {fits} previous frames beside {} prompt(s); this run \
+            "this device's buffer limit fits at most {fits} previous frames beside {} prompt(s); this run \
              asks for {}: choose fewer",
             files.prompts.len(),
             settings.previous_frames
@@ -728,8 +805,8 @@ async fn video_session(session: u32, settings: &VideoSettings, data: &JsValue) -
         forward,
         num_labels: num_classes,
     };
-    let mut propagator =
-        Propagator::new(&loaded.model, &loaded.gpu.device, &prompts, options).map_err(|e| e.to_string())?;
+    let mut propagator = Propagator::new(&loaded.model, &loaded.engine.device, &prompts, options)
+        .map_err(|e| e.to_string())?;
     loop {
         let data = next_queued().await;
         let Ok(msg) = protocol::message::<ToWorker>(&data) else {

@@ -19,12 +19,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { runTests, serve } from './server.mjs';
+import { CLI, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
 const artifacts = path.join(root, 'tests/browser/artifacts');
-const cli = path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt');
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
@@ -76,7 +75,7 @@ async function segmentOne(page) {
 /** What `seggpt segment` writes for the same prompt and target with `model`. */
 function cliMask(model) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
-  execFileSync(cli, ['segment', '--model', model, '--out-dir', out, '--prompt', fx('prompt0.png'),
+  execFileSync(CLI, ['segment', '--model', model, '--out-dir', out, '--prompt', fx('prompt0.png'),
     fx('prompt0_mask.png'), '--target', fx('target_a.png')], { stdio: 'ignore' });
   return PNG.sync.read(fs.readFileSync(path.join(out, 'target_a.png.mask.png')));
 }
@@ -175,7 +174,7 @@ const tests = [
 assert.ok(fs.existsSync(path.join(root, 'dist/index.html')), 'dist/ missing: run `trunk build --release` first');
 fs.mkdirSync(artifacts, { recursive: true });
 const q8Dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-q8-'));
-execFileSync(cli, ['convert', '--model', fx('model'), '--output', path.join(q8Dir, 'model.safetensors'),
+execFileSync(CLI, ['convert', '--model', fx('model'), '--output', path.join(q8Dir, 'model.safetensors'),
   '--dtype', 'q8'], { stdio: 'inherit' });
 assert.ok(fs.existsSync(path.join(q8Dir, 'config.json')), 'convert writes config.json beside the q8 file');
 const server = await serve({ '/': path.join(root, 'dist'), '/model/': fx('model'), '/q8-model/': q8Dir });

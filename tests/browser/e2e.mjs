@@ -1,9 +1,14 @@
 // End-to-end tests of the page in headless Chromium (Debian `chromium`, WebGPU on SwiftShader), each
 // comparing the downloaded masks with what the real CLI writes for the same inputs: one prompt (and
 // the cache on reload), two prompts x two targets (and the overlay controls), a painted mask, bad
-// inputs and corrupt weights, and the error shown without WebGPU. Every request must stay on loopback.
+// inputs and corrupt weights, and the error shown when WebGPU is asked for and missing. Every request
+// must stay on loopback.
 //
-// Needs: `trunk build --release` (dist/), `cargo build --release` (target/release/seggpt), `npm ci`.
+// `E2E_DEVICE=cpu` runs the same suite with WebGPU off in Chromium (no adapter), where the page runs
+// the model on the CPU (burn's backend in the worker's wasm): every mask is compared with the CLI's
+// in the same way.
+//
+// Needs: `trunk build --release` (dist/), the CLI (`cargo build --release`, or SEGGPT_CLI), `npm ci`.
 // Run from the repository root: `node tests/browser/e2e.mjs`. Exit code 0 = pass.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { runTests, serve } from './server.mjs';
+import { CLI, runTests, serve } from './server.mjs';
 import { unzipStored } from './zip.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -21,6 +26,16 @@ const artifacts = path.join(root, 'tests/browser/artifacts');
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
+
+const ON_CPU = process.env.E2E_DEVICE === 'cpu';
+// Chromium 156 offers a WebGPU adapter (SwiftShader) only with this flag; without it, navigator.gpu
+// exists but has no adapter.
+const DEVICE_ARGS = ON_CPU ? [] : ['--enable-unsafe-webgpu'];
+
+/** Where a screenshot goes: the CPU run's beside the WebGPU run's. */
+function shot(name) {
+  return path.join(artifacts, ON_CPU ? `cpu-${name}` : name);
+}
 
 async function launch(extraArgs) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-pw-'));
@@ -88,7 +103,7 @@ function cliMasks(prompts, targets, extra = []) {
   const args = ['segment', '--model', path.join(fixtures, 'model'), '--out-dir', out, ...extra];
   for (const [image, mask] of prompts) args.push('--prompt', image, mask);
   for (const target of targets) args.push('--target', target);
-  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
+  execFileSync(CLI, args, { stdio: 'ignore' });
   return Object.fromEntries(targets.map((t) => [path.basename(t, path.extname(t)), readRgb(cliMaskPath(out, t))]));
 }
 
@@ -98,7 +113,7 @@ function cliCoco(prompts, targets) {
   const args = ['segment', '--model', path.join(fixtures, 'model'), '--out-dir', out, '--export', 'coco'];
   for (const [image, mask] of prompts) args.push('--prompt', image, mask);
   for (const target of targets) args.push('--target', target);
-  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
+  execFileSync(CLI, args, { stdio: 'ignore' });
   return JSON.parse(fs.readFileSync(path.join(out, 'coco.json'), 'utf8'));
 }
 
@@ -152,7 +167,7 @@ async function segmentAndWait(page, count) {
 
 async function testOnePromptThenCacheReload(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
-  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page, urls } = await launch(DEVICE_ARGS);
   try {
     // A first visit: the page says what it would download and downloads nothing until asked.
     await page.goto(`${server.url}/?model=/model/`);
@@ -162,8 +177,10 @@ async function testOnePromptThenCacheReload(server) {
     console.log(`  consent: "${consent}"`);
     assert.match(consent, /SegGPT ViT-L, \d+ KB\) is downloaded once and kept in this browser/);
     assert.match(consent, /never uploaded/);
+    if (ON_CPU) assert.match(consent, /no WebGPU adapter, so it will run on the CPU/);
+    else assert.doesNotMatch(consent, /CPU/);
     assert.equal(downloaded(server, 0, '/model/model.safetensors'), false, 'nothing downloaded before the click');
-    await page.screenshot({ path: path.join(artifacts, 'consent.png'), fullPage: true });
+    await page.screenshot({ path: shot('consent.png'), fullPage: true });
     // The button works from the keyboard.
     const t0 = Date.now();
     await load.focus();
@@ -174,8 +191,16 @@ async function testOnePromptThenCacheReload(server) {
     await persisted.waitFor();
     console.log(`  storage: "${await persisted.textContent()}"`);
     assert.match(await persisted.textContent(), /^Persistent storage (granted|not granted)/);
-    assert.match(text, /SwiftShader|swiftshader|software|google/i, 'status names the adapter');
-    assert.match(await page.getByTestId('model-note').textContent(), /downloaded and kept in browser storage/);
+    const loadNote = await page.getByTestId('model-note').textContent();
+    console.log(`  note: "${loadNote}"`);
+    if (ON_CPU) {
+      assert.match(text, /^ready on the CPU: WebAssembly SIMD, one thread \(f32,/, 'status names the CPU');
+      assert.match(loadNote, /^This browser offers no WebGPU adapter, so the model runs on the CPU: (about [\d.]+|under 0\.01) s per image here/);
+    } else {
+      assert.match(text, /SwiftShader|swiftshader|software|google/i, 'status names the adapter');
+      assert.doesNotMatch(loadNote, /CPU/);
+    }
+    assert.match(loadNote, /downloaded and kept in browser storage/i);
 
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
     await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
@@ -207,7 +232,7 @@ async function testOnePromptThenCacheReload(server) {
 
     const again = await segmentAndWait(page, 1);
     console.log(`  click to mask, second run: ${again.toFixed(2)} s`);
-    await page.screenshot({ path: path.join(artifacts, 'result.png'), fullPage: true });
+    await page.screenshot({ path: shot('result.png'), fullPage: true });
 
     // Reload: the model comes from browser storage at once (no consent asked), with no download
     // (only a HEAD to revalidate it).
@@ -248,7 +273,7 @@ async function testTwoPromptsTwoTargets(server) {
   const prompts = [[fx('prompt0.png'), fx('prompt0_mask.png')], [fx('prompt1.png'), fx('prompt1_mask.png')]];
   const targets = [fx('target_a.png'), fx('target_b.png')];
   const expected = cliMasks(prompts, targets);
-  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page, urls } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     await page.getByTestId('add-prompt').click();
@@ -336,7 +361,7 @@ async function testTwoPromptsTwoTargets(server) {
 }
 
 async function testPaintedMask(server) {
-  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page, urls } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
@@ -395,7 +420,7 @@ async function testPaintedMask(server) {
     const diff = maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a);
     console.log(`  result with the painted mask vs the CLI on the same mask: max difference ${diff}`);
     assert.ok(diff <= 1, `differs by ${diff}`);
-    await page.screenshot({ path: path.join(artifacts, 'painted.png'), fullPage: true });
+    await page.screenshot({ path: shot('painted.png'), fullPage: true });
     assertLoopback(urls, server.url);
   } finally {
     await ctx.close();
@@ -413,7 +438,7 @@ async function testBadInputsAndCorruptWeights(server) {
   // A small file that would decode to 16385 x 1 px: over the 16384 px side limit.
   const wide = path.join(dir, 'wide.png');
   fs.writeFileSync(wide, PNG.sync.write(new PNG({ width: 16385, height: 1 })));
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     const error = page.getByTestId('error');
@@ -462,13 +487,14 @@ async function testBadInputsAndCorruptWeights(server) {
 async function testNoWebGpuError(server, extraArgs, label) {
   const { ctx, page, urls } = await launch(extraArgs);
   try {
-    await page.goto(`${server.url}/?model=/model/`);
+    await page.goto(`${server.url}/?model=/model/&device=webgpu`);
     const error = page.getByTestId('error');
     await error.waitFor({ state: 'visible', timeout: 60_000 });
     const text = await error.textContent();
     console.log(`  ${label}: error shown: "${text}"`);
-    assert.match(text, /WebGPU/);
-    await page.screenshot({ path: path.join(artifacts, `no-webgpu-${label}.png`), fullPage: true });
+    assert.match(text, /no WebGPU adapter, which the page's address asks for \(\?device=webgpu\)/);
+    assert.equal(await page.getByTestId('load-model').isVisible(), false, 'no download offered');
+    await page.screenshot({ path: shot(`no-webgpu-${label}.png`), fullPage: true });
     assertLoopback(urls, server.url);
   } finally {
     await ctx.close();
@@ -476,7 +502,7 @@ async function testNoWebGpuError(server, extraArgs, label) {
 }
 
 async function testDownloadProgressAndBadDownload(server) {
-  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page, urls } = await launch(DEVICE_ARGS);
   try {
     // A truncated download: refused with the reason, and not kept in the cache.
     await gotoAndLoad(page, `${server.url}/?model=/bad-model/`);
@@ -507,7 +533,7 @@ async function testDownloadProgressAndBadDownload(server) {
     // reload downloads them again.
     await gotoAndLoad(page, `${server.url}/?model=/model/&cache=off`);
     await waitReady(page);
-    assert.match(await page.getByTestId('model-note').textContent(), /not kept in browser storage/);
+    assert.match(await page.getByTestId('model-note').textContent(), /not kept in browser storage/i);
     const beforeOff = server.log.length;
     await page.reload();
     await consentIfAsked(page);
@@ -547,7 +573,7 @@ async function dropFiles(page, selector, files, kind = 'drop') {
 
 async function testDropAndPaste(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png'), fx('target_b.png')]);
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     // Image then mask dropped on the prompt; one target dropped, one pasted.
@@ -603,7 +629,7 @@ async function testClassMasksSemanticHf(server) {
   const targets = [fx('target_a.png')];
   const expected = cliMasks([[fx('prompt0.png'), m0], [fx('prompt1.png'), m1]], targets,
     ['--num-labels', '3', '--embedding-type', 'semantic', '--ensemble', 'hf']);
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     await page.getByTestId('add-prompt').click();
@@ -629,7 +655,7 @@ async function testClassMasksSemanticHf(server) {
 
 async function testCrashAndRetry(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     // ?debug=panic makes the worker panic during the first run, as a GPU out-of-memory error does.
     await gotoAndLoad(page, `${server.url}/?model=/model/&debug=panic`);
@@ -681,7 +707,7 @@ function withChunkAfterHeader(png, type, data) {
 }
 
 async function testNoLeaks(server) {
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   // Live object URLs and event listeners, counted by wrapping the browser's own functions.
   await ctx.addInitScript(() => {
     const live = new Set();
@@ -771,7 +797,7 @@ async function testNumberOfClasses(server) {
   const three = cliMasks(prompts, targets, ['--num-labels', '3']);
   const eight = cliMasks(prompts, targets, ['--num-labels', '8']);
   assert.ok(maxDiff(three.target_a, eight.target_a) > 1, 'the number of classes changes the colours');
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     await page.getByTestId('add-prompt').click();
@@ -809,7 +835,7 @@ async function testColourProfileIgnored(server) {
   const target = path.join(dir, 'gamma.png');
   fs.writeFileSync(target, withChunkAfterHeader(fs.readFileSync(fx('target_a.png')), 'gAMA', gamma));
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [target]);
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     // This browser converts such a file when not told otherwise (else the test proves nothing).
@@ -844,7 +870,7 @@ async function testColourProfileIgnored(server) {
 async function testDownloadAllSameNames(server) {
   // Every pasted image is `image.png`: two of them still make one zip with distinct names.
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png'), fx('target_b.png')]);
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
@@ -875,7 +901,7 @@ async function testExamples(server) {
   const prompts = example.prompts.map((p) => [file(p.image), file(p.mask)]);
   const targets = example.targets.map(file);
   const expected = cliMasks(prompts, targets);
-  const { ctx, page } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     await openApp(server, ctx, page);
     // One click fills the prompts and targets, as picking those files would.
@@ -885,7 +911,7 @@ async function testExamples(server) {
     assert.match(await page.getByTestId('mask-state').first().textContent(),
       new RegExp(path.basename(example.prompts[0].mask).replace(/\./g, '\\.')));
     await segmentAndWait(page, targets.length);
-    await page.screenshot({ path: path.join(artifacts, 'example.png'), fullPage: true });
+    await page.screenshot({ path: shot('example.png'), fullPage: true });
     for (const [i, target] of targets.entries()) {
       const stem = path.basename(target, path.extname(target));
       const dl = await downloadResult(page, i);
@@ -910,7 +936,7 @@ const tests = [
   // Chromium 156 without --enable-unsafe-webgpu exposes navigator.gpu but no adapter (so does
   // --disable-features=WebGPU and --disable-blink-features=WebGPU: the `navigator.gpu` absent path
   // is not reachable with this browser on a secure origin).
-  ['no WebGPU adapter: error names WebGPU', (s) => testNoWebGpuError(s, [], 'no-adapter')],
+  ['?device=webgpu and no WebGPU adapter: error names WebGPU, no download offered', (s) => testNoWebGpuError(s, [], 'no-adapter')],
   ['no leaks: 20 prompt add/remove cycles and 5 runs leave heap, DOM nodes, object URLs and listeners flat', testNoLeaks],
   ['number of classes: default shown, and the same N gives the CLI\'s --num-labels N colours', testNumberOfClasses],
   ['a PNG with a gAMA chunk: pixels as stored, overlay and mask as the CLI', testColourProfileIgnored],

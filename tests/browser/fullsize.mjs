@@ -1,8 +1,9 @@
 // Manual check at the released model's size (not part of the test command: it needs a 1.48 GB
 // checkpoint, e.g. a random ViT-L from `scripts/make_fixtures.py model --full --out DIR`):
 // downloads it into the page through OPFS, loads it onto WebGPU, reloads it from the cache, and
-// (unless SEGMENT=0) segments one fixture target and compares the mask with the CLI's.
-//   MODEL_DIR=/path/to/dir node tests/browser/fullsize.mjs
+// (unless SEGMENT=0) segments one fixture target and compares the mask with the CLI's. DEVICE=cpu does the
+// same on the CPU in the page (WebGPU off in Chromium, `?device=cpu`).
+//   MODEL_DIR=/path/to/dir [DEVICE=cpu] node tests/browser/fullsize.mjs
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -10,16 +11,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { serve } from './server.mjs';
+import { CLI, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const modelDir = process.env.MODEL_DIR;
 assert.ok(modelDir && fs.existsSync(path.join(modelDir, 'model.safetensors')), 'set MODEL_DIR to a directory with model.safetensors');
 const fixtures = path.join(root, 'tests/fixtures/segment');
+const onCpu = process.env.DEVICE === 'cpu';
 const server = await serve({ '/': path.join(root, 'dist'), '/full/': modelDir });
 const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-full-')), {
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, acceptDownloads: true,
-  args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-dev-shm-usage'],
+  args: ['--headless=new', '--no-sandbox', '--disable-dev-shm-usage', ...(onCpu ? [] : ['--enable-unsafe-webgpu'])],
 });
 const page = ctx.pages()[0];
 page.on('console', (m) => { if (m.type() === 'error') console.log(`  [console.error] ${m.text().slice(0, 300)}`); });
@@ -30,14 +32,17 @@ const watch = setInterval(async () => {
 }, 15_000);
 try {
   let t = Date.now();
-  await page.goto(`${server.url}/?model=/full/`);
+  await page.goto(`${server.url}/?model=/full/${onCpu ? '&device=cpu' : ''}`);
+  const load = page.getByTestId('load-model');
+  await load.or(status.filter({ hasText: 'ready' })).first().waitFor({ timeout: 1_800_000 });
+  if (await load.isVisible()) await load.click();
   await status.filter({ hasText: 'ready' }).waitFor({ timeout: 1_800_000 });
-  console.log(`first load (download to OPFS + GPU upload): ${seconds(t)} s; ${await status.textContent()}; `
+  console.log(`first load (download to OPFS + upload to the device): ${seconds(t)} s; ${await status.textContent()}; `
     + `${await page.getByTestId('model-note').textContent()}`);
   t = Date.now();
   await page.reload();
   await status.filter({ hasText: 'ready' }).waitFor({ timeout: 1_800_000 });
-  console.log(`reload (from OPFS + GPU upload): ${seconds(t)} s; ${await page.getByTestId('model-note').textContent()}`);
+  console.log(`reload (from OPFS + upload to the device): ${seconds(t)} s; ${await page.getByTestId('model-note').textContent()}`);
   if (process.env.SEGMENT !== '0') {
     await page.getByTestId('prompt-image').setInputFiles(path.join(fixtures, 'prompt0.png'));
     await page.getByTestId('prompt-mask').setInputFiles(path.join(fixtures, 'prompt0_mask.png'));
@@ -53,7 +58,7 @@ try {
     await result.getByTestId('download-mask').click();
     const got = PNG.sync.read(fs.readFileSync(await (await download).path()));
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-full-cli-'));
-    execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), ['segment',
+    execFileSync(CLI, ['segment',
       '--model', modelDir, '--prompt', path.join(fixtures, 'prompt0.png'), path.join(fixtures, 'prompt0_mask.png'),
       '--target', path.join(fixtures, 'target_a.png'), '--out-dir', out], { stdio: 'ignore' });
     const want = PNG.sync.read(fs.readFileSync(path.join(out, 'target_a.mask.png')));

@@ -6,6 +6,12 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+/** The CLI the browser tests compare the page with: `SEGGPT_CLI` (scripts/test.sh sets it to the build
+ * it tests), else `cargo build --release`'s. */
+export const CLI = process.env.SEGGPT_CLI ?? path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt');
+
 // The page's meta CSP, also sent as a header: a dedicated worker takes its policy from its script's
 // response, not from the page's meta tag, so only the header binds the worker (docs/ARCHITECTURE.md).
 export const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
@@ -21,9 +27,10 @@ const MIME = {
 
 /** roots: { '/url-prefix/': '/dir/on/disk', ... }; longest prefix wins. Paths under a prefix in
  * `slow` are sent in 8 KiB pieces 40 ms apart (to watch download progress). Requests under a prefix
- * added to `unreachable` get their connection dropped with no answer, as when offline.
+ * added to `unreachable` get their connection dropped with no answer, as when offline. `headers` are
+ * added to every answer (a `null` value leaves that header out).
  * Resolves to { url, log, unreachable, close }. */
-export function serve(roots, slow = []) {
+export function serve(roots, slow = [], headers = {}) {
   const log = [];
   const unreachable = new Set();
   const prefixes = Object.keys(roots).sort((a, b) => b.length - a.length);
@@ -45,14 +52,16 @@ export function serve(roots, slow = []) {
     }
     const bytes = fs.readFileSync(file);
     const { mtime, mtimeMs } = fs.statSync(file);
-    res.writeHead(200, {
+    const answer = {
       'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
       'Content-Length': bytes.length,
       'Cache-Control': 'no-store',
       'Content-Security-Policy': CSP,
       'ETag': `"${bytes.length.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`,
       'Last-Modified': mtime.toUTCString(),
-    });
+      ...headers,
+    };
+    res.writeHead(200, Object.fromEntries(Object.entries(answer).filter(([, value]) => value !== null)));
     if (req.method === 'HEAD') {
       res.end();
       return;

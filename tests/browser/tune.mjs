@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { runTests, serve } from './server.mjs';
+import { CLI, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -23,7 +23,6 @@ const fx = (name) => path.join(fixtures, name);
 const PAIRS = [[fx('prompt0.png'), fx('prompt0_mask.png')], [fx('prompt1.png'), fx('prompt1_mask.png')]];
 const artifacts = path.join(root, 'tests/browser/artifacts');
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const bin = path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt');
 const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--enable-unsafe-webgpu'];
 /** The prompt tensors of the page and of the CLI agree to this (max abs difference). */
@@ -92,7 +91,7 @@ function readSafetensors(bytes) {
 /** `seggpt tune` on `pairs`; returns the tuned prompt file's bytes. */
 function cliTune(modelDir, pairs, args) {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-tune-cli-')), 'prompt.safetensors');
-  execFileSync(bin, ['tune', '--model', modelDir, ...pairs.flatMap((p) => ['--pair', ...p]), '--out', out, ...args],
+  execFileSync(CLI, ['tune', '--model', modelDir, ...pairs.flatMap((p) => ['--pair', ...p]), '--out', out, ...args],
     { stdio: 'ignore' });
   return fs.readFileSync(out);
 }
@@ -160,7 +159,7 @@ async function testTuneEqualsCli(server) {
     await result.getByTestId('download-mask').waitFor({ timeout: 120_000 });
     const mask = await download(page, result.getByTestId('download-mask'));
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-tuned-out-'));
-    execFileSync(bin, ['segment', '--model', model, '--tuned-prompt', tuned, '--target', fx('target_a.png'), '--out-dir', out],
+    execFileSync(CLI, ['segment', '--model', model, '--tuned-prompt', tuned, '--target', fx('target_a.png'), '--out-dir', out],
       { stdio: 'ignore' });
     const expected = fs.readFileSync(path.join(out, 'target_a.png.mask.png'));
     assert.ok(mask.bytes.equals(expected), 'the page\'s mask with the tuned prompt differs from seggpt segment --tuned-prompt');

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { runTests, serve } from './server.mjs';
+import { CLI, runTests, serve } from './server.mjs';
 import { unzipStored } from './zip.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -72,8 +72,7 @@ const cliMaskPath = (out, stem) => path.join(out, `${stem}.mask.png`);
 /** Runs `seggpt video` on a folder of frames with one prompt; returns its output folder. */
 function cliVideo(framesDir, prompt, mask, extra) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-video-cli-'));
-  const bin = path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt');
-  execFileSync(bin, ['video', '--model', model, '--frames', framesDir, '--prompt', prompt, mask, '--out-dir', out, ...extra],
+  execFileSync(CLI, ['video', '--model', model, '--frames', framesDir, '--prompt', prompt, mask, '--out-dir', out, ...extra],
     { stdio: 'ignore' });
   return out;
 }

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { runTests, serve } from './server.mjs';
+import { CLI, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -212,7 +212,7 @@ async function testClearCacheDuringDownloadWaits(server) {
 function cliMask(prompt, target, extra) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-cli-'));
   const args = ['segment', '--model', fx('model'), '--out-dir', out, '--prompt', ...prompt, '--target', target, ...extra];
-  execFileSync(path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt'), args, { stdio: 'ignore' });
+  execFileSync(CLI, args, { stdio: 'ignore' });
   const masks = fs.readdirSync(out).filter((name) => name.endsWith('.mask.png'));
   assert.equal(masks.length, 1, `one mask from the CLI: ${masks}`);
   return PNG.sync.read(fs.readFileSync(path.join(out, masks[0])));

@@ -234,9 +234,9 @@ pub fn colour_toggle(
     Ok(listener)
 }
 
-/// Why this browser cannot run the model, if it cannot: no WebGPU, or no adapter. Checked before the
-/// visitor is offered a 1.5 GB download that could not be used.
-pub async fn webgpu_unavailable() -> Option<String> {
+/// Whether this browser offers a WebGPU adapter. Asked before the visitor is offered a 1.5 GB
+/// download, to say which device will run it.
+pub async fn has_webgpu_adapter() -> bool {
     let gpu = Reflect::get(&window().navigator(), &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
     let request =
         Reflect::get(&gpu, &"requestAdapter".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
@@ -244,9 +244,5 @@ pub async fn webgpu_unavailable() -> Option<String> {
         Some(Ok(promise)) => JsFuture::from(Promise::from(promise)).await.unwrap_or(JsValue::NULL),
         _ => JsValue::NULL,
     };
-    (adapter.is_null() || adapter.is_undefined()).then(|| {
-        "This browser offers no WebGPU adapter, which SegGPT needs: use a recent Chrome or Edge (or enable \
-         WebGPU) on a machine with a GPU."
-            .to_string()
-    })
+    !(adapter.is_null() || adapter.is_undefined())
 }

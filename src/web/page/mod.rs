@@ -49,7 +49,7 @@ use self::video::{VideoMsg, VideoPanel};
 use self::video_live::{LiveMsg, LivePanel};
 use self::worker_link::WorkerLink;
 use super::js_text;
-use super::protocol::{ModelSource, ToWorker};
+use super::protocol::{DeviceChoice, ModelSource, ToWorker};
 use crate::AttentionKernel;
 
 /// Where the model comes from without `?model=`: the released ViT-L on the Hugging Face hub.
@@ -65,11 +65,12 @@ pub enum Msg {
         generation: u32,
         message: String,
     },
-    /// The model is not stored; `unavailable`: why this browser could not run it anyway.
+    /// The model is not stored; `outlook`: a sentence on the device that will run it, or why this
+    /// browser could not run it anyway.
     OfferDownload {
         bytes: Option<f64>,
         note: String,
-        unavailable: Option<String>,
+        outlook: Result<Option<&'static str>, &'static str>,
     },
     LoadModel,
     ModelFilesPicked,
@@ -165,6 +166,8 @@ struct Settings {
     model_files: Vec<File>,
     /// Half precision where the GPU has `shader-f16` (the default; `?dtype=f32` turns it off).
     half: bool,
+    /// WebGPU or the CPU (`?device=auto|webgpu|cpu`; WebGPU where there is an adapter by default).
+    device: DeviceChoice,
     /// Keep downloaded weights in browser storage (the default; `?cache=off` turns it off).
     cache: bool,
     /// `?bench`: run the benchmark once the model is ready.
@@ -234,6 +237,8 @@ impl App {
             source: ModelSource::Url { url: model_url(&query)? },
             model_files: Vec::new(),
             half: query.get("dtype").as_deref() != Some("f32"),
+            // An unknown `?device=` value leaves the default (WebGPU, else the CPU).
+            device: query.get("device").and_then(|name| DeviceChoice::from_name(&name)).unwrap_or_default(),
             cache: query.get("cache").as_deref() != Some("off"),
             bench_when_ready: query.has("bench"),
             #[cfg(feature = "test-hooks")]
@@ -300,11 +305,14 @@ impl App {
                 self.worker_died(&message)?
             }
             Msg::FromWorker { .. } | Msg::WorkerCrashed { .. } => {} // a replaced worker
-            Msg::OfferDownload { unavailable: Some(why), .. } => {
+            Msg::OfferDownload { outlook: Err(why), .. } => {
                 self.model.set_status("cannot run here");
-                self.error.show(&why, false);
+                self.error.show(why, false);
             }
-            Msg::OfferDownload { bytes, note, unavailable: None } => self.model.ask_consent(bytes, &note),
+            Msg::OfferDownload { bytes, note, outlook: Ok(device_note) } => {
+                let note = [device_note.unwrap_or_default(), note.as_str()].join(" ");
+                self.model.ask_consent(bytes, note.trim())
+            }
             Msg::LoadModel => {
                 self.consented = true;
                 self.send_load()?;

@@ -10,7 +10,7 @@ use super::result_card::{ResultState, Segmented};
 use super::worker_link::WorkerLink;
 use super::{App, Msg, dispatch};
 use crate::web::js_text;
-use crate::web::protocol::{self, ModelFiles, ModelSource, ResultBuffers, ToPage, ToWorker};
+use crate::web::protocol::{self, DeviceChoice, ModelFiles, ModelSource, ResultBuffers, ToPage, ToWorker};
 
 impl App {
     pub(super) fn worker(&self) -> Result<&WorkerLink, JsValue> {
@@ -42,8 +42,9 @@ impl App {
         self.model.set_loading(true);
         self.ready = false;
         let s = &self.settings;
-        let envelope =
-            protocol::envelope(&ToWorker::Load { source: s.source.clone(), half: s.half, cache: s.cache })?;
+        let load =
+            ToWorker::Load { source: s.source.clone(), half: s.half, cache: s.cache, device: s.device };
+        let envelope = protocol::envelope(&load)?;
         if s.source == ModelSource::Files {
             ModelFiles(s.model_files.clone()).to_js(&envelope);
         }
@@ -67,9 +68,10 @@ impl App {
                     self.consented = true;
                     self.send_load()?;
                 } else {
+                    let device = self.settings.device;
                     spawn_local(async move {
-                        let unavailable = dom::webgpu_unavailable().await;
-                        dispatch(Msg::OfferDownload { bytes, note, unavailable });
+                        let outlook = device_outlook(device).await;
+                        dispatch(Msg::OfferDownload { bytes, note, outlook });
                     });
                 }
             }
@@ -184,5 +186,25 @@ impl App {
             };
             dispatch(Msg::PersistAnswered(answer));
         });
+    }
+}
+
+/// Which device will run the model, said before the download is offered: `Ok` with a sentence for
+/// the offer when it can run here (on the CPU where WebGPU is missing), `Err` why it cannot.
+async fn device_outlook(device: DeviceChoice) -> Result<Option<&'static str>, &'static str> {
+    match device {
+        DeviceChoice::Cpu => Ok(Some(
+            "It will run on the CPU (?device=cpu): much slower than on a GPU; the page says how slow once loaded.",
+        )),
+        _ if dom::has_webgpu_adapter().await => Ok(None),
+        DeviceChoice::Auto => Ok(Some(
+            "This browser offers no WebGPU adapter, so it will run on the CPU: much slower than on a GPU; \
+             the page says how slow once loaded.",
+        )),
+        DeviceChoice::Webgpu => Err(
+            "This browser offers no WebGPU adapter, which the page's address asks for (?device=webgpu): use \
+             a recent Chrome or Edge (or enable WebGPU) on a machine with a GPU, or open the page without \
+             ?device=webgpu to run on the CPU.",
+        ),
     }
 }

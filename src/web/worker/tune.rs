@@ -43,8 +43,9 @@ fn defaults() -> TuneParams {
 /// What tuning takes on `loaded`, posted after `Ready`.
 pub(super) fn info(loaded: &Loaded) -> ToPage {
     let config = loaded.model.config();
-    let fits =
-        |batch: usize| largest_buffer_bytes(config, batch, MemoryBudget::DEFAULT) <= loaded.gpu.max_binding;
+    let fits = |batch: usize| {
+        largest_buffer_bytes(config, batch, MemoryBudget::DEFAULT) <= loaded.engine.max_binding
+    };
     ToPage::TuneInfo(TuneInfo {
         defaults: defaults(),
         step_bytes: (1..=MAX_BATCH)
@@ -52,7 +53,7 @@ pub(super) fn info(loaded: &Loaded) -> ToPage {
             .collect(),
         weight_bytes: step_memory(config, 1, ACTIVATIONS).weight_bytes as f64,
         max_batch: (1..=MAX_BATCH).take_while(|&b| fits(b)).last().unwrap_or(0),
-        max_binding: loaded.gpu.max_binding as f64,
+        max_binding: loaded.engine.max_binding as f64,
     })
 }
 
@@ -139,8 +140,8 @@ pub(super) async fn session(
             files.prompts.len()
         ));
     }
-    if largest_buffer_bytes(config, params.batch, MemoryBudget::DEFAULT) > loaded.gpu.max_binding {
-        return Err(too_large(config, params.batch, loaded.gpu.max_binding));
+    if largest_buffer_bytes(config, params.batch, MemoryBudget::DEFAULT) > loaded.engine.max_binding {
+        return Err(too_large(config, params.batch, loaded.engine.max_binding));
     }
     let (pairs, _) = prompts(&files.prompts, &run)?;
     let (h, w) = config.half_image_size();
@@ -179,7 +180,7 @@ pub(super) async fn session(
     while tuner.steps() < params.steps && !stopped {
         let start = now_s();
         let loss = tuner
-            .step_async(&loaded.model, &loaded.gpu.device, &train)
+            .step_async(&loaded.model, &loaded.engine.device, &train)
             .await
             .map_err(|e| format!("step {}: {e}", tuner.steps() + 1))?;
         metadata.train_losses.push(loss);
