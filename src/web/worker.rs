@@ -40,6 +40,10 @@ const NO_ADAPTER: &str = "This browser has WebGPU but offers no GPU adapter for 
     on the CPU). Chrome or Edge 113+ on desktop, Safari 26+ and Firefox 141+ on Windows have it on; on \
     Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu (chrome://gpu shows the WebGPU status).";
 
+/// Why a software WebGPU adapter is passed over (`?device=webgpu` takes it).
+const SOFTWARE_ADAPTER: &str = "This browser's only WebGPU adapter is a software one, slower than the CPU \
+    path (?device=webgpu uses it anyway)";
+
 /// What the page calls the CPU device.
 const CPU_NAME: &str = "the CPU: WebAssembly SIMD, one thread";
 
@@ -527,7 +531,7 @@ fn check_fits(config: &SegGptConfig, engine: &Engine) -> Result<(), String> {
 
 /// Checks for WebGPU and an adapter before burn asks for one, for a clear error and a readable name.
 /// (`WorkerNavigator::gpu` needs web-sys' unstable APIs, hence `Reflect`.)
-async fn probe_webgpu() -> Result<String, String> {
+async fn probe_webgpu() -> Result<Adapter, String> {
     progress("checking WebGPU ...", 0.0, 0.0);
     let get = |target: &JsValue, key: &str| Reflect::get(target, &key.into()).unwrap_or(JsValue::UNDEFINED);
     let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
@@ -551,10 +555,20 @@ async fn probe_webgpu() -> Result<String, String> {
     if name.is_empty() {
         name = "unnamed adapter".into();
     }
-    if get(&info, "isFallbackAdapter").as_bool() == Some(true) {
+    let software = get(&info, "isFallbackAdapter").as_bool() == Some(true);
+    if software {
         name.push_str(" (software)");
     }
-    Ok(name)
+    Ok(Adapter { name, software })
+}
+
+/// A WebGPU adapter the browser offers.
+struct Adapter {
+    /// Its description (or vendor and architecture), with " (software)" for a fallback adapter.
+    name: String,
+    /// WebGPU's fallback adapter (SwiftShader in Chromium): the GPU's work done on the CPU, one to two
+    /// orders of magnitude slower than burn's CPU backend in wasm (docs/MODEL.md §24.1).
+    software: bool,
 }
 
 /// The device the model runs on, started once per worker as `choice` asks: WebGPU where the
@@ -565,9 +579,10 @@ async fn engine(choice: DeviceChoice, half: bool) -> Result<Engine, String> {
     }
     let engine = match choice {
         DeviceChoice::Cpu => cpu_engine("The page's address asks for the CPU (?device=cpu)"),
-        DeviceChoice::Webgpu => gpu_engine(probe_webgpu().await?, half).await?,
+        DeviceChoice::Webgpu => gpu_engine(probe_webgpu().await?.name, half).await?,
         DeviceChoice::Auto => match probe_webgpu().await {
-            Ok(adapter) => gpu_engine(adapter, half).await?,
+            Ok(adapter) if adapter.software => cpu_engine(SOFTWARE_ADAPTER),
+            Ok(adapter) => gpu_engine(adapter.name, half).await?,
             Err(_) => cpu_engine("This browser offers no WebGPU adapter"),
         },
     };

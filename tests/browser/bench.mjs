@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -100,7 +100,7 @@ const tests = [
     const { ctx, page } = await launch();
     try {
       await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
-      const status = await openReady(page, `${server.url}/?model=/model/&bench`);
+      const status = await openReady(page, `${server.url}/?${WEBGPU}model=/model/&bench`);
       const copy = page.getByTestId('bench-copy');
       assert.ok(await copy.isDisabled(), 'Copy is disabled before there is a report');
       await page.getByTestId('bench-table').waitFor({ state: 'visible', timeout: 300_000 });
@@ -148,13 +148,13 @@ const tests = [
   ['q8: a `convert --dtype q8` checkpoint loads in the page and segments as the CLI does', async (server) => {
     const { ctx, page } = await launch();
     try {
-      const f32Status = await openReady(page, `${server.url}/?model=/model/`);
+      const f32Status = await openReady(page, `${server.url}/?${WEBGPU}model=/model/`);
       const f32Mask = await segmentOne(page);
-      const f32Cached = loadSeconds(await openReady(page, `${server.url}/?model=/model/`));
-      const q8Status = await openReady(page, `${server.url}/?model=/q8-model/`);
+      const f32Cached = loadSeconds(await openReady(page, `${server.url}/?${WEBGPU}model=/model/`));
+      const q8Status = await openReady(page, `${server.url}/?${WEBGPU}model=/q8-model/`);
       assert.match(q8Status, /ready/);
       const q8Mask = await segmentOne(page);
-      const q8Cached = await openReady(page, `${server.url}/?model=/q8-model/`);
+      const q8Cached = await openReady(page, `${server.url}/?${WEBGPU}model=/q8-model/`);
       assert.match(await page.getByTestId('model-note').textContent(), /browser storage/);
       const sameAsCli = compare(q8Mask, cliMask(server.q8Dir));
       assert.ok(sameAsCli.max <= 1, `the page's q8 mask differs from the CLI's on the same file by ${sameAsCli.max}`);

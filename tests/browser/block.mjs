@@ -27,7 +27,7 @@ const page = ctx.pages()[0];
 page.on('console', (m) => { if (m.type() === 'error') console.log(`  [console.error] ${m.text().slice(0, 300)}`); });
 const status = page.getByTestId('bench-status');
 try {
-  await page.goto(`${server.url}/?model=/block/&dtype=${dtype}`);
+  await page.goto(`${server.url}/?model=/block/&dtype=${dtype}&device=webgpu`);
   const load = page.getByTestId('load-model');
   const ready = page.getByTestId('model-status').filter({ hasText: 'ready' });
   await load.or(ready).first().waitFor({ timeout: LONG });

@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, runTests, serve } from './server.mjs';
 import { unzipStored } from './zip.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -31,6 +31,8 @@ const ON_CPU = process.env.E2E_DEVICE === 'cpu';
 // Chromium 156 offers a WebGPU adapter (SwiftShader) only with this flag; without it, navigator.gpu
 // exists but has no adapter.
 const DEVICE_ARGS = ON_CPU ? [] : ['--enable-unsafe-webgpu'];
+// SwiftShader is a software adapter, which the page passes over for the CPU unless told otherwise.
+const DEVICE = ON_CPU ? '' : WEBGPU;
 
 /** Where a screenshot goes: the CPU run's beside the WebGPU run's. */
 function shot(name) {
@@ -143,7 +145,7 @@ async function gotoAndLoad(page, url) {
 /** Opens the app on the fixture model and waits for `ready`. */
 async function openApp(server, ctx, page) {
   const t0 = Date.now();
-  await gotoAndLoad(page, `${server.url}/?model=/model/`);
+  await gotoAndLoad(page, `${server.url}/?${DEVICE}model=/model/`);
   const text = await waitReady(page);
   return { text, seconds: (Date.now() - t0) / 1000 };
 }
@@ -170,7 +172,7 @@ async function testOnePromptThenCacheReload(server) {
   const { ctx, page, urls } = await launch(DEVICE_ARGS);
   try {
     // A first visit: the page says what it would download and downloads nothing until asked.
-    await page.goto(`${server.url}/?model=/model/`);
+    await page.goto(`${server.url}/?${DEVICE}model=/model/`);
     const load = page.getByTestId('load-model');
     await load.waitFor({ timeout: 60_000 });
     const consent = await page.getByTestId('consent-text').textContent();
@@ -484,6 +486,32 @@ async function testBadInputsAndCorruptWeights(server) {
   }
 }
 
+/** A software WebGPU adapter (SwiftShader) is passed over for the CPU unless `?device=webgpu` asks for it. */
+async function testSoftwareAdapterPassedOver(server) {
+  const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
+  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  try {
+    await page.goto(`${server.url}/?model=/model/`);
+    await page.getByTestId('load-model').waitFor({ timeout: 60_000 });
+    const consent = await page.getByTestId('consent-text').textContent();
+    assert.match(consent, /only WebGPU adapter is a software one, so it will run on the CPU/);
+    await consentIfAsked(page);
+    const text = await waitReady(page);
+    const note = await page.getByTestId('model-note').textContent();
+    console.log(`  status: "${text}"; note: "${note}"`);
+    assert.match(text, /^ready on the CPU: WebAssembly SIMD, one thread/);
+    assert.match(note, /^This browser's only WebGPU adapter is a software one, slower than the CPU path/);
+    await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
+    await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
+    await page.getByTestId('target-input').setInputFiles([fx('target_a.png')]);
+    await segmentAndWait(page, 1);
+    assert.ok(maxDiff(readRgb((await downloadResult(page, 0)).path), expected.target_a) <= 1);
+    assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function testNoWebGpuError(server, extraArgs, label) {
   const { ctx, page, urls } = await launch(extraArgs);
   try {
@@ -505,7 +533,7 @@ async function testDownloadProgressAndBadDownload(server) {
   const { ctx, page, urls } = await launch(DEVICE_ARGS);
   try {
     // A truncated download: refused with the reason, and not kept in the cache.
-    await gotoAndLoad(page, `${server.url}/?model=/bad-model/`);
+    await gotoAndLoad(page, `${server.url}/?${DEVICE}model=/bad-model/`);
     const error = page.getByTestId('error');
     await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
     console.log(`  truncated download: "${(await page.getByTestId('error-text').textContent()).trim()}"`);
@@ -513,7 +541,7 @@ async function testDownloadProgressAndBadDownload(server) {
 
     // A slow download: the progress bar counts bytes of the known total, with speed and time left.
     const size = fs.statSync(path.join(fixtures, 'model/model.safetensors')).size;
-    await gotoAndLoad(page, `${server.url}/?model=/slow-model/`);
+    await gotoAndLoad(page, `${server.url}/?${DEVICE}model=/slow-model/`);
     await page.waitForFunction(() => {
       const bar = document.querySelector('[data-testid=model-progress]');
       return bar && !bar.hidden && bar.value > 0 && bar.value < bar.max;
@@ -531,7 +559,7 @@ async function testDownloadProgressAndBadDownload(server) {
 
     // ?cache=off: the weights are kept in memory only (the memory path of the download), and a
     // reload downloads them again.
-    await gotoAndLoad(page, `${server.url}/?model=/model/&cache=off`);
+    await gotoAndLoad(page, `${server.url}/?${DEVICE}model=/model/&cache=off`);
     await waitReady(page);
     assert.match(await page.getByTestId('model-note').textContent(), /not kept in browser storage/i);
     const beforeOff = server.log.length;
@@ -548,7 +576,7 @@ async function testDownloadProgressAndBadDownload(server) {
 
     // The truncated copy was not cached: loading it again downloads it again.
     const before = server.log.length;
-    await gotoAndLoad(page, `${server.url}/?model=/bad-model/`);
+    await gotoAndLoad(page, `${server.url}/?${DEVICE}model=/bad-model/`);
     await error.filter({ hasText: 'truncated' }).waitFor({ timeout: 60_000 });
     assert.ok(downloaded(server, before, '/bad-model/model.safetensors'), 'not served from a cache');
     assertLoopback(urls, server.url);
@@ -658,7 +686,7 @@ async function testCrashAndRetry(server) {
   const { ctx, page } = await launch(DEVICE_ARGS);
   try {
     // ?debug=panic makes the worker panic during the first run, as a GPU out-of-memory error does.
-    await gotoAndLoad(page, `${server.url}/?model=/model/&debug=panic`);
+    await gotoAndLoad(page, `${server.url}/?${DEVICE}model=/model/&debug=panic`);
     await waitReady(page);
     await page.getByTestId('prompt-image').setInputFiles(fx('prompt0.png'));
     await page.getByTestId('prompt-mask').setInputFiles(fx('prompt0_mask.png'));
@@ -937,6 +965,8 @@ const tests = [
   // --disable-features=WebGPU and --disable-blink-features=WebGPU: the `navigator.gpu` absent path
   // is not reachable with this browser on a secure origin).
   ['?device=webgpu and no WebGPU adapter: error names WebGPU, no download offered', (s) => testNoWebGpuError(s, [], 'no-adapter')],
+  // Once, in the WebGPU run: it starts its own browser with SwiftShader.
+  ...(ON_CPU ? [] : [['a software WebGPU adapter is passed over for the CPU; the mask equals the CLI', testSoftwareAdapterPassedOver]]),
   ['no leaks: 20 prompt add/remove cycles and 5 runs leave heap, DOM nodes, object URLs and listeners flat', testNoLeaks],
   ['number of classes: default shown, and the same N gives the CLI\'s --num-labels N colours', testNumberOfClasses],
   ['a PNG with a gAMA chunk: pixels as stored, overlay and mask as the CLI', testColourProfileIgnored],

@@ -32,7 +32,7 @@ const watch = setInterval(async () => {
 }, 15_000);
 try {
   let t = Date.now();
-  await page.goto(`${server.url}/?model=/full/${onCpu ? '&device=cpu' : ''}`);
+  await page.goto(`${server.url}/?model=/full/&device=${onCpu ? 'cpu' : 'webgpu'}`);
   const load = page.getByTestId('load-model');
   await load.or(status.filter({ hasText: 'ready' })).first().waitFor({ timeout: 1_800_000 });
   if (await load.isVisible()) await load.click();

@@ -8,6 +8,10 @@ import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
+/** The start of a page query that keeps the model on WebGPU: the WebGPU suites run on SwiftShader, a
+ * software adapter, which the page would otherwise pass over for the CPU. */
+export const WEBGPU = 'device=webgpu&';
+
 /** The CLI the browser tests compare the page with: `SEGGPT_CLI` (scripts/test.sh sets it to the build
  * it tests), else `cargo build --release`'s. */
 export const CLI = process.env.SEGGPT_CLI ?? path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt');

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { CLI, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -41,7 +41,7 @@ async function launch() {
 }
 
 async function openApp(server, page) {
-  await page.goto(`${server.url}/?model=/model/`);
+  await page.goto(`${server.url}/?${WEBGPU}model=/model/`);
   const load = page.getByTestId('load-model');
   const ready = page.getByTestId('model-status').filter({ hasText: 'ready' });
   await load.or(ready).first().waitFor({ timeout: 180_000 });

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
-import { runTests, serve } from './server.mjs';
+import { WEBGPU, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -169,7 +169,7 @@ async function testStatesOfflineAndInstall(server) {
   const weightDownloads = () => server.log.filter((p) => p === '/model/model.safetensors');
   try {
     // Empty: a first visit offers the model (what it is, its size) and downloads nothing by itself.
-    await page.goto(`${server.url}/?model=/model/`);
+    await page.goto(`${server.url}/?${WEBGPU}model=/model/`);
     await page.getByTestId('load-model').waitFor({ timeout: 60_000 });
     await page.locator('[data-testid^="example-"]').first().waitFor({ timeout: 30_000 });
     assert.deepEqual(weightDownloads(), [], 'no weights downloaded before the visitor asked');
@@ -255,7 +255,7 @@ async function testProgressVisible(server) {
   const { ctx, page } = await launch();
   try {
     // `/slow-model/` trickles the weights (8 KiB every 40 ms): the progress bar shows while they arrive.
-    await page.goto(`${server.url}/?model=/slow-model/`);
+    await page.goto(`${server.url}/?${WEBGPU}model=/slow-model/`);
     await page.getByTestId('load-model').click({ timeout: 60_000 });
     const progress = page.getByTestId('model-progress');
     await page.waitForFunction(() => {

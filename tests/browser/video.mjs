@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, runTests, serve } from './server.mjs';
 import { unzipStored } from './zip.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -51,7 +51,7 @@ function assertLoopback(urls, base) {
 }
 
 async function openApp(server, page) {
-  await page.goto(`${server.url}/?model=/model/`);
+  await page.goto(`${server.url}/?${WEBGPU}model=/model/`);
   const load = page.getByTestId('load-model');
   const ready = page.getByTestId('model-status').filter({ hasText: 'ready' });
   await load.or(ready).first().waitFor({ timeout: 180_000 });

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -85,7 +85,7 @@ async function settle(page) {
 
 /** Opens the page with `query` (its `?model=`) and waits for the model, clicking through the consent when asked. */
 async function open(page, server, query) {
-  await page.goto(`${server.url}/${query}`);
+  await page.goto(`${server.url}/?${WEBGPU}${query.slice(1)}`);
   assert.equal(await settle(page), 'ready', `model ready for ${query}`);
 }
 
@@ -184,7 +184,7 @@ async function testRevalidateChangedOfflineDamaged(server, dir) {
 async function testClearCacheDuringDownloadWaits(server) {
   const { ctx, page, urls } = await launch();
   try {
-    await page.goto(`${server.url}/?model=/slow-model/`);
+    await page.goto(`${server.url}/?${WEBGPU}model=/slow-model/`);
     const ask = page.getByTestId('load-model');
     const downloading = status(page).filter({ hasText: 'downloading' });
     await downloading.or(ask).first().waitFor({ timeout: LONG });
@@ -312,7 +312,7 @@ async function testPlainErrors(server) {
   try {
     // Another origin (the same server under another name) is refused before any request.
     const other = server.url.replace('127.0.0.1', 'localhost');
-    await page.goto(`${server.url}/?model=${encodeURIComponent(`${other}/model/`)}`);
+    await page.goto(`${server.url}/?${WEBGPU}model=${encodeURIComponent(`${other}/model/`)}`);
     assert.equal(await settle(page), 'error');
     const refused = await errorText(page);
     console.log(`  other origin: "${refused}"`);
@@ -322,7 +322,7 @@ async function testPlainErrors(server) {
     // A model URL that cannot be fetched: the likely causes, CORS and the CSP among them.
     server.unreachable.add('/gone-model/');
     try {
-      await page.goto(`${server.url}/?model=/gone-model/`);
+      await page.goto(`${server.url}/?${WEBGPU}model=/gone-model/`);
       assert.equal(await settle(page), 'error');
     } finally {
       server.unreachable.delete('/gone-model/');

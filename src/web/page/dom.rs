@@ -234,9 +234,9 @@ pub fn colour_toggle(
     Ok(listener)
 }
 
-/// Whether this browser offers a WebGPU adapter. Asked before the visitor is offered a 1.5 GB
-/// download, to say which device will run it.
-pub async fn has_webgpu_adapter() -> bool {
+/// The WebGPU adapter this browser offers, if any: `Some(true)` for a software (fallback) one.
+/// Asked before the visitor is offered a 1.5 GB download, to say which device will run it.
+pub async fn webgpu_adapter() -> Option<bool> {
     let gpu = Reflect::get(&window().navigator(), &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
     let request =
         Reflect::get(&gpu, &"requestAdapter".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
@@ -244,5 +244,9 @@ pub async fn has_webgpu_adapter() -> bool {
         Some(Ok(promise)) => JsFuture::from(Promise::from(promise)).await.unwrap_or(JsValue::NULL),
         _ => JsValue::NULL,
     };
-    !(adapter.is_null() || adapter.is_undefined())
+    if adapter.is_null() || adapter.is_undefined() {
+        return None;
+    }
+    let info = Reflect::get(&adapter, &"info".into()).unwrap_or(JsValue::UNDEFINED);
+    Some(Reflect::get(&info, &"isFallbackAdapter".into()).ok().and_then(|v| v.as_bool()) == Some(true))
 }

@@ -196,11 +196,18 @@ async fn device_outlook(device: DeviceChoice) -> Result<Option<&'static str>, &'
         DeviceChoice::Cpu => Ok(Some(
             "It will run on the CPU (?device=cpu): much slower than on a GPU; the page says how slow once loaded.",
         )),
-        _ if dom::has_webgpu_adapter().await => Ok(None),
-        DeviceChoice::Auto => Ok(Some(
-            "This browser offers no WebGPU adapter, so it will run on the CPU: much slower than on a GPU; \
-             the page says how slow once loaded.",
-        )),
+        DeviceChoice::Auto => Ok(match dom::webgpu_adapter().await {
+            Some(false) => None,
+            Some(true) => Some(
+                "This browser's only WebGPU adapter is a software one, so it will run on the CPU, which is \
+                 faster than that but much slower than a GPU; the page says how slow once loaded.",
+            ),
+            None => Some(
+                "This browser offers no WebGPU adapter, so it will run on the CPU: much slower than on a GPU; \
+                 the page says how slow once loaded.",
+            ),
+        }),
+        DeviceChoice::Webgpu if dom::webgpu_adapter().await.is_some() => Ok(None),
         DeviceChoice::Webgpu => Err(
             "This browser offers no WebGPU adapter, which the page's address asks for (?device=webgpu): use \
              a recent Chrome or Edge (or enable WebGPU) on a machine with a GPU, or open the page without \
