@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use burn::tensor::wgpu::{WgpuSetup, wgpu};
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use seggpt::weights::{RandomSource, TensorSource, open_model};
+use seggpt::weights::{RandomSource, TensorSource};
 use seggpt::{EmbeddingType, Ensemble, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, max_prompts};
 
 const TOLERANCE: f32 = 1e-4;
@@ -28,11 +28,7 @@ fn forward_first_is_the_references_sample_zero() {
     let device = cpu();
     let mut checked = 0;
     for dir in model_fixture_dirs() {
-        let files = open_model(&dir).unwrap();
-        let model =
-            SegGpt::load(files.source.as_ref(), files.config, &device, MemoryBudget::DEFAULT).unwrap();
-        let inputs = read_tensors(&dir.join("inputs.safetensors"));
-        let expected = read_tensors(&dir.join("expected.safetensors"));
+        let (model, inputs, expected) = load_fixture(&dir, &device);
         for ensemble in Ensemble::ALL {
             for embedding_type in EmbeddingType::ALL {
                 let key = format!("pred_masks.{}.{}", ensemble.name(), embedding_type.name());

@@ -216,11 +216,7 @@ fn the_answer_is_the_query_half_of_the_reference_prediction_on_every_fixture() {
     let device = cpu();
     let mut checked = 0;
     for dir in model_fixture_dirs() {
-        let files = open_model(&dir).unwrap();
-        let model =
-            SegGpt::load(files.source.as_ref(), files.config, &device, MemoryBudget::DEFAULT).unwrap();
-        let inputs = read_tensors(&dir.join("inputs.safetensors"));
-        let expected = read_tensors(&dir.join("expected.safetensors"));
+        let (model, inputs, expected) = load_fixture(&dir, &device);
         for (mode_name, ensemble) in MODES {
             let key = format!("pred_masks.{mode_name}.instance");
             let Some(&[k, c, h, w]) = expected.shape(&key).as_deref() else { continue };

@@ -11,6 +11,16 @@ pub fn fixtures() -> PathBuf {
 }
 
 /// Directories under `tests/fixtures/models` holding a reference model and its outputs.
+/// A model fixture on `device`: the model (loaded within the default budget), its inputs and
+/// transformers' outputs.
+pub fn load_fixture(dir: &Path, device: &Device) -> (seggpt::SegGpt, SafetensorsSource, SafetensorsSource) {
+    let files = seggpt::weights::open_model(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let model =
+        seggpt::SegGpt::load(files.source.as_ref(), files.config, device, seggpt::MemoryBudget::DEFAULT)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    (model, read_tensors(&dir.join("inputs.safetensors")), read_tensors(&dir.join("expected.safetensors")))
+}
+
 pub fn model_fixture_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("models"))
         .expect("tests/fixtures/models exists")
