@@ -16,6 +16,8 @@ Subcommands (see scripts/README.md):
     video       the official video propagation loop on a synthetic clip (scripts/ref_video.py)
     export      pycocotools RLE / area / bbox of the components of synthetic class maps (ref_export.py)
     tune        prompt-tuning loss, gradients (torch.autograd) and AdamW steps (scripts/ref_tune.py)
+    sam         random tiny SamModel + SamProcessor (64 px): PNGs, point / box prompts -> pred_masks,
+                iou_scores, post-processed masks and intermediates (Segment Anything, transformers' SamModel)
     all         regenerate tests/fixtures/ (the committed set)
 
 Ensemble modes:
@@ -887,6 +889,398 @@ def cmd_segment(out: Path, seed: int):
 
 
 # --------------------------------------------------------------------------------------------
+# sam: SamModel + SamProcessor (points / boxes -> masks)
+# --------------------------------------------------------------------------------------------
+
+# Tiny SamConfig.  The vision grid is 64/8 = 8x8 and window_size 3 does not divide it, so the
+# windowed layers (0 and 2) pad the grid to 9x9; layers 1 and 3 are global.  num_pos_feats must be
+# prompt hidden_size / 2 (the random-Fourier PE is cat(sin, cos)); the prompt encoder's
+# image_size / patch_size gives the 8x8 image-embedding grid the decoder expects.
+SAM_VISION = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_dim=64, output_channels=16,
+                  patch_size=8, image_size=64, window_size=3, global_attn_indexes=[1, 3], use_rel_pos=True,
+                  use_abs_pos=True, qkv_bias=True, num_pos_feats=8)
+SAM_PROMPT = dict(hidden_size=16, image_size=64, patch_size=8)
+SAM_DECODER = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32, iou_head_depth=3,
+                   iou_head_hidden_dim=16, attention_downsample_rate=2, num_multimask_outputs=3)
+SAM_INPUT = 64  # processor longest_edge and pad_size (the released checkpoints use 1024)
+# stem, width, height: two images the resize enlarges, and two it shrinks (Pillow's antialiased
+# path), one shrinking more in height than twice in width (Pillow's vertical-first pass order).
+SAM_IMAGES = [("landscape", 50, 37), ("portrait", 30, 45), ("wide", 131, 83), ("tall", 40, 140)]
+SAM_POS_FRACTION = (0.05, 0.95)  # every final mask must be neither (almost) empty nor (almost) full
+SAM_MAX_TRIES = 40
+
+# What `SamProcessor.from_pretrained("facebook/sam-vit-base")` reads (its preprocessor_config.json), with
+# the sizes scaled to 64.  Loading it through from_pretrained (rather than instantiating a class) makes
+# transformers pick the image-processor backend exactly as it would for the hub checkpoint.
+SAM_PREPROCESSOR_CONFIG = {
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_pad": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": list(IMAGENET_MEAN),
+    "image_processor_type": "SamImageProcessor",
+    "image_std": list(IMAGENET_STD),
+    "pad_size": {"height": SAM_INPUT, "width": SAM_INPUT},
+    "processor_class": "SamProcessor",
+    "resample": 2,
+    "rescale_factor": 1 / 255,
+    "size": {"longest_edge": SAM_INPUT},
+}
+
+
+def make_sam_config() -> "transformers.SamConfig":
+    from transformers import SamConfig, SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig
+
+    return SamConfig(vision_config=SamVisionConfig(**SAM_VISION),
+                     prompt_encoder_config=SamPromptEncoderConfig(**SAM_PROMPT),
+                     mask_decoder_config=SamMaskDecoderConfig(**SAM_DECODER))
+
+
+def randomize_sam_(model: torch.nn.Module, seed: int):
+    """Every parameter random and f16-exact, chosen by the owning module's type so none is left 0/1."""
+    from transformers.models.sam import modeling_sam as ms
+
+    g = gen(seed)
+    owners = {}
+    for mname, mod in model.named_modules():
+        for pname, _ in mod.named_parameters(recurse=False):
+            owners[f"{mname}.{pname}" if mname else pname] = mod
+    with torch.no_grad():
+        # named_parameters lists a tied parameter once (shared_image_embedding.positional_embedding)
+        for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            mod, leaf, shape = owners[name], name.rsplit(".", 1)[-1], p.shape
+            if isinstance(mod, torch.nn.LayerNorm):  # includes SamLayerNorm (LayerNorm2d)
+                v = (1.0 + 0.2 * torch.randn(shape, generator=g)) if leaf == "weight" else 0.2 * torch.randn(
+                    shape, generator=g)
+            elif isinstance(mod, torch.nn.ConvTranspose2d) and leaf == "weight":
+                # (in, out, 2, 2) with stride 2: each output pixel sees `in` inputs.  Taps = a shared part +
+                # a smaller per-tap part: independent taps would stamp a 4-px periodic texture over every mask
+                # (two stride-2 upsamplings) and hide the image / prompt dependence
+                shared = torch.randn(shape[0], shape[1], 1, 1, generator=g)
+                v = (shared + 0.3 * torch.randn(shape, generator=g)) / math.sqrt(shape[0])
+            elif isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)) and leaf == "weight":
+                v = torch.randn(shape, generator=g) / math.sqrt(int(np.prod(shape[1:])))
+            elif isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and leaf == "bias":
+                v = 0.2 * torch.randn(shape, generator=g)
+            elif isinstance(mod, torch.nn.Embedding):  # iou/mask tokens, point/not-a-point/no-mask embeds
+                v = torch.randn(shape, generator=g)
+            elif isinstance(mod, ms.SamPositionalEmbedding):  # Gaussian matrix of the random-Fourier PE
+                v = torch.randn(shape, generator=g)  # std 1 as in the original SAM (HF's init uses hidden/2)
+            elif isinstance(mod, ms.SamVisionEncoder) and leaf == "pos_embed":
+                v = 0.5 * torch.randn(shape, generator=g)
+            elif isinstance(mod, ms.SamVisionAttention) and leaf in ("rel_pos_h", "rel_pos_w"):
+                v = 0.5 * torch.randn(shape, generator=g)
+            else:
+                raise RuntimeError(f"unhandled parameter {name} {tuple(shape)} ({type(mod).__name__})")
+            p.copy_(v.half().float())
+    for name, p in model.named_parameters():
+        assert torch.equal(p.data, p.data.half().float()), name
+        assert p.numel() == 1 or p.data.std() > 0, name
+    pe = model.shared_image_embedding.positional_embedding
+    assert model.prompt_encoder.shared_embedding.positional_embedding is pe  # tied: one tensor, one name saved
+
+
+def build_sam(seed: int):
+    from transformers import SamModel
+
+    torch.manual_seed(seed)  # HF's own init (overwritten below anyway)
+    model = SamModel(make_sam_config()).float().eval()
+    randomize_sam_(model, seed)
+    return model
+
+
+def save_sam_dir(model, out: Path):
+    """save_pretrained + the preprocessor config; checks the safetensors holds exactly the untied names."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.iterdir():
+        if f.is_file():
+            f.unlink()
+    model.save_pretrained(str(out))
+    write_json(SAM_PREPROCESSOR_CONFIG, out / "preprocessor_config.json")
+    files = sorted(os.listdir(out))
+    assert files == ["config.json", "model.safetensors", "preprocessor_config.json"], files
+    saved = load_file(str(out / "model.safetensors"))
+    params = dict(model.named_parameters())  # the tied alias prompt_encoder.shared_embedding.* is not listed
+    assert set(saved) == set(params), set(saved) ^ set(params)
+    assert set(model.state_dict()) - set(saved) == {"prompt_encoder.shared_embedding.positional_embedding"}
+    for k, v in saved.items():
+        assert v.dtype == torch.float32 and torch.equal(v, params[k].data), k
+
+
+def sam_processor(model_dir: Path):
+    from transformers import SamProcessor
+
+    proc = SamProcessor.from_pretrained(str(model_dir))
+    assert proc.image_processor.size["longest_edge"] == SAM_INPUT and proc.target_size == SAM_INPUT
+    return proc
+
+
+def blob_rgb(rng, h: int, w: int, n: int = 3) -> tuple[np.ndarray, list]:
+    """A diagonal two-colour gradient with n soft-edged saturated ellipses; returns (image, blobs)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    c0, c1 = rng.uniform(40, 215, size=(2, 3))
+    t = ((xx / max(w - 1, 1)) + (yy / max(h - 1, 1)))[..., None] / 2
+    img = c0 * (1 - t) + c1 * t
+    palette = [(230, 40, 40), (40, 200, 60), (50, 70, 230), (240, 220, 40)]
+    blobs = []
+    for i in range(n):
+        rx, ry = rng.uniform(0.14, 0.24) * w, rng.uniform(0.14, 0.24) * h
+        cx = rng.uniform(rx + 1, w - rx - 1)
+        cy = rng.uniform(ry + 1, h - ry - 1)
+        d = np.sqrt(((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
+        a = np.clip((1.15 - d) / 0.3, 0, 1)[..., None]  # ~2 px soft edge
+        img = img * (1 - a) + np.array(palette[i], np.float64) * a
+        blobs.append((cx, cy, rx, ry))
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), blobs
+
+
+def q4(v: float) -> float:
+    """Round to a multiple of 0.25 (exact in f32; keeps the coordinates fractional)."""
+    return round(v * 4) / 4
+
+
+def sam_prompts(blobs: list, w: int, h: int) -> list[dict]:
+    """Four prompt kinds, in original-image pixel coordinates (x, y)."""
+    (x0, y0, rx0, ry0), (x1, y1, rx1, ry1) = blobs[0], blobs[1]
+    # x0 + 0.1 is not an f32: the processor casts box corners to float32 before scaling them.
+    box0 = [q4(max(0.0, x0 - rx0 - 1)) + 0.1, q4(max(0.0, y0 - ry0 - 1)), q4(min(w - 1.0, x0 + rx0 + 1)),
+            q4(min(h - 1.0, y0 + ry0 + 1))]
+    box1 = [q4(max(0.0, x1 - rx1 - 1)), q4(max(0.0, y1 - ry1 - 1)), q4(min(w - 1.0, x1 + rx1 + 1)),
+            q4(min(h - 1.0, y1 + ry1 + 1))]
+    return [
+        dict(name="point", points=[[q4(x0), q4(y0)]], labels=[1], box=None),
+        dict(name="points3", points=[[q4(x0), q4(y0)], [q4(x0 + 0.4 * rx0), q4(y0 - 0.3 * ry0)], [q4(x1), q4(y1)]],
+             labels=[1, 1, 0], box=None),
+        dict(name="box", points=None, labels=None, box=box0),
+        dict(name="box_point", points=[[q4(x1 + 0.2 * rx1), q4(y1)]], labels=[1], box=box1),
+    ]
+
+
+def sam_inputs(proc, image: Image.Image, spec: dict):
+    """The processor call as users write it: one image, one point batch, points / labels / box nested lists."""
+    kw = {}
+    if spec["points"] is not None:
+        kw["input_points"] = [spec["points"]]  # [image][point][xy] -> (1, 1, n, 2)
+        kw["input_labels"] = [spec["labels"]]  # [image][point]     -> (1, 1, n)
+    if spec["box"] is not None:
+        kw["input_boxes"] = [[spec["box"]]]  # [image][box][xyxy]  -> (1, 1, 4)
+    return proc(images=image, return_tensors="pt", **kw)
+
+
+class _Capture:
+    """Forward hooks that keep the intermediates worth debugging a port against."""
+
+    def __init__(self, model):
+        self.t = {}
+        enc = model.vision_encoder
+        self.handles = [enc.layers[0].register_forward_pre_hook(self._pre("vision_embeddings"))]
+        self.handles += [layer.register_forward_hook(self._post(f"vision_layer{i}"))
+                         for i, layer in enumerate(enc.layers)]
+        self.handles.append(model.prompt_encoder.register_forward_hook(self._prompt))
+        self.handles.append(model.mask_decoder.transformer.register_forward_hook(self._twoway))
+
+    def _pre(self, key):
+        def hook(mod, args):
+            self.t[key] = args[0].detach().clone()
+        return hook
+
+    def _post(self, key):
+        def hook(mod, args, out):
+            self.t[key] = (out[0] if isinstance(out, tuple) else out).detach().clone()
+        return hook
+
+    def _prompt(self, mod, args, out):
+        self.t["sparse_embeddings"] = out[0].detach().clone()
+        self.t["dense_embeddings"] = out[1].detach().clone()
+
+    def _twoway(self, mod, args, out):
+        self.t["decoder_queries"] = out[0].detach().clone()
+        self.t["decoder_keys"] = out[1].detach().clone()
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+@torch.no_grad()
+def sam_expected(model, proc, out: Path, images: list, prompts: dict) -> tuple[dict, list]:
+    """Runs every case from the PNGs on disk; returns (tensors, per-case records)."""
+    tens = {"image_positional_embeddings": model.get_image_wide_positional_embeddings().contiguous()}
+    records = []
+    cap = _Capture(model)
+    try:
+        for stem, w, h in images:
+            pil = open_rgb(out / f"{stem}.png")  # the reference starts from the decoded 8-bit PNG
+            assert pil.size == (w, h)
+            enc = proc(images=pil, return_tensors="pt")
+            nh, nw = (int(v) for v in enc["reshaped_input_sizes"][0])
+            tens[f"{stem}.pixel_values"] = enc["pixel_values"]
+            # the processor's resize is Pillow BILINEAR on the uint8 image (checked, kept for a resize test)
+            resized = np.asarray(pil.resize((nw, nh), Image.BILINEAR)).transpose(2, 0, 1)
+            assert np.array_equal(normalize_u8(resized), enc["pixel_values"][0, :, :nh, :nw].numpy())
+            assert not enc["pixel_values"][0, :, nh:, :].any() and not enc["pixel_values"][0, :, :, nw:].any()
+            tens[f"{stem}.resized_u8"] = torch.from_numpy(np.ascontiguousarray(resized))[None]
+            cap.t.clear()
+            emb = model.get_image_embeddings(enc["pixel_values"])
+            tens[f"{stem}.image_embeddings"] = emb
+            for k in ["vision_embeddings"] + [f"vision_layer{i}" for i in range(len(model.vision_encoder.layers))]:
+                tens[f"{stem}.{k}"] = cap.t[k]
+            for spec in prompts[stem]:
+                inp = sam_inputs(proc, pil, spec)
+                assert torch.equal(inp["pixel_values"], enc["pixel_values"])
+                pre = f"{stem}.{spec['name']}"
+                if "input_points" in inp:
+                    assert inp["input_points"].dtype == torch.float64  # what the model receives
+                    tens[f"{pre}.input_points"] = inp["input_points"].float()
+                    tens[f"{pre}.input_points_f64"] = inp["input_points"]
+                    tens[f"{pre}.input_labels"] = inp["input_labels"]
+                if "input_boxes" in inp:
+                    assert inp["input_boxes"].dtype == torch.float64
+                    tens[f"{pre}.input_boxes"] = inp["input_boxes"].float()
+                    tens[f"{pre}.input_boxes_f64"] = inp["input_boxes"]
+                for multi in (True, False):
+                    cap.t.clear()
+                    res = model(**inp, multimask_output=multi)
+                    # the same decoder run from the stored image embeddings (the two-stage path)
+                    kw = {k: v for k, v in inp.items() if k in ("input_points", "input_labels", "input_boxes")}
+                    res2 = model(image_embeddings=emb, multimask_output=multi, **kw)
+                    assert torch.equal(res.pred_masks, res2.pred_masks) and torch.equal(res.iou_scores,
+                                                                                      res2.iou_scores)
+                    if multi:  # prompt / two-way intermediates do not depend on multimask_output
+                        for k in ("sparse_embeddings", "dense_embeddings", "decoder_queries", "decoder_keys"):
+                            tens[f"{pre}.{k}"] = cap.t[k]
+                        assert torch.equal(cap.t[f"vision_layer{len(model.vision_encoder.layers) - 1}"],
+                                           tens[f"{stem}.vision_layer{len(model.vision_encoder.layers) - 1}"])
+                    cpre = f"{pre}.{'multi' if multi else 'single'}"
+                    logits = proc.post_process_masks(res.pred_masks, inp["original_sizes"],
+                                                     inp["reshaped_input_sizes"], binarize=False)[0]
+                    binary = proc.post_process_masks(res.pred_masks, inp["original_sizes"],
+                                                     inp["reshaped_input_sizes"])[0]
+                    assert binary.dtype == torch.bool and torch.equal(binary, logits > 0.0)
+                    # post_process_masks spelled out (what a port re-implements): bilinear to the pad size,
+                    # crop to the resized image, bilinear to the original size (align_corners=False, no antialias)
+                    spelled = F.interpolate(res.pred_masks[0], (SAM_INPUT, SAM_INPUT), mode="bilinear",
+                                            align_corners=False)[..., :nh, :nw]
+                    spelled = F.interpolate(spelled, (h, w), mode="bilinear", align_corners=False)
+                    assert torch.equal(spelled, logits)
+                    tens[f"{cpre}.pred_masks"] = res.pred_masks
+                    tens[f"{cpre}.iou_scores"] = res.iou_scores
+                    tens[f"{cpre}.masks"] = logits
+                    tens[f"{cpre}.masks_bin"] = binary.to(torch.uint8)
+                    frac = binary.float().mean(dim=(-1, -2)).flatten().tolist()
+                    records.append({
+                        "image": f"{stem}.png", "case": spec["name"], "multimask": multi, "prefix": cpre,
+                        "prompt_prefix": pre, "points": spec["points"], "labels": spec["labels"], "box": spec["box"],
+                        "original_size_hw": [h, w], "reshaped_input_size_hw": [nh, nw],
+                        "positive_fraction": [round(f, 4) for f in frac],
+                        "min_abs_mask_logit": float(logits.abs().min()),
+                        # pixels whose sign an f32-accurate port may legitimately flip
+                        "pixels_abs_logit_below_1e-4": int((logits.abs() < 1e-4).sum()),
+                    })
+    finally:
+        cap.close()
+    # f32 tensors, u8 masks / resized image, f64 coordinates and i64 labels as the model receives them
+    assert {v.dtype for v in tens.values()} <= {torch.float32, torch.uint8, torch.float64, torch.int64}
+    return tens, records
+
+
+def sam_fractions_ok(records: list) -> bool:
+    lo, hi = SAM_POS_FRACTION
+    return all(lo <= f <= hi for r in records for f in r["positive_fraction"])
+
+
+@torch.no_grad()
+def cmd_sam(out: Path, seed: int) -> dict:
+    from transformers import SamModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np_rng(seed)
+    prompts = {}
+    for stem, w, h in SAM_IMAGES:
+        img, blobs = blob_rgb(rng, h, w)
+        Image.fromarray(img).save(out / f"{stem}.png")
+        prompts[stem] = sam_prompts(blobs, w, h)
+    model_dir = out / "model"
+    # a random decoder can put (almost) all pixels on one side: try seeds until every mask is mixed
+    for attempt in range(SAM_MAX_TRIES):
+        model_seed = seed + 1000 * attempt
+        save_sam_dir(build_sam(model_seed), model_dir)
+        # the reference is the model as users load it: from_pretrained's weight tensors can take other BLAS
+        # code paths than the freshly built ones (seen: 1-ulp differences in the hypernetwork MLPs)
+        model = SamModel.from_pretrained(str(model_dir)).float().eval()
+        proc = sam_processor(model_dir)
+        tens, records = sam_expected(model, proc, out, SAM_IMAGES, prompts)
+        log(f"[sam] model seed {model_seed}: positive fractions "
+            f"{min(f for r in records for f in r['positive_fraction']):.3f}.."
+            f"{max(f for r in records for f in r['positive_fraction']):.3f}")
+        if sam_fractions_ok(records):
+            break
+    else:
+        raise RuntimeError(f"no model seed in {SAM_MAX_TRIES} tries gives masks within {SAM_POS_FRACTION}")
+    save_st(tens, out / "expected.safetensors")
+
+    # verify: everything again from disk (model dir, processor config, PNGs) must give identical tensors
+    re_model = SamModel.from_pretrained(str(model_dir)).float().eval()
+    for (n1, p1), (n2, p2) in zip(sorted(model.state_dict().items()), sorted(re_model.state_dict().items())):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    re_tens, re_records = sam_expected(re_model, sam_processor(model_dir), out, SAM_IMAGES, prompts)
+    saved = load_file(str(out / "expected.safetensors"))
+    assert set(saved) == set(re_tens), set(saved) ^ set(re_tens)
+    for k, v in saved.items():
+        assert v.dtype == re_tens[k].dtype and torch.equal(v, re_tens[k]), k
+    assert re_records == records
+    for r in records:
+        log(f"  {r['prefix']:<32} positive fraction {r['positive_fraction']}")
+
+    proc = sam_processor(model_dir)
+    ip = proc.image_processor
+    info = {
+        "generator": "scripts/make_fixtures.py sam",
+        "seed": seed,
+        "model_seed": model_seed,
+        "model_dir": "model",
+        "image_processor_class": type(ip).__name__,
+        "torchvision_available": transformers.utils.is_torchvision_available(),
+        "processor": {"size": {"longest_edge": SAM_INPUT}, "pad_size": {"height": SAM_INPUT, "width": SAM_INPUT},
+                      "resample": "PIL.Image.BILINEAR", "rescale_factor": ip.rescale_factor,
+                      "image_mean": list(ip.image_mean), "image_std": list(ip.image_std)},
+        "config": {"vision": SAM_VISION, "prompt_encoder": SAM_PROMPT, "mask_decoder": SAM_DECODER},
+        "images": [{"file": f"{s}.png", "size_wh": [w, h]} for s, w, h in SAM_IMAGES],
+        "notes": [
+            "Images: Image.open(png).convert('RGB'); prompts in original-image pixels (x, y); processor called as "
+            "proc(images=img, input_points=[points], input_labels=[labels], input_boxes=[[box]], "
+            "return_tensors='pt'); model(**inputs, multimask_output=m).",
+            "expected.safetensors, per image <stem>.: pixel_values (1,3,64,64), resized_u8 (1,3,h',w') u8 (Pillow "
+            "BILINEAR of the PNG), vision_embeddings (1,8,8,32) = patch conv + pos_embed, vision_layer{i} "
+            "(1,8,8,32) after block i (vision_layer3 is the neck input), image_embeddings (1,16,8,8).",
+            "per prompt <stem>.<case>.: input_points (1,1,n,2) / input_boxes (1,1,4) as f32 and as the f64 the "
+            "model receives (_f64), input_labels (1,1,n) i64, sparse_embeddings (1,1,k,16), dense_embeddings "
+            "(1,16,8,8), decoder_queries (1,1,5+k,16) and decoder_keys (1,1,64,16) = two-way transformer outputs.",
+            "per output <stem>.<case>.<multi|single>.: pred_masks (1,1,m,32,32), iou_scores (1,1,m), masks "
+            "(1,m,H,W) post_process_masks(binarize=False) logits at the original size, masks_bin (1,m,H,W) u8 "
+            "(logits > 0); m = 3 (multimask) or 1.",
+            "image_positional_embeddings (1,16,8,8): SamModel.get_image_wide_positional_embeddings().",
+        ],
+        "cases": records,
+        "tensors": tensor_index(saved),
+    }
+    write_json(info, out / "cases.json")
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    log(f"[sam] {len(records)} cases -> {out} ({total / 1e6:.2f} MB)")
+    return sam_index_entry(out)
+
+
+def sam_index_entry(out: Path) -> dict:
+    """The index.json entry of a sam fixture directory (read back from its cases.json)."""
+    with open(out / "cases.json") as f:
+        info = json.load(f)
+    return {k: info[k] for k in ("seed", "model_seed", "model_dir", "image_processor_class", "config")} | {
+        "files": sorted(str(f.relative_to(out)) for f in out.rglob("*") if f.is_file()),
+        "tensors": {"expected.safetensors": info["tensors"]}}
+
+
+# --------------------------------------------------------------------------------------------
 # all
 # --------------------------------------------------------------------------------------------
 
@@ -921,6 +1315,7 @@ def cmd_all(root: Path, seed: int):
     __import__("ref_video").cmd_video(root / "video", seed * 100 + 14)
     cmd_export(root / "export", seed * 100 + 14)
     cmd_tune(root / "tune", seed * 100 + 14, log=log)
+    index["sam"] = cmd_sam(root / "sam", seed * 100 + 16)
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -944,7 +1339,8 @@ def main(argv=None):
                       ("segment", "end-to-end fixtures"), ("video", "video propagation fixtures"),
                       ("export", "COCO RLE / area / bbox (pycocotools)"),
                       ("tune", "prompt-tuning fixtures (needs models/)"),
-                      ("spatial", "spatial-ensemble fixtures"), ("eval", "evaluation-metric fixtures")):
+                      ("spatial", "spatial-ensemble fixtures"), ("eval", "evaluation-metric fixtures"),
+                      ("sam", "SamModel + SamProcessor fixtures (Segment Anything)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -983,6 +1379,8 @@ def run(args):
         cmd_export(args.out, args.seed)
     elif args.cmd == "tune":
         cmd_tune(args.out, args.seed, log=log)
+    elif args.cmd == "sam":
+        cmd_sam(args.out, args.seed)
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 

@@ -34,10 +34,25 @@ begin() { # name: ends the running phase and starts the next
   phase_start=$now
   echo "== $1"
 }
-check() { # label command...: runs a test step, records a failure and goes on
-  local label=$1
+failure_logs=()
+check() { # label command...: runs a test step, records a failure (and keeps its output) and goes on
+  local label=$1 log
   shift
-  "$@" || failures+=("$label")
+  log=$(mktemp)
+  "$@" 2>&1 | tee "$log"
+  if ((PIPESTATUS[0])); then
+    failures+=("$label")
+    failure_logs+=("$log")
+  else
+    rm -f "$log"
+  fi
+}
+failure_digest() { # the lines that say why each failed step failed, again at the very end of the output
+  local i
+  for i in "${!failures[@]}"; do
+    echo "== why ${failures[$i]} failed"
+    grep -E -A12 '^FAIL |panicked at|^---- .* stdout ----|^error(\[|:)|^Diff|Left:' "${failure_logs[$i]}" | head -80
+  done
 }
 summary() {
   begin "done"
@@ -111,6 +126,7 @@ check "bench.mjs" node tests/browser/bench.mjs    # the page's Benchmark (?bench
 
 summary
 if ((${#failures[@]})); then
+  failure_digest
   echo "== FAILED: ${failures[*]}" >&2
   exit 1
 fi

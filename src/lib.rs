@@ -21,7 +21,11 @@ pub mod natural;
 pub mod paint;
 pub mod pipeline;
 #[cfg(feature = "burn")]
+pub mod sam;
+#[cfg(feature = "burn")]
 pub mod segment;
+#[cfg(feature = "burn")]
+pub mod select;
 #[cfg(feature = "burn")]
 pub mod tune;
 pub mod tune_page;

@@ -6,6 +6,7 @@ mod cli {
     pub mod memory;
     pub mod output;
     pub mod record;
+    pub mod sam;
     pub mod segment;
     pub mod tune;
     pub mod video;
@@ -73,6 +74,9 @@ enum Command {
     /// asks for), where <path> is the target's path below the folder common to all targets. Safe
     /// to interrupt (Ctrl-C) and to run again: every file is written whole or not at all.
     Segment(cli::segment::SegmentArgs),
+    /// A mask from clicks or a box with SAM (Segment Anything): --point X,Y (on the object),
+    /// --point X,Y,0 (off it), --box X0,Y0,X1,Y1; prints the predicted IoU of each mask.
+    Sam(cli::sam::SamArgs),
     /// Merge the COCO files of `segment --export coco` runs (every share of a --shard run) into one.
     MergeLabels(cli::segment::MergeArgs),
     Video(cli::video::VideoArgs),
@@ -202,6 +206,7 @@ fn main() -> ExitCode {
     let uses_wgpu = match &cli.command {
         Command::Infer { model, .. } => matches!(model.backend, Backend::Wgpu),
         Command::Segment(args) => args.uses_wgpu(),
+        Command::Sam(args) => args.uses_wgpu(),
         Command::Bench { backend, .. } => matches!(backend, Backend::Wgpu),
         Command::Video(args) => matches!(args.model.backend, Backend::Wgpu),
         Command::Tune(args) => args.uses_wgpu(),
@@ -216,6 +221,7 @@ fn main() -> ExitCode {
             infer(&model, &inputs, &output, &forward).map(|()| Finished::All)
         }
         Command::Segment(args) => cli::segment::run(args),
+        Command::Sam(args) => cli::sam::run(&args).map(|()| Finished::All),
         Command::MergeLabels(args) => cli::segment::merge_labels(args),
         Command::Video(args) => cli::video::run(&args),
         Command::Tune(args) => cli::tune::run(&args).map(|()| Finished::All),

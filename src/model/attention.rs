@@ -1,5 +1,7 @@
-//! Global multi-head self-attention with decomposed relative position terms (MViTv2 / ViTDet
-//! style), as every SegGPT block uses (docs/MODEL.md §5.2, §5.3).
+//! Multi-head self-attention over a token grid with decomposed relative position terms (MViTv2 /
+//! ViTDet style): global in every SegGPT block (docs/MODEL.md §5.2, §5.3), and either global or
+//! within square windows in SAM's image encoder (docs/MODEL.md §25), which is the same maths on
+//! the windows as a batch.
 
 use burn::tensor::{Device, Tensor, activation::softmax};
 
@@ -11,6 +13,32 @@ use crate::model::load::{Loader, Store};
 use crate::model::nn::Linear;
 use crate::weights::LoadError;
 
+/// What an attention layer's parameters look like, and over which grid it attends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub hidden: usize,
+    pub heads: usize,
+    pub qkv_bias: bool,
+    /// The `(rows, columns)` of tokens the relative position tables span (the whole grid, or one
+    /// window); `None` without relative position terms.
+    pub rel_pos_grid: Option<(usize, usize)>,
+    /// Square windows of this side, the grid zero-padded to whole windows first; `None`: global.
+    pub window: Option<usize>,
+}
+
+impl AttentionShape {
+    /// SegGPT's: global, over the whole patch grid.
+    pub fn seggpt(config: &SegGptConfig) -> Self {
+        Self {
+            hidden: config.hidden_size,
+            heads: config.num_attention_heads,
+            qkv_bias: config.qkv_bias,
+            rel_pos_grid: config.use_relative_position_embeddings.then(|| config.patch_grid()),
+            window: None,
+        }
+    }
+}
+
 pub struct Attention<S: Store = Device> {
     qkv: Linear<S>,
     proj: Linear<S>,
@@ -21,6 +49,7 @@ pub struct Attention<S: Store = Device> {
     num_heads: usize,
     head_dim: usize,
     scale: f64,
+    window: Option<usize>,
 }
 
 /// Bytes of the f32 attention scores `(N, N)` of one `(sample, head)` sequence of `tokens`; the
@@ -30,40 +59,53 @@ pub fn score_bytes(tokens: usize) -> usize {
 }
 
 impl<S: Store> Attention<S> {
-    pub fn load(loader: &mut Loader<S>, prefix: &str, config: &SegGptConfig) -> Result<Self, LoadError> {
-        let d = config.hidden_size;
-        let head_dim = config.head_dim();
-        let qkv = Linear::load(loader, &format!("{prefix}.qkv"), d, 3 * d, config.qkv_bias)?;
+    pub fn load(loader: &mut Loader<S>, prefix: &str, shape: AttentionShape) -> Result<Self, LoadError> {
+        let d = shape.hidden;
+        let head_dim = d / shape.heads;
+        let qkv = Linear::load(loader, &format!("{prefix}.qkv"), d, 3 * d, shape.qkv_bias)?;
         let proj = Linear::load(loader, &format!("{prefix}.proj"), d, d, true)?;
-        let (hp, wp) = config.patch_grid();
-        let (rel_h, rel_w) = if config.use_relative_position_embeddings {
-            let mut gathered = |axis: &str, size: usize| {
-                let name = format!("{prefix}.rel_pos_{axis}");
-                loader.tensor_as(&name, &[2 * size - 1, head_dim], [size, size, head_dim], |table| {
-                    gather_relative(&table, size, head_dim)
-                })
-            };
-            (Some(gathered("h", hp)?), Some(gathered("w", wp)?))
-        } else {
-            (None, None)
+        let (rel_h, rel_w) = match shape.rel_pos_grid {
+            Some((hp, wp)) => {
+                let mut gathered = |axis: &str, size: usize| {
+                    let name = format!("{prefix}.rel_pos_{axis}");
+                    loader.tensor_as(&name, &[2 * size - 1, head_dim], [size, size, head_dim], |table| {
+                        gather_relative(&table, size, head_dim)
+                    })
+                };
+                (Some(gathered("h", hp)?), Some(gathered("w", wp)?))
+            }
+            None => (None, None),
         };
         Ok(Self {
             qkv,
             proj,
             rel_h,
             rel_w,
-            num_heads: config.num_attention_heads,
+            num_heads: shape.heads,
             head_dim,
             scale: (head_dim as f64).powf(-0.5),
+            window: shape.window,
         })
     }
 }
 
 impl Attention {
     /// `x`: `(B, Hp, Wp, D)` -> `(B, Hp, Wp, D)`, after the output projection. The `B * heads`
-    /// sequences are attended by the fused kernel where `kernel` asks for it and it can run
-    /// (docs/MODEL.md §21), otherwise in groups whose scores stay within `budget`.
+    /// sequences (times the windows, with windows) are attended by the fused kernel where `kernel`
+    /// asks for it and it can run (docs/MODEL.md §21), otherwise in groups whose scores stay
+    /// within `budget`.
     pub fn forward(&self, x: Tensor<4>, budget: MemoryBudget, kernel: AttentionKernel) -> Tensor<4> {
+        match self.window {
+            None => self.forward_grid(x, budget, kernel),
+            Some(window) => {
+                let [_, hp, wp, _] = x.dims();
+                let windows = window_partition(x, window);
+                window_unpartition(self.forward_grid(windows, budget, kernel), window, (hp, wp))
+            }
+        }
+    }
+
+    fn forward_grid(&self, x: Tensor<4>, budget: MemoryBudget, kernel: AttentionKernel) -> Tensor<4> {
         let [b, hp, wp, d] = x.dims();
         let (nh, hd) = (self.num_heads, self.head_dim);
         let n = hp * wp;
@@ -129,6 +171,41 @@ impl Attention {
         }
         softmax(scores, 2).matmul(v)
     }
+}
+
+/// `(B, H, W, D)` -> `(B * windows, window, window, D)`: the grid zero-padded at the bottom and the
+/// right to whole windows, then cut into windows row by row (SAM's `window_partition`).
+fn window_partition(x: Tensor<4>, window: usize) -> Tensor<4> {
+    let [b, h, w, d] = x.dims();
+    let (ph, pw) = (h.div_ceil(window) * window, w.div_ceil(window) * window);
+    let device = x.device();
+    let mut x = x;
+    if ph > h {
+        x = Tensor::cat(vec![x, Tensor::zeros([b, ph - h, w, d], &device)], 1);
+    }
+    if pw > w {
+        x = Tensor::cat(vec![x, Tensor::zeros([b, ph, pw - w, d], &device)], 2);
+    }
+    let (rows, cols) = (ph / window, pw / window);
+    x.reshape([b, rows, window, cols, window, d]).permute([0, 1, 3, 2, 4, 5]).reshape([
+        b * rows * cols,
+        window,
+        window,
+        d,
+    ])
+}
+
+/// The inverse of [`window_partition`]: the windows put back in place and the padding dropped.
+fn window_unpartition(windows: Tensor<4>, window: usize, (h, w): (usize, usize)) -> Tensor<4> {
+    let [n, _, _, d] = windows.dims();
+    let (rows, cols) = (h.div_ceil(window), w.div_ceil(window));
+    let b = n / (rows * cols);
+    windows
+        .reshape([b, rows, cols, window, window, d])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b, rows * window, cols * window, d])
+        .narrow(1, 0, h)
+        .narrow(2, 0, w)
 }
 
 /// `get_rel_pos` for equal query and key sizes: `out[i, j] = table[i - j + size - 1]`

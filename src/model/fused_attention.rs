@@ -137,7 +137,7 @@ mod tests {
     use super::*;
     use crate::config::SegGptConfig;
     use crate::model::AttentionKernel;
-    use crate::model::attention::Attention;
+    use crate::model::attention::{Attention, AttentionShape};
     use crate::model::budget::MemoryBudget;
     use crate::model::layer::{Layer, Merge};
     use crate::model::load::Loader;
@@ -147,7 +147,8 @@ mod tests {
     fn random_attention(config: &SegGptConfig, device: &Device) -> Attention {
         let source = RandomSource::new(config, 7).unwrap();
         let mut loader = Loader::new(&source, device);
-        Attention::load(&mut loader, "model.encoder.layers.0.attention", config).unwrap()
+        Attention::load(&mut loader, "model.encoder.layers.0.attention", AttentionShape::seggpt(config))
+            .unwrap()
     }
 
     /// `(B, Hp, Wp, D)` activations of unit variance, as a LayerNorm leaves them.

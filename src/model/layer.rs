@@ -4,7 +4,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::SegGptConfig;
 use crate::model::AttentionKernel;
-use crate::model::attention::Attention;
+use crate::model::attention::{Attention, AttentionShape};
 use crate::model::budget::{MemoryBudget, Split};
 use crate::model::load::{Loader, Store};
 use crate::model::nn::{LayerNorm, Linear, gelu};
@@ -20,9 +20,50 @@ pub enum Merge {
     All,
 }
 
+/// The transformer MLP, `lin2(act(lin1(x)))`: GELU in every ViT block (SegGPT's and SAM's image
+/// encoder), ReLU in SAM's mask decoder.
 pub struct Mlp<S: Store = Device> {
     lin1: Linear<S>,
     lin2: Linear<S>,
+    activation: Activation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// The erf form (PyTorch's default `gelu`).
+    Gelu,
+    Relu,
+}
+
+impl<S: Store> Mlp<S> {
+    pub fn load(
+        loader: &mut Loader<S>,
+        prefix: &str,
+        d: usize,
+        hidden: usize,
+        activation: Activation,
+    ) -> Result<Self, LoadError> {
+        Ok(Self {
+            lin1: Linear::load(loader, &format!("{prefix}.lin1"), d, hidden, true)?,
+            lin2: Linear::load(loader, &format!("{prefix}.lin2"), hidden, d, true)?,
+            activation,
+        })
+    }
+}
+
+impl Mlp {
+    pub fn hidden(&self) -> usize {
+        self.lin1.out_features()
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let h = self.lin1.forward(x);
+        let h = match self.activation {
+            Activation::Gelu => gelu(h),
+            Activation::Relu => burn::tensor::activation::relu(h),
+        };
+        self.lin2.forward(h)
+    }
 }
 
 pub struct Layer<S: Store = Device> {
@@ -44,12 +85,9 @@ impl<S: Store> Layer<S> {
         let (d, eps) = (config.hidden_size, config.layer_norm_eps);
         Ok(Self {
             layernorm_before: LayerNorm::load(loader, &format!("{p}.layernorm_before"), d, eps)?,
-            attention: Attention::load(loader, &format!("{p}.attention"), config)?,
+            attention: Attention::load(loader, &format!("{p}.attention"), AttentionShape::seggpt(config))?,
             layernorm_after: LayerNorm::load(loader, &format!("{p}.layernorm_after"), d, eps)?,
-            mlp: Mlp {
-                lin1: Linear::load(loader, &format!("{p}.mlp.lin1"), d, config.mlp_dim(), true)?,
-                lin2: Linear::load(loader, &format!("{p}.mlp.lin2"), config.mlp_dim(), d, true)?,
-            },
+            mlp: Mlp::load(loader, &format!("{p}.mlp"), d, config.mlp_dim(), Activation::Gelu)?,
         })
     }
 }
@@ -66,14 +104,12 @@ impl Layer {
         kernel: AttentionKernel,
     ) -> Tensor<4> {
         let [b, hp, wp, d] = h.dims();
-        let pieces = budget.split(b, sample_bytes(hp * wp, d, self.mlp.lin1.out_features()));
+        let pieces = budget.split(b, sample_bytes(hp * wp, d, self.mlp.hidden()));
         let a = by_pieces(self.layernorm_before.forward(h.clone()), pieces, |x| {
             self.attention.forward(x, budget, kernel)
         });
         let h = h + merge_query_half(a, merge);
-        let m = by_pieces(self.layernorm_after.forward(h.clone()), pieces, |x| {
-            self.mlp.lin2.forward(gelu(self.mlp.lin1.forward(x)))
-        });
+        let m = by_pieces(self.layernorm_after.forward(h.clone()), pieces, |x| self.mlp.forward(x));
         h + m
     }
 }

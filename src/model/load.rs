@@ -133,6 +133,38 @@ impl<S: Store> Loader<'_, S> {
         self.store.store(read, layout, outs)
     }
 
+    /// Whether the checkpoint holds `name` (a dry run holds nothing).
+    pub fn holds(&self, name: &str) -> bool {
+        self.source.is_some_and(|source| source.shape(name).is_some())
+    }
+
+    /// The tensor `name` of `shape` as host values, for the few small parameters a model uses on the
+    /// CPU (SAM's prompt encoder); empty in a dry run.
+    pub fn values(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+        self.check_unused(name, shape)?;
+        match self.source {
+            Some(source) => {
+                let values = source.read_f32(name)?;
+                crate::weights::check_finite(name, &values)?;
+                Ok(values)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Checks that the checkpoint holds `name` with `shape` and counts it as taken, without reading
+    /// it: for parameters of a part the model holds but never runs (SAM's mask-input embedding).
+    pub fn check_unused(&mut self, name: &str, shape: &[usize]) -> Result<(), LoadError> {
+        if let Some(source) = self.source {
+            let found = source.shape(name).ok_or_else(|| LoadError::Missing(name.to_string()))?;
+            if found != shape {
+                return Err(LoadError::Shape { name: name.to_string(), expected: shape.to_vec(), found });
+            }
+        }
+        self.requested.push((name.to_string(), shape.to_vec()));
+        Ok(())
+    }
+
     /// Every `(name, shape)` asked for, in order; errors if the checkpoint holds tensors that
     /// were never asked for.
     pub fn finish(self) -> Result<Vec<(String, Vec<usize>)>, LoadError> {

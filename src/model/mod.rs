@@ -4,7 +4,7 @@
 
 // Without the `burn` feature (the page's wasm) only the user's choices.
 #[cfg(feature = "burn")]
-mod attention;
+pub(crate) mod attention;
 #[cfg(feature = "burn")]
 mod budget;
 mod choices;
@@ -19,11 +19,11 @@ mod encoder;
 #[cfg(feature = "burn")]
 mod fused_attention;
 #[cfg(feature = "burn")]
-mod layer;
+pub(crate) mod layer;
 #[cfg(feature = "burn")]
-mod load;
+pub(crate) mod load;
 #[cfg(feature = "burn")]
-mod nn;
+pub(crate) mod nn;
 
 #[cfg(feature = "burn")]
 use burn::tensor::{Device, Tensor};

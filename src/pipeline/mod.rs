@@ -36,6 +36,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod propagation;
 pub mod resize;
+pub mod sam;
 pub mod spatial;
 
 pub use davis::{davis_palette, encode_palette_png};

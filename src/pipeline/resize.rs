@@ -34,16 +34,33 @@ struct Coefficients {
     bounds: Vec<(usize, usize)>,
     /// Weights in fixed point, `ksize` per output pixel.
     weights: Vec<i32>,
+    /// Fractional bits of the weights (Pillow's are always [`PRECISION_BITS`]).
+    precision: u32,
 }
 
-/// Pillow's `precompute_coeffs` for the bicubic filter over the whole axis (box `0..in_size`),
-/// followed by `normalize_coeffs_8bpc`.
-fn precompute_coeffs(in_size: usize, out_size: usize) -> Coefficients {
-    const SUPPORT: f64 = 2.0;
+/// One of Pillow's resampling filters: its kernel and the kernel's half-width at scale 1.
+#[derive(Clone, Copy)]
+struct Filter {
+    support: f64,
+    kernel: fn(f64) -> f64,
+}
+
+const BICUBIC: Filter = Filter { support: 2.0, kernel: bicubic_filter };
+const BILINEAR: Filter = Filter { support: 1.0, kernel: bilinear_filter };
+
+/// Pillow's triangle (`bilinear_filter`).
+fn bilinear_filter(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 { 1.0 - x } else { 0.0 }
+}
+
+/// Pillow's `precompute_coeffs` for `filter` over the whole axis (box `0..in_size`), followed by
+/// `normalize_coeffs_8bpc`.
+fn precompute_coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coefficients {
     // Pillow's box is a C float: `(double)(in1 - in0) / outSize` with `in0 = 0.0f`.
     let scale = f64::from(in_size as f32) / out_size as f64;
     let filterscale = if scale < 1.0 { 1.0 } else { scale };
-    let support = SUPPORT * filterscale;
+    let support = filter.support * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
 
     let mut bounds = Vec::with_capacity(out_size);
@@ -58,7 +75,7 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coefficients {
         let (xmin, xmax) = (xmin as usize, xmax.max(0) as usize);
         let mut ww = 0.0;
         for (x, kx) in k.iter_mut().enumerate().take(xmax) {
-            let w = bicubic_filter((((x + xmin) as f64 - center) + 0.5) * ss);
+            let w = (filter.kernel)((((x + xmin) as f64 - center) + 0.5) * ss);
             *kx = w;
             ww += w;
         }
@@ -70,12 +87,12 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coefficients {
         }
         bounds.push((xmin, xmax));
     }
-    Coefficients { ksize, bounds, weights }
+    Coefficients { ksize, bounds, weights, precision: PRECISION_BITS }
 }
 
 /// `clip8(ss)`: the accumulator back to a byte (Pillow's lookup table covers -640..639).
-fn clip8(ss: i32) -> u8 {
-    (ss >> PRECISION_BITS).clamp(0, 255) as u8
+fn clip8(ss: i32, precision: u32) -> u8 {
+    (ss >> precision).clamp(0, 255) as u8
 }
 
 /// Pillow's horizontal 8-bit pass: `rows` output rows, reading source rows from `offset` on.
@@ -95,11 +112,11 @@ fn horizontal_pass(
         for (xx, &(xmin, xmax)) in coeffs.bounds.iter().enumerate() {
             let k = &coeffs.weights[xx * coeffs.ksize..][..xmax];
             for c in 0..channels {
-                let mut ss: i32 = 1 << (PRECISION_BITS - 1);
+                let mut ss: i32 = 1 << (coeffs.precision - 1);
                 for (x, &kx) in k.iter().enumerate() {
                     ss += i32::from(in_row[(x + xmin) * channels + c]) * kx;
                 }
-                out_row[xx * channels + c] = clip8(ss);
+                out_row[xx * channels + c] = clip8(ss, coeffs.precision);
             }
         }
     }
@@ -113,11 +130,11 @@ fn vertical_pass(src: &[u8], stride: usize, coeffs: &Coefficients) -> Vec<u8> {
         let k = &coeffs.weights[yy * coeffs.ksize..][..ymax];
         let out_row = &mut out[yy * stride..][..stride];
         for (i, o) in out_row.iter_mut().enumerate() {
-            let mut ss: i32 = 1 << (PRECISION_BITS - 1);
+            let mut ss: i32 = 1 << (coeffs.precision - 1);
             for (y, &ky) in k.iter().enumerate() {
                 ss += i32::from(src[(y + ymin) * stride + i]) * ky;
             }
-            *o = clip8(ss);
+            *o = clip8(ss, coeffs.precision);
         }
     }
     out
@@ -146,6 +163,32 @@ pub fn resize_bicubic(
     out_width: usize,
     out_height: usize,
 ) -> Vec<u8> {
+    resize_pillow(src, (width, height, channels), (out_width, out_height), BICUBIC)
+}
+
+/// Pillow `Image.resize((out_width, out_height), Image.BILINEAR)` of an 8-bit image stored as
+/// interleaved HWC with `channels` bands, byte-equal to Pillow 13: [`resize_bicubic`]'s algorithm
+/// and pass order with Pillow's triangle filter (support 1). transformers' PIL image processor for
+/// SAM resizes this way (docs/MODEL.md §25.4).
+///
+/// Panics if `src.len() != width * height * channels`.
+pub fn resize_bilinear(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_width: usize,
+    out_height: usize,
+) -> Vec<u8> {
+    resize_pillow(src, (width, height, channels), (out_width, out_height), BILINEAR)
+}
+
+fn resize_pillow(
+    src: &[u8],
+    (width, height, channels): (usize, usize, usize),
+    (out_width, out_height): (usize, usize),
+    filter: Filter,
+) -> Vec<u8> {
     assert_eq!(src.len(), width * height * channels, "buffer does not match its size");
     if out_width == 0 || out_height == 0 || width == 0 || height == 0 || channels == 0 {
         return Vec::new();
@@ -157,7 +200,7 @@ pub fn resize_bicubic(
     let horizontal_first = !(shrink_y > 0 && shrink_y > shrink_x * 2);
 
     if horizontal_first {
-        let mut vert = precompute_coeffs(height, out_height);
+        let mut vert = precompute_coeffs(height, out_height, filter);
         let mut image = std::borrow::Cow::Borrowed(src);
         let mut cur_width = width;
         if need_horizontal {
@@ -168,7 +211,7 @@ pub fn resize_bicubic(
             for b in &mut vert.bounds {
                 b.0 -= first;
             }
-            let horiz = precompute_coeffs(width, out_width);
+            let horiz = precompute_coeffs(width, out_width, filter);
             image =
                 std::borrow::Cow::Owned(horizontal_pass(src, width, channels, first, last - first, &horiz));
             cur_width = out_width;
@@ -176,10 +219,10 @@ pub fn resize_bicubic(
         if need_vertical { vertical_pass(&image, cur_width * channels, &vert) } else { image.into_owned() }
     } else {
         // Vertical first: here the height always changes.
-        let vert = precompute_coeffs(height, out_height);
+        let vert = precompute_coeffs(height, out_height, filter);
         let image = vertical_pass(src, width * channels, &vert);
         if need_horizontal {
-            let horiz = precompute_coeffs(width, out_width);
+            let horiz = precompute_coeffs(width, out_width, filter);
             horizontal_pass(&image, width, channels, 0, out_height, &horiz)
         } else {
             image

@@ -119,7 +119,16 @@ pub(crate) fn check_layout(
     shape_of: impl Fn(&str) -> Option<Vec<usize>>,
     config: &SegGptConfig,
 ) -> Result<(), LoadError> {
-    let expected = crate::model::parameter_shapes(config)?;
+    compare_layout(names, shape_of, &crate::model::parameter_shapes(config)?)
+}
+
+/// Compares a checkpoint's tensor `names` and shapes with the `expected` list a model's dry run
+/// gives: every expected tensor present with its shape, and nothing else.
+pub(crate) fn compare_layout(
+    names: Vec<String>,
+    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+    expected: &[(String, Vec<usize>)],
+) -> Result<(), LoadError> {
     let missing: Vec<String> =
         expected.iter().filter(|(name, _)| shape_of(name).is_none()).map(|(name, _)| name.clone()).collect();
     let known: BTreeSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
@@ -131,9 +140,9 @@ pub(crate) fn check_layout(
         _ => return Err(LoadError::WrongTensors { missing, unexpected }),
     }
     for (name, shape) in expected {
-        let found = shape_of(&name).unwrap_or_default();
-        if found != shape {
-            return Err(LoadError::Shape { name, expected: shape, found });
+        let found = shape_of(name).unwrap_or_default();
+        if &found != shape {
+            return Err(LoadError::Shape { name: name.clone(), expected: shape.clone(), found });
         }
     }
     Ok(())

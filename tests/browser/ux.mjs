@@ -96,19 +96,40 @@ async function useExample(page, id, targets, { keyboard = false } = {}) {
 /** Clicks Segment (or reaches it with Tab and presses Enter) and waits until `count` result cards have all
  * finished (done or failed); returns their states. */
 async function segment(page, count, { keyboard = false } = {}) {
-  await page.waitForFunction(() => !document.querySelector('[data-testid=segment]').disabled, null,
-    { timeout: 30_000 });
+  await explained(page, 'the Segment button stays disabled', () => page.waitForFunction(
+    () => !document.querySelector('[data-testid=segment]').disabled, null, { timeout: 60_000 }));
   if (keyboard) {
     await tabTo(page, 'segment');
     await page.keyboard.press('Enter');
   } else {
-    await page.getByTestId('segment').click();
+    await explained(page, 'Segment cannot be clicked', () => page.getByTestId('segment').click({ timeout: 60_000 }));
   }
-  await page.waitForFunction((n) => {
+  await explained(page, `the ${count} result cards do not all finish`, () => page.waitForFunction((n) => {
     const cards = [...document.querySelectorAll('[data-testid=result]')];
     return cards.length === n && cards.every((c) => c.dataset.state === 'done' || c.dataset.state === 'failed');
-  }, count, { timeout: RUN_TIMEOUT });
+  }, count, { timeout: RUN_TIMEOUT }));
   return page.locator('[data-testid=result]').evaluateAll((cards) => cards.map((c) => c.dataset.state));
+}
+
+/** Runs `wait`; when it fails, the error also says what the page showed then (status, error, note, target
+ * count, result cards, what the Segment button's centre hits), so that a failure on another machine explains
+ * itself from the log alone. */
+async function explained(page, what, wait) {
+  try {
+    return await wait();
+  } catch (err) {
+    const shown = await page.evaluate(() => {
+      const text = (id) => document.querySelector(`[data-testid=${id}]`)?.textContent.replace(/\s+/g, ' ').trim();
+      const button = document.querySelector('[data-testid=segment]');
+      const box = button?.getBoundingClientRect();
+      const hit = box && document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+      return { status: text('model-status'), error: text('error'), note: text('model-note'),
+        targets: text('target-count'), segmentDisabled: button?.disabled,
+        segmentCentreHits: hit ? `${hit.tagName.toLowerCase()}${hit.dataset.testid ? `[${hit.dataset.testid}]` : ''}` : null,
+        cards: [...document.querySelectorAll('[data-testid=result]')].map((c) => `${c.dataset.state} ${c.title ?? ''}`) };
+    }).catch((e) => `(page unreadable: ${e.message})`);
+    throw new Error(`${what}: ${err.message.split('\n')[0]}\n  the page then: ${JSON.stringify(shown)}`);
+  }
 }
 
 // ---------- checks ----------
@@ -257,13 +278,14 @@ async function testProgressVisible(server) {
     // `/slow-model/` trickles the weights (8 KiB every 40 ms): the progress bar shows while they arrive.
     await page.goto(`${server.url}/?${WEBGPU}model=/slow-model/`);
     await page.getByTestId('load-model').click({ timeout: 60_000 });
-    const progress = page.getByTestId('model-progress');
-    await page.waitForFunction(() => {
+    // Where the bar is, read in the same frame that finds it moving: the trickle ends about a second
+    // later, and the bar is hidden then.
+    const box = await (await page.waitForFunction(() => {
       const bar = document.querySelector('[data-testid=model-progress]');
-      return bar && !bar.hidden && bar.value > 0;
-    }, null, { timeout: 60_000 });
-    assert.ok(await progress.isVisible(), 'the progress bar is visible');
-    const box = await progress.boundingBox();
+      if (!bar || bar.hidden || !(bar.value > 0)) return null;
+      const { x, y, width, height } = bar.getBoundingClientRect();
+      return width > 0 && height > 0 ? { x, y, width, height } : null;
+    }, null, { timeout: 60_000 })).jsonValue();
     assert.ok(box.y < DESKTOP.height && box.width > 200, `the progress bar is in view and wide (${JSON.stringify(box)})`);
     await page.screenshot({ path: path.join(artifacts, 'ux-downloading-desktop.png') }); // what is in view
     console.log(`  downloading: "${(await page.getByTestId('model-status').textContent()).trim()}"`);

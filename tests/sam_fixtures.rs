@@ -1,0 +1,291 @@
+//! SAM against transformers' `SamModel` + `SamProcessor` (PIL image processor) on a tiny random
+//! model: the processor's pixels, the image embedding, every prompt case's low-resolution logits
+//! and IoU scores, and the post-processed masks at the image's size
+//! (`scripts/make_fixtures.py sam`; docs/MODEL.md §25).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use serde::Deserialize;
+
+use seggpt::pipeline::sam::{SamFrame, mask_logits_at_original, sam_input};
+use seggpt::pipeline::{RgbImage, decode_rgb};
+use seggpt::sam::{PointLabel, Sam, SamConfig};
+use seggpt::select::{ImagePrompt, embed, model_prompt, select};
+use seggpt::weights::{SafetensorsSource, TensorSource};
+
+use common::{cpu, read_tensors};
+
+/// Every value here is O(1) and the tiny model adds a few dozen products per value, so f32
+/// rounding puts the two implementations about 1e-6 apart; 1e-4 is the bound.
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Cases {
+    images: Vec<ImageEntry>,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct ImageEntry {
+    file: String,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    image: String,
+    case: String,
+    multimask: bool,
+    prefix: String,
+    points: Option<Vec<[f64; 2]>>,
+    labels: Option<Vec<i64>>,
+    #[serde(rename = "box")]
+    bbox: Option<[f64; 4]>,
+}
+
+fn dir() -> PathBuf {
+    common::fixtures().join("sam")
+}
+
+fn cases() -> Cases {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("cases.json")).unwrap()).unwrap()
+}
+
+fn load_model(device: &Device) -> Sam {
+    let model = dir().join("model");
+    let config = SamConfig::from_json(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let source = SafetensorsSource::from_file(&model.join("model.safetensors")).unwrap();
+    Sam::load(&source, config, device).unwrap()
+}
+
+fn image(file: &str) -> RgbImage {
+    let path = dir().join(file);
+    decode_rgb(&std::fs::read(&path).unwrap(), file).unwrap()
+}
+
+fn stem(file: &str) -> &str {
+    Path::new(file).file_stem().unwrap().to_str().unwrap()
+}
+
+fn max_diff(actual: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(actual.len(), expected.len(), "lengths");
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| if a.is_finite() { (a - e).abs() } else { f32::INFINITY })
+        .fold(0.0, f32::max)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+fn prompt_of(case: &Case) -> ImagePrompt {
+    let points = case
+        .points
+        .iter()
+        .flatten()
+        .zip(case.labels.iter().flatten())
+        .map(|(&[x, y], &label)| {
+            (x, y, if label == 1 { PointLabel::Foreground } else { PointLabel::Background })
+        })
+        .collect();
+    ImagePrompt { points, bbox: case.bbox }
+}
+
+#[test]
+fn the_input_pixels_equal_the_processors() {
+    let expected = read_tensors(&dir().join("expected.safetensors"));
+    for entry in cases().images {
+        let image = image(&entry.file);
+        let frame = SamFrame::new((image.height() as usize, image.width() as usize), 64);
+        let name = format!("{}.pixel_values", stem(&entry.file));
+        let diff = max_diff(sam_input(&image, &frame).as_slice(), &expected.read_f32(&name).unwrap());
+        assert!(diff <= 1e-6, "{name}: max difference {diff}");
+    }
+}
+
+#[test]
+fn embeddings_logits_and_scores_match_transformers_on_every_case() {
+    let device = cpu();
+    let model = load_model(&device);
+    let expected = read_tensors(&dir().join("expected.safetensors"));
+    let cases = cases();
+    for entry in &cases.images {
+        let stem = stem(&entry.file);
+        // The reference's own pixels: the model is checked apart from the processor.
+        let pixels = common::tensor4(&expected, &format!("{stem}.pixel_values"), &device);
+        let embedding = model.embed_image(pixels);
+        let name = format!("{stem}.image_embeddings");
+        let diff = max_diff(&values(embedding.tensor().clone()), &expected.read_f32(&name).unwrap());
+        assert!(diff <= TOLERANCE, "{name}: max difference {diff}");
+
+        let image = image(&entry.file);
+        let frame = SamFrame::new((image.height() as usize, image.width() as usize), 64);
+        for case in cases.cases.iter().filter(|c| c.image == entry.file) {
+            let logits = model.predict(&embedding, &model_prompt(&prompt_of(case), &frame), case.multimask);
+            let p = &case.prefix;
+            let [_, count, side, _] = logits.low_res.dims();
+            let low_res = values(logits.low_res);
+            let diff = max_diff(&low_res, &expected.read_f32(&format!("{p}.pred_masks")).unwrap());
+            assert!(diff <= TOLERANCE, "{p}.pred_masks: max difference {diff}");
+            let diff =
+                max_diff(&values(logits.iou_scores), &expected.read_f32(&format!("{p}.iou_scores")).unwrap());
+            assert!(diff <= TOLERANCE, "{p}.iou_scores: max difference {diff}");
+
+            // Post-processing on our logits against the processor's on its own.
+            let plane = side * side;
+            let at_original: Vec<f32> = (0..count)
+                .flat_map(|i| mask_logits_at_original(&low_res[i * plane..(i + 1) * plane], side, &frame))
+                .collect();
+            let diff = max_diff(&at_original, &expected.read_f32(&format!("{p}.masks")).unwrap());
+            assert!(diff <= TOLERANCE, "{p}.masks: max difference {diff}");
+        }
+    }
+}
+
+#[test]
+fn selected_masks_equal_the_processors_binary_masks() {
+    let device = cpu();
+    let model = load_model(&device);
+    let expected = read_tensors(&dir().join("expected.safetensors"));
+    let cases = cases();
+    for entry in &cases.images {
+        let image = image(&entry.file);
+        let embedded = embed(&model, &image);
+        for case in cases.cases.iter().filter(|c| c.image == entry.file) {
+            let prompt = prompt_of(case);
+            prompt.check(image.width(), image.height()).unwrap();
+            let selection = select(&model, &embedded, &prompt, case.multimask);
+            let p = &case.prefix;
+            let logits = expected.read_f32(&format!("{p}.masks")).unwrap();
+            // The fixture's `masks_bin` is these logits above 0 (the processor's threshold).
+            let ours: Vec<bool> = selection.masks.concat();
+            assert_eq!(ours.len(), logits.len(), "{p}: mask size");
+            // A pixel whose reference logit is within the tolerance of 0 may fall either way.
+            let differing: Vec<usize> = (0..ours.len())
+                .filter(|&i| ours[i] != (logits[i] > 0.0) && logits[i].abs() > TOLERANCE)
+                .collect();
+            assert!(
+                differing.is_empty(),
+                "{p}: {} pixels differ, first at {:?}",
+                differing.len(),
+                differing.first()
+            );
+            // And the bound, over every pixel: equal on at least 99.9 %.
+            let unequal = (0..ours.len()).filter(|&i| ours[i] != (logits[i] > 0.0)).count();
+            assert!(unequal * 1000 <= ours.len(), "{p}: {unequal} of {} pixels differ", ours.len());
+        }
+    }
+}
+
+#[test]
+fn a_seggpt_checkpoint_is_refused_with_the_tensor_it_lacks() {
+    let config =
+        SamConfig::from_json(&std::fs::read_to_string(dir().join("model/config.json")).unwrap()).unwrap();
+    let seggpt = common::fixtures().join("models/tiny-k1/model.safetensors");
+    let source = SafetensorsSource::from_file(&seggpt).unwrap();
+    let err = Sam::load(&source, config, &cpu()).err().expect("refused").to_string();
+    assert!(err.contains("vision_encoder"), "{err}");
+}
+
+fn seggpt(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_seggpt"))
+        .args(args)
+        .output()
+        .expect("the seggpt binary runs")
+}
+
+#[test]
+fn seggpt_sam_writes_the_masks_the_processor_gives() {
+    let out = tempfile::tempdir().unwrap();
+    let model = dir().join("model");
+    let expected = read_tensors(&dir().join("expected.safetensors"));
+    for case in cases().cases.iter().filter(|c| c.image == "wide.png" && c.case == "box_point") {
+        let image = dir().join(&case.image);
+        let single = out.path().join("single.png");
+        let [x, y] = case.points.as_ref().unwrap()[0];
+        let [x0, y0, x1, y1] = case.bbox.unwrap();
+        let (point, bbox) = (format!("{x},{y}"), format!("{x0},{y0},{x1},{y1}"));
+        let mut args = vec!["sam", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()];
+        args.extend(["--point", &point, "--box", &bbox, "--colour", "255,0,0"]);
+        let logits = expected.read_f32(&format!("{}.masks", case.prefix)).unwrap();
+        let plane = logits.len() / if case.multimask { 3 } else { 1 };
+        let written: Vec<(PathBuf, usize)> = if case.multimask {
+            args.extend(["--multimask", "--out-dir", out.path().to_str().unwrap()]);
+            (0..3).map(|i| (out.path().join(format!("wide.sam-{}.png", i + 1)), i)).collect()
+        } else {
+            args.extend(["--out", single.to_str().unwrap()]);
+            vec![(single.clone(), 0)]
+        };
+        let run = seggpt(&args);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(String::from_utf8_lossy(&run.stdout).contains("iou scores:"), "the scores are printed");
+        for (path, candidate) in written {
+            let mask = decode_rgb(&std::fs::read(&path).unwrap(), "mask").unwrap();
+            let reference = &logits[candidate * plane..(candidate + 1) * plane];
+            for (i, px) in mask.as_raw().chunks_exact(3).enumerate() {
+                let inside = reference[i] > 0.0;
+                if reference[i].abs() > TOLERANCE {
+                    assert_eq!(
+                        px,
+                        if inside { [255, 0, 0] } else { [0, 0, 0] },
+                        "{}: pixel {i}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn seggpt_sam_refuses_bad_prompts_before_loading_and_writes_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let model = dir().join("model");
+    let image = dir().join("tall.png"); // 40 x 140
+    let mask = out.path().join("mask.png");
+    let base = [
+        "sam",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--out",
+        mask.to_str().unwrap(),
+    ];
+    for (extra, says) in [
+        (vec!["--point", "41,10"], "outside the 40x140 image"),
+        (vec!["--box", "30,100,10,20"], "inverted"),
+        (vec![], "at least one point or a box"),
+        (vec!["--point", "1,2,5"], "the third number is 1"),
+        (vec!["--box", "1,2,3"], "4 numbers"),
+    ] {
+        let run = seggpt(&[&base[..], &extra[..]].concat());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && stderr.contains(says), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("loading"), "{extra:?}: refused before the model loads: {stderr}");
+        assert!(!mask.exists(), "{extra:?}: no output written");
+    }
+    // A SegGPT directory is not a SAM checkpoint.
+    let seggpt_dir = common::fixtures().join("models/tiny-k1");
+    let run = seggpt(&[
+        "sam",
+        "--model",
+        seggpt_dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--point",
+        "3,4",
+        "--out",
+        mask.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("not a SAM config"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!mask.exists());
+}
