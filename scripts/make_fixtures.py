@@ -1296,6 +1296,23 @@ ALL_MODELS = [
 ]
 
 
+def cmd_shards(out: Path, models: Path):
+    """transformers' own sharded layout (`save_pretrained(max_shard_size=...)`) of the tiny-k1 model:
+    the index, the shards and the config, which the Rust readers must load unchanged.  Deterministic:
+    the weights are the committed fixture's."""
+    from transformers import SegGptForImageSegmentation
+
+    model = SegGptForImageSegmentation.from_pretrained(models / "tiny-k1")
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.glob("*"):
+        f.unlink()
+    # 60 KB against 192 KB of weights: 4 shards, and no tensor of this model is larger than a shard.
+    model.save_pretrained(out, max_shard_size="60KB", safe_serialization=True)
+    for f in out.glob("generation_config.json"):
+        f.unlink()
+    log(f"[shards] {sorted(p.name for p in out.iterdir())}")
+
+
 def cmd_all(root: Path, seed: int):
     check_weight_map()
     root.mkdir(parents=True, exist_ok=True)
@@ -1316,6 +1333,7 @@ def cmd_all(root: Path, seed: int):
     cmd_export(root / "export", seed * 100 + 14)
     cmd_tune(root / "tune", seed * 100 + 14, log=log)
     index["sam"] = cmd_sam(root / "sam", seed * 100 + 16)
+    cmd_shards(root / "shards" / "tiny-k1-hf", root / "models")
     write_json(index, root / "index.json")
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     log(f"[all] total fixture size: {total / 1e6:.2f} MB")
@@ -1340,7 +1358,8 @@ def main(argv=None):
                       ("export", "COCO RLE / area / bbox (pycocotools)"),
                       ("tune", "prompt-tuning fixtures (needs models/)"),
                       ("spatial", "spatial-ensemble fixtures"), ("eval", "evaluation-metric fixtures"),
-                      ("sam", "SamModel + SamProcessor fixtures (Segment Anything)")):
+                      ("sam", "SamModel + SamProcessor fixtures (Segment Anything)"),
+                      ("shards", "transformers' sharded layout of models/tiny-k1 (save_pretrained)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--seed", type=int, default=0)
@@ -1381,6 +1400,8 @@ def run(args):
         cmd_tune(args.out, args.seed, log=log)
     elif args.cmd == "sam":
         cmd_sam(args.out, args.seed)
+    elif args.cmd == "shards":
+        cmd_shards(args.out, DEFAULT_FIXTURES / "models")
     elif args.cmd == "all":
         cmd_all(args.out, args.seed)
 

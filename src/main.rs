@@ -82,12 +82,18 @@ enum Command {
     Video(cli::video::VideoArgs),
     /// Score the model on a benchmark's protocol (few-shot: FSS-1000 / episode lists; video: DAVIS 2017).
     Eval(cli::eval::EvalArgs),
-    /// Rewrite any accepted checkpoint as HF-named safetensors.
+    /// Rewrite any accepted checkpoint as HF-named safetensors: one file, or with --shard-size a
+    /// folder of shards and their `model.safetensors.index.json` (the hub's layout).
     Convert {
         #[arg(long)]
         model: PathBuf,
+        /// The output file; with --shard-size, the output folder.
         #[arg(long)]
         output: PathBuf,
+        /// Shards of at most this size (e.g. 90MB, 25MiB; a tensor larger than that is a shard of its
+        /// own), so that no file passes a static host's limit.
+        #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+        shard_size: Option<u64>,
         #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
         dtype: DTypeArg,
         /// With --dtype f16 or q8: clamp values stored as f16 beyond its range (65504) instead of
@@ -226,8 +232,8 @@ fn main() -> ExitCode {
         Command::Video(args) => cli::video::run(&args),
         Command::Tune(args) => cli::tune::run(&args).map(|()| Finished::All),
         Command::Eval(args) => cli::eval::run(&args),
-        Command::Convert { model, output, dtype, clamp_f16 } => {
-            convert(&model, &output, dtype, clamp_f16).map(|()| Finished::All)
+        Command::Convert { model, output, shard_size, dtype, clamp_f16 } => {
+            convert(&model, &output, shard_size, dtype, clamp_f16).map(|()| Finished::All)
         }
         Command::Bench { config, backend, prompts, runs, profile, attention, model, inputs, output } => {
             let files = BenchFiles { model, inputs, output };
@@ -401,11 +407,27 @@ fn named(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> CliResult<()> {
-    record::refuse_output_over_inputs(output, &record::model_files(model))?;
+fn convert(
+    model: &Path,
+    output: &Path,
+    shard_size: Option<u64>,
+    dtype: DTypeArg,
+    clamp_f16: bool,
+) -> CliResult<()> {
+    let inputs = record::model_files(model);
+    record::refuse_output_over_inputs(output, &inputs)?;
     // Opening checks the config and every tensor name and shape; reading checks every value.
     let files = weights::open_model(model).map_err(|e| e.to_string())?;
-    check_writable(output)?;
+    let config_path = match shard_size {
+        None => {
+            check_writable(output)?;
+            output.with_file_name("config.json")
+        }
+        Some(_) => {
+            check_shard_folder(output, &inputs)?;
+            output.join("config.json")
+        }
+    };
     let mut tensors = weights::read_all(files.source.as_ref()).map_err(|e| e.to_string())?;
     let dtype = match dtype {
         DTypeArg::F32 => StoreDType::F32,
@@ -425,21 +447,115 @@ fn convert(model: &Path, output: &Path, dtype: DTypeArg, clamp_f16: bool) -> Cli
         weights::clamp_to_f16(&mut stored_f16);
         tensors.append(&mut stored_f16);
     }
-    let bytes = weights::write_safetensors(&tensors, dtype).map_err(|e| {
+    let written = match shard_size {
+        None => {
+            write_atomically(output, &checkpoint_bytes(&tensors, dtype)?)?;
+            output.display().to_string()
+        }
+        Some(max) => write_shards(output, &tensors, dtype, max)?,
+    };
+    if !config_path.exists() {
+        let text = serde_json::to_string_pretty(&files.config).map_err(|e| e.to_string())?;
+        write_atomically(&config_path, text.as_bytes())?;
+    }
+    eprintln!("wrote {written} ({} tensors)", tensors.len());
+    Ok(())
+}
+
+/// One safetensors file of `tensors` in `dtype`, refusing values f16 cannot hold.
+fn checkpoint_bytes(tensors: &weights::HostTensors, dtype: StoreDType) -> CliResult<Vec<u8>> {
+    weights::write_safetensors(tensors, dtype).map_err(|e| {
         if dtype != StoreDType::F32 {
             format!("{e}; keep --dtype f32, or pass --clamp-f16 to clamp them")
         } else {
             e
         }
-    })?;
-    write_atomically(output, &bytes)?;
-    let config_path = output.with_file_name("config.json");
-    if !config_path.exists() {
-        let text = serde_json::to_string_pretty(&files.config).map_err(|e| e.to_string())?;
-        write_atomically(&config_path, text.as_bytes())?;
+    })
+}
+
+/// The shards' folder: created if missing; refused if it holds a `model.safetensors`, which every
+/// reader takes before an index, or if it is one of the inputs' folders (the shards would replace
+/// what this run reads).
+fn check_shard_folder(folder: &Path, inputs: &[PathBuf]) -> CliResult<()> {
+    if folder.exists() && !folder.is_dir() {
+        return Err(format!("with --shard-size the output is a folder, and {} is a file", folder.display()));
     }
-    eprintln!("wrote {} ({} tensors)", output.display(), tensors.len());
-    Ok(())
+    let resolved = output::resolve(folder);
+    if inputs.iter().any(|input| output::resolve(folder_of(input)) == resolved) {
+        return Err(format!(
+            "the output folder {} holds the model this run reads: choose another folder",
+            folder.display()
+        ));
+    }
+    if folder.join("model.safetensors").exists() {
+        return Err(format!(
+            "{} holds a model.safetensors, which readers take before shards: choose an empty folder",
+            folder.display()
+        ));
+    }
+    std::fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    output::temp_file_in(folder).map(drop).map_err(|e| format!("cannot write in {}: {e}", folder.display()))
+}
+
+/// Bytes a tensor takes in a checkpoint of `dtype` (q8 matrices: a byte a value and an f32 scale a row).
+fn stored_bytes(name: &str, shape: &[usize], dtype: StoreDType) -> u64 {
+    let count: u64 = shape.iter().map(|&d| d as u64).product();
+    match dtype {
+        StoreDType::F32 => 4 * count,
+        StoreDType::F16 => 2 * count,
+        StoreDType::Q8 if weights::q8::is_quantized(name, shape) => count + 4 * shape[0] as u64,
+        StoreDType::Q8 => 2 * count,
+    }
+}
+
+/// The tensors as shards of at most `max` bytes of data each, written one by one, then the index
+/// (last, so that a run stopped half-way leaves no index naming a shard that is not there).
+fn write_shards(
+    folder: &Path,
+    tensors: &weights::HostTensors,
+    dtype: StoreDType,
+    max: u64,
+) -> CliResult<String> {
+    let sizes: Vec<(String, u64)> =
+        tensors.iter().map(|(name, (shape, _))| (name.clone(), stored_bytes(name, shape, dtype))).collect();
+    let groups = weights::plan_shards(&sizes, max);
+    let mut weight_map = std::collections::BTreeMap::new();
+    for (i, group) in groups.iter().enumerate() {
+        let file = weights::shard_file_name(i, groups.len());
+        let part: weights::HostTensors =
+            group.iter().map(|name| (name.clone(), tensors[name].clone())).collect();
+        write_atomically(&folder.join(&file), &checkpoint_bytes(&part, dtype)?)?;
+        weight_map.extend(group.iter().map(|name| (name.clone(), file.clone())));
+    }
+    let total: u64 = sizes.iter().map(|(_, b)| b).sum();
+    let index = weights::ShardIndex {
+        metadata: [("total_size".to_string(), serde_json::json!(total))].into_iter().collect(),
+        weight_map,
+    };
+    let text = serde_json::to_string_pretty(&index).map_err(|e| e.to_string())?;
+    write_atomically(&folder.join(weights::INDEX_FILE), text.as_bytes())?;
+    Ok(format!("{} shards and {} in {}", groups.len(), weights::INDEX_FILE, folder.display()))
+}
+
+/// `90MB`, `25MiB`, `100KB`, `1GB`, or bytes.
+fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err("a size such as 90MB, 25MiB or 500000 (bytes)".into()),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n * factor as f64 >= 1.0 => Ok((n * factor as f64) as u64),
+        _ => Err("a size such as 90MB, 25MiB or 500000 (bytes), at least one byte".into()),
+    }
 }
 
 /// Real weights, inputs and an output file for `bench`, instead of random ones and no output.

@@ -205,3 +205,191 @@ fn weights_that_are_not_a_regular_file_are_refused() {
         assert!(err.to_string().contains("/dev/zero is a device, not a regular file"), "{err}");
     }
 }
+
+// ---------- checkpoints in shards (the hub's `model.safetensors.index.json` layout) ----------
+
+fn shards_fixture() -> std::path::PathBuf {
+    fixtures().join("shards/tiny-k1-hf")
+}
+
+fn tensors_of(path: &Path) -> HostTensors {
+    let files = open_model(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    read_all(files.source.as_ref()).unwrap()
+}
+
+/// A copy of transformers' sharded fixture that `edit` may change.
+fn shards_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(shards_fixture()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn transformers_shards_load_as_the_single_file_does() {
+    let single = fixtures().join("models/tiny-k1");
+    assert!(!shards_fixture().join("model.safetensors").exists(), "the fixture is sharded");
+    assert_eq!(
+        tensors_of(&shards_fixture()),
+        tensors_of(&single),
+        "every tensor equal, none missing or extra"
+    );
+    load(&shards_fixture()).expect("the model loads from shards");
+    // The index itself may be named, as a weights file is.
+    assert_eq!(tensors_of(&shards_fixture().join("model.safetensors.index.json")), tensors_of(&single));
+}
+
+#[test]
+fn a_missing_shard_is_named() {
+    let dir = shards_copy();
+    std::fs::remove_file(dir.path().join("model-00003-of-00004.safetensors")).unwrap();
+    let err = load(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("model-00003-of-00004.safetensors") && err.contains("not in"), "{err}");
+}
+
+#[test]
+fn shards_that_do_not_match_their_index_are_refused_by_name() {
+    let index_path = |dir: &tempfile::TempDir| dir.path().join("model.safetensors.index.json");
+    let edit_index = |dir: &tempfile::TempDir, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(index_path(dir)).unwrap()).unwrap();
+        edit(&mut index);
+        std::fs::write(index_path(dir), index.to_string()).unwrap();
+    };
+    // A tensor mapped to a shard that does not hold it.
+    let dir = shards_copy();
+    edit_index(&dir, &|index| {
+        index["weight_map"]["decoder.decoder_embed.bias"] = "model-00004-of-00004.safetensors".into();
+    });
+    let err = load(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("decoder.decoder_embed.bias") && err.contains("do not match"), "{err}");
+    // A tensor a shard holds that the index leaves out.
+    let dir = shards_copy();
+    edit_index(&dir, &|index| {
+        index["weight_map"].as_object_mut().unwrap().remove("decoder.decoder_embed.bias");
+    });
+    let err = load(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("decoder.decoder_embed.bias") && err.contains("does not map"), "{err}");
+    // An index that points outside its folder.
+    let dir = shards_copy();
+    edit_index(&dir, &|index| {
+        index["weight_map"]["decoder.decoder_embed.bias"] = "../model.safetensors".into();
+    });
+    let err = load(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("not a .safetensors file name beside the index"), "{err}");
+}
+
+fn seggpt(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_seggpt"))
+        .args(args)
+        .output()
+        .expect("the seggpt binary runs")
+}
+
+#[test]
+fn convert_writes_shards_within_the_size_that_load_as_the_input_does() {
+    let single = fixtures().join("models/tiny-k1");
+    let out = tempfile::tempdir().unwrap();
+    for (dtype, folder) in [("f32", "f32"), ("q8", "q8")] {
+        let dir = out.path().join(folder);
+        let run = seggpt(&[
+            "convert",
+            "--model",
+            single.to_str().unwrap(),
+            "--output",
+            dir.to_str().unwrap(),
+            "--dtype",
+            dtype,
+            "--shard-size",
+            "40KB",
+        ]);
+        assert!(run.status.success(), "{dtype}: {}", String::from_utf8_lossy(&run.stderr));
+        let shards: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("model-"))
+            .collect();
+        assert!(shards.len() >= 2, "{dtype}: {} shards", shards.len());
+        for shard in &shards {
+            // 40 KB of data per shard (no tensor of this model is larger), plus the header.
+            let len = std::fs::metadata(shard).unwrap().len();
+            assert!(len <= 40_000 + 16_384, "{dtype}: {} is {len} bytes", shard.display());
+        }
+        assert!(dir.join("config.json").exists() && dir.join("model.safetensors.index.json").exists());
+        // The same values as the same conversion to one file.
+        let one = out.path().join(format!("{folder}-single/model.safetensors"));
+        std::fs::create_dir_all(one.parent().unwrap()).unwrap();
+        let run = seggpt(&[
+            "convert",
+            "--model",
+            single.to_str().unwrap(),
+            "--output",
+            one.to_str().unwrap(),
+            "--dtype",
+            dtype,
+        ]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert_eq!(
+            tensors_of(&dir),
+            tensors_of(one.parent().unwrap()),
+            "{dtype}: shards equal the single file"
+        );
+        load(&dir).expect("the shards load");
+    }
+}
+
+#[test]
+fn convert_refuses_shard_folders_that_would_lose_data() {
+    let single = fixtures().join("models/tiny-k1");
+    let out = tempfile::tempdir().unwrap();
+    // Into the model's own folder: the shards would sit beside what the run reads.
+    let copy = out.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for name in ["config.json", "model.safetensors"] {
+        std::fs::copy(single.join(name), copy.join(name)).unwrap();
+    }
+    let before = std::fs::read(copy.join("model.safetensors")).unwrap();
+    let run = seggpt(&[
+        "convert",
+        "--model",
+        copy.to_str().unwrap(),
+        "--output",
+        copy.to_str().unwrap(),
+        "--shard-size",
+        "40KB",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("holds the model this run reads"), "{stderr}");
+    assert_eq!(std::fs::read(copy.join("model.safetensors")).unwrap(), before);
+    assert_eq!(std::fs::read_dir(&copy).unwrap().count(), 2, "nothing written");
+    // Into a folder with a model.safetensors, which readers would take before the shards.
+    let other = out.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("model.safetensors"), b"old").unwrap();
+    let run = seggpt(&[
+        "convert",
+        "--model",
+        single.to_str().unwrap(),
+        "--output",
+        other.to_str().unwrap(),
+        "--shard-size",
+        "40KB",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("readers take before shards"), "{stderr}");
+    assert_eq!(std::fs::read(other.join("model.safetensors")).unwrap(), b"old");
+    // A size that is not one.
+    let run = seggpt(&[
+        "convert",
+        "--model",
+        single.to_str().unwrap(),
+        "--output",
+        out.path().join("x").to_str().unwrap(),
+        "--shard-size",
+        "lots",
+    ]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("a size such as 90MB"));
+    assert!(!out.path().join("x").exists(), "no folder made for a refused size");
+}

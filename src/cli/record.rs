@@ -81,8 +81,7 @@ pub fn differences(old: &Value, new: &Value) -> String {
 
 /// The files a model argument reads: the weights and, where there is one, the config beside them.
 pub fn model_files(model: &Path) -> Vec<PathBuf> {
-    let (weights, config) = seggpt::weights::model_paths(model);
-    vec![weights, config]
+    seggpt::weights::model_input_files(model)
 }
 
 /// Refuses, before any work, an output that is one of the inputs (after resolving links and

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{LoadError, PthSource, SafetensorsSource, TensorSource, check_layout};
+use super::{LoadError, PthSource, SafetensorsSource, ShardedSource, TensorSource, check_layout};
 use crate::config::SegGptConfig;
 
 /// Largest `config.json` read: real ones are under a kilobyte.
@@ -49,12 +49,22 @@ fn special_file_kind(_: &std::fs::Metadata) -> &'static str {
 }
 
 /// The weights file and the config file that `path` names: a directory holding `config.json`
-/// and `model.safetensors` (or `model.pth`), or a weights file with the `config.json` beside it.
+/// and `model.safetensors` (or its shards' `model.safetensors.index.json`, or `model.pth`), or a
+/// weights file (or a shard index) with the `config.json` beside it.
 pub fn model_paths(path: &Path) -> (PathBuf, PathBuf) {
     if path.is_dir() {
         let safetensors = path.join("model.safetensors");
+        let index = path.join(super::INDEX_FILE);
         let pth = path.join("model.pth");
-        let weights = if safetensors.exists() || !pth.exists() { safetensors } else { pth };
+        let weights = if safetensors.exists() {
+            safetensors
+        } else if index.exists() {
+            index
+        } else if pth.exists() {
+            pth
+        } else {
+            safetensors
+        };
         (weights, path.join("config.json"))
     } else {
         (path.to_path_buf(), path.parent().unwrap_or(Path::new(".")).join("config.json"))
@@ -78,7 +88,10 @@ pub fn open_model(path: &Path) -> Result<ModelFiles, LoadError> {
     };
     regular_file_len(&weights)?;
     let is_pth = matches!(weights.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin"));
-    let source: Box<dyn TensorSource> = if is_pth {
+    let is_index = weights.to_string_lossy().ends_with(".index.json");
+    let source: Box<dyn TensorSource> = if is_index {
+        Box::new(ShardedSource::open(&weights)?)
+    } else if is_pth {
         Box::new(PthSource::from_file(&weights)?)
     } else {
         Box::new(SafetensorsSource::from_file(&weights)?)
@@ -108,4 +121,19 @@ pub fn read_config(path: &Path) -> Result<SegGptConfig, LoadError> {
         )),
         other => other,
     })
+}
+
+/// Every file a model at `path` is read from: the weights (each shard, for a sharded checkpoint,
+/// as far as its index can be read) and the config.
+pub fn model_input_files(path: &Path) -> Vec<PathBuf> {
+    let (weights, config) = model_paths(path);
+    let mut files = vec![weights.clone(), config];
+    if weights.to_string_lossy().ends_with(".index.json")
+        && let Ok(text) = std::fs::read_to_string(&weights)
+        && let Ok(index) = super::ShardIndex::parse(&text, "")
+    {
+        let dir = weights.parent().unwrap_or(Path::new("."));
+        files.extend(index.shard_files().into_iter().map(|f| dir.join(f)));
+    }
+    files
 }

@@ -12,13 +12,14 @@ mod pth;
 pub mod q8;
 mod random;
 mod safetensors;
+mod sharded;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::SegGptConfig;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use files::{ModelFiles, model_paths, open_model, read_config, regular_file_len};
+pub use files::{ModelFiles, model_input_files, model_paths, open_model, read_config, regular_file_len};
 #[cfg(not(target_arch = "wasm32"))]
 pub use pth::PthSource;
 pub use random::RandomSource;
@@ -26,6 +27,7 @@ pub use safetensors::{
     F16Overflow, SafetensorsHeader, SafetensorsSource, StoreDType, TensorEntry, clamp_to_f16, f16_overflows,
     write_safetensors,
 };
+pub use sharded::{INDEX_FILE, ShardIndex, ShardedSource, plan_shards, shard_file_name};
 
 /// Why weights could not be loaded. Each variant names the file or tensor at fault.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +44,12 @@ pub enum LoadError {
     NotAFile { path: String, kind: &'static str },
     #[error("{path}: {bytes} bytes is too large for {what} (limit: {max} bytes)")]
     FileTooLarge { path: String, what: &'static str, bytes: u64, max: u64 },
-    #[error("weights are missing tensor `{0}`: is this a SegGPT checkpoint for this config?")]
+    #[error("weights are missing tensor `{0}`: is this a checkpoint of this model for this config?")]
     Missing(String),
     #[error("weights hold {} tensor(s) this model does not have: {}", .0.len(), first_names(.0))]
     Unexpected(Vec<String>),
     #[error(
-        "weights are missing {} of the tensors this config needs ({}){}: is this a SegGPT checkpoint \
+        "weights are missing {} of the tensors this config needs ({}){}: is this a checkpoint of this model \
          for this config?",
         .missing.len(),
         first_names(.missing),
