@@ -133,6 +133,9 @@ enum Command {
     },
     /// Learn a prompt pair from training pairs, the model frozen (in-context tuning).
     Tune(cli::tune::TuneArgs),
+    /// Time SAM (click to select): the image embedding and one click's decoding, with random
+    /// weights of a SAM config (default: sam-vit-base's) or a SAM directory's weights.
+    BenchSam(cli::sam::BenchSamArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -216,6 +219,7 @@ fn main() -> ExitCode {
         Command::Bench { backend, .. } => matches!(backend, Backend::Wgpu),
         Command::Video(args) => matches!(args.model.backend, Backend::Wgpu),
         Command::Tune(args) => args.uses_wgpu(),
+        Command::BenchSam(args) => args.uses_wgpu(),
         Command::Eval(args) => matches!(args.model().backend, Backend::Wgpu),
         Command::Convert { .. } | Command::MergeLabels(_) => false,
     };
@@ -231,6 +235,7 @@ fn main() -> ExitCode {
         Command::MergeLabels(args) => cli::segment::merge_labels(args),
         Command::Video(args) => cli::video::run(&args),
         Command::Tune(args) => cli::tune::run(&args).map(|()| Finished::All),
+        Command::BenchSam(args) => cli::sam::bench(&args).map(|()| Finished::All),
         Command::Eval(args) => cli::eval::run(&args),
         Command::Convert { model, output, shard_size, dtype, clamp_f16 } => {
             convert(&model, &output, shard_size, dtype, clamp_f16).map(|()| Finished::All)

@@ -306,3 +306,20 @@ fn seggpt_sam_refuses_bad_prompts_before_loading_and_writes_nothing() {
     );
     assert!(!mask.exists());
 }
+
+#[test]
+fn bench_sam_times_the_embedding_and_a_click() {
+    let config = dir().join("model/config.json");
+    let run = seggpt(&["bench-sam", "--config", config.to_str().unwrap(), "--runs", "1"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        stdout.contains("ViT 32 wide, 4 blocks, 64 px")
+            && stdout.contains("image embedding")
+            && stdout.contains("click"),
+        "{stdout}"
+    );
+    let model = dir().join("model");
+    let run = seggpt(&["bench-sam", "--model", model.to_str().unwrap(), "--runs", "1"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+}

@@ -1,12 +1,12 @@
 //! `seggpt sam`: a mask from clicks or a box with SAM (docs/MODEL.md §25), written as a PNG.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use seggpt::pipeline::{RgbImage, check_image, decode_rgb, encode_rgb_png};
-use seggpt::sam::{PointLabel, Sam, SamConfig};
+use seggpt::sam::{PointLabel, Sam, SamConfig, parameter_shapes};
 use seggpt::select::{ImagePrompt, Selection, embed, select};
-use seggpt::weights::{self, SafetensorsSource};
+use seggpt::weights::{self, RandomSource, SafetensorsSource, ShardedSource, TensorSource};
 
 use super::record::{model_files, refuse_output_over_inputs};
 use crate::{Backend, CliResult, device, write_atomically};
@@ -91,16 +91,27 @@ fn plan(args: &SamArgs) -> CliResult<Plan> {
 }
 
 fn load(args: &SamArgs) -> CliResult<Sam> {
+    load_dir(&args.model, args.backend)
+}
+
+fn read_config(path: &Path) -> CliResult<SamConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    SamConfig::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A SAM directory (config.json and the weights, one file or shards).
+fn load_dir(model: &Path, backend: Backend) -> CliResult<Sam> {
     let start = Instant::now();
-    eprintln!("loading {} ...", args.model.display());
-    let (weights_path, config_path) = weights::model_paths(&args.model);
-    let config_text =
-        std::fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let config = SamConfig::from_json(&config_text).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let source = SafetensorsSource::from_file(&weights_path).map_err(|e| e.to_string())?;
-    let device = device(args.backend);
-    let model =
-        Sam::load(&source, config, &device).map_err(|e| format!("{}: {e}", weights_path.display()))?;
+    eprintln!("loading {} ...", model.display());
+    let (weights_path, config_path) = weights::model_paths(model);
+    let config = read_config(&config_path)?;
+    let source: Box<dyn TensorSource> = if weights_path.to_string_lossy().ends_with(".index.json") {
+        Box::new(ShardedSource::open(&weights_path).map_err(|e| e.to_string())?)
+    } else {
+        Box::new(SafetensorsSource::from_file(&weights_path).map_err(|e| e.to_string())?)
+    };
+    let model = Sam::load(source.as_ref(), config, &device(backend))
+        .map_err(|e| format!("{}: {e}", weights_path.display()))?;
     eprintln!("loaded in {:.1} s", start.elapsed().as_secs_f64());
     Ok(model)
 }
@@ -181,4 +192,78 @@ fn parse_colour(text: &str) -> Result<[u8; 3], String> {
         }
     };
     Ok([byte(r)?, byte(g)?, byte(b)?])
+}
+
+#[derive(clap::Args)]
+pub struct BenchSamArgs {
+    /// A SAM config.json to time with random weights; default: sam-vit-base's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A SAM directory whose weights are timed instead.
+    #[arg(long, conflicts_with = "config")]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+    /// Timed runs after the warm-up (at least 1).
+    #[arg(long, default_value_t = 3, value_parser = crate::parse_runs)]
+    runs: usize,
+}
+
+impl BenchSamArgs {
+    pub fn uses_wgpu(&self) -> bool {
+        matches!(self.backend, Backend::Wgpu)
+    }
+}
+
+/// A synthetic image of the model's side, a click at its centre: one warm-up, then `runs` timed
+/// image embeddings and `runs` timed clicks (each read back, so the device has finished).
+pub fn bench(args: &BenchSamArgs) -> CliResult<()> {
+    let model = match (&args.model, &args.config) {
+        (Some(dir), _) => load_dir(dir, args.backend)?,
+        (None, config) => {
+            let config = match config {
+                Some(path) => read_config(path)?,
+                None => SamConfig::from_json(r#"{"vision_config": {}}"#).map_err(|e| e.to_string())?,
+            };
+            let source = RandomSource::from_shapes(parameter_shapes(&config).map_err(|e| e.to_string())?, 7);
+            Sam::load(&source, config, &device(args.backend)).map_err(|e| e.to_string())?
+        }
+    };
+    let side = model.config().vision_config.image_size as u32;
+    let pixels = (0..side * side * 3).map(|i| (i * 37 % 251) as u8).collect();
+    let image = RgbImage::new(side, side, pixels).map_err(|e| e.to_string())?;
+    let click = ImagePrompt {
+        points: vec![(f64::from(side) / 2.0, f64::from(side) / 2.0, PointLabel::Foreground)],
+        bbox: None,
+    };
+    let mut embed_s = Vec::new();
+    let mut click_s = Vec::new();
+    for run in 0..=args.runs {
+        let start = Instant::now();
+        let embedded = embed(&model, &image);
+        let _ = embedded.embedding.tensor().clone().into_data();
+        let embedded_in = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let selection = select(&model, &embedded, &click, true);
+        let clicked_in = start.elapsed().as_secs_f64();
+        if run > 0 {
+            embed_s.push(embedded_in);
+            click_s.push(clicked_in);
+        }
+        std::hint::black_box(selection.best());
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let v = &model.config().vision_config;
+    println!(
+        "SAM (ViT {} wide, {} blocks, {side} px) on {}: image embedding {:.3} s (min {:.3}), click {:.4} s (min {:.4}; prompt encoder, decoder, masks at the image's size), mean of {} runs after a warm-up",
+        v.hidden_size,
+        v.num_hidden_layers,
+        if args.uses_wgpu() { "wgpu" } else { "the CPU" },
+        mean(&embed_s),
+        embed_s.iter().cloned().fold(f64::INFINITY, f64::min),
+        mean(&click_s),
+        click_s.iter().cloned().fold(f64::INFINITY, f64::min),
+        args.runs
+    );
+    Ok(())
 }

@@ -17,7 +17,12 @@ pub struct RandomSource {
 impl RandomSource {
     /// Fails on a config the model cannot be built from.
     pub fn new(config: &SegGptConfig, seed: u64) -> Result<Self, LoadError> {
-        Ok(Self { shapes: parameter_shapes(config)?.into_iter().collect(), seed })
+        Ok(Self::from_shapes(parameter_shapes(config)?, seed))
+    }
+
+    /// Random weights of the given `(name, shape)` list (another model's, e.g. SAM's).
+    pub fn from_shapes(shapes: Vec<(String, Vec<usize>)>, seed: u64) -> Self {
+        Self { shapes: shapes.into_iter().collect(), seed }
     }
 }
 
@@ -42,7 +47,8 @@ impl TensorSource for RandomSource {
             state ^= state >> 27;
             ((state.wrapping_mul(0x2545F4914F6CDD1D) >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
-        let is_norm_weight = name.contains("layernorm") && name.ends_with(".weight");
+        let is_norm_weight =
+            (name.contains("layernorm") || name.contains("layer_norm")) && name.ends_with(".weight");
         let amplitude = if shape.len() >= 2 && !name.contains("token") && !name.contains("rel_pos") {
             (3.0 / fan_in as f32).sqrt()
         } else {
