@@ -14,6 +14,19 @@ pub struct ModelUrls {
     /// A `.safetensors` URL may have no `config.json` beside it (the released ViT-L config is used
     /// then, as the CLI does); a directory must hold one.
     pub config_optional: bool,
+    /// For a directory: where its shards' index would be (`model.safetensors.index.json`), read when
+    /// the directory holds no `model.safetensors` (docs/MODEL.md §26).
+    pub index: Option<String>,
+    /// The directory URL with its final `/`, and the query every file URL carries.
+    dir: String,
+    query: String,
+}
+
+impl ModelUrls {
+    /// The URL of the file `name` in the model's directory (a shard the index names).
+    pub fn beside(&self, name: &str) -> String {
+        format!("{}{name}{}", self.dir, self.query)
+    }
 }
 
 /// The parts of an absolute URL as a browser normalises it (`new URL(..).href`).
@@ -107,6 +120,9 @@ pub fn model_urls(href: &str, page_origin: &str) -> Result<ModelUrls, ModelUrlEr
             config: format!("{origin}{dir}config.json{query}"),
             weights: format!("{origin}{path}{query}"),
             config_optional: true,
+            index: None,
+            dir: format!("{origin}{dir}"),
+            query: query.to_string(),
         })
     } else if path.ends_with(".pth") {
         Err(ModelUrlError::Pth(href.to_string()))
@@ -116,6 +132,9 @@ pub fn model_urls(href: &str, page_origin: &str) -> Result<ModelUrls, ModelUrlEr
             config: format!("{origin}{dir}/config.json{query}"),
             weights: format!("{origin}{dir}/model.safetensors{query}"),
             config_optional: false,
+            index: Some(format!("{origin}{dir}/{}{query}", crate::weights::INDEX_FILE)),
+            dir: format!("{origin}{dir}/"),
+            query: query.to_string(),
         })
     }
 }
@@ -256,6 +275,21 @@ mod tests {
         assert_eq!(got.config, "http://127.0.0.1:8080/m/config.json?download=true");
         assert_eq!(got.weights, "http://127.0.0.1:8080/m/small.safetensors?download=true");
         assert!(got.config_optional);
+    }
+
+    #[test]
+    fn a_directory_may_hold_shards_and_their_index_beside_each_other() {
+        let got = urls("http://127.0.0.1:8080/model/?rev=2");
+        assert_eq!(
+            got.index.as_deref(),
+            Some("http://127.0.0.1:8080/model/model.safetensors.index.json?rev=2")
+        );
+        assert_eq!(
+            got.beside("model-00001-of-00002.safetensors"),
+            "http://127.0.0.1:8080/model/model-00001-of-00002.safetensors?rev=2"
+        );
+        // A file URL names one file: no shards.
+        assert_eq!(urls("http://127.0.0.1:8080/m/small.safetensors").index, None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! written chunk by chunk to browser storage (or kept as a JS Blob when storage is short), then a
 //! [`BlobSource`] that reads one tensor at a time from that Blob, a cached copy or a picked file.
 
+use std::collections::BTreeSet;
+
 use js_sys::{Array, Float32Array, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -17,6 +19,23 @@ use crate::SegGptConfig;
 use crate::model_fetch::{FetchError, Validators};
 use crate::weights::{LoadError, SafetensorsHeader, TensorSource};
 
+/// What a safetensors header must agree with: the whole model, or one shard of it (the tensors the
+/// index maps to it, each as the model needs it).
+#[derive(Clone, Copy)]
+pub enum HeaderCheck<'a> {
+    Whole(&'a SegGptConfig),
+    Shard(&'a SegGptConfig, &'a BTreeSet<String>),
+}
+
+impl HeaderCheck<'_> {
+    fn check(&self, header: &SafetensorsHeader) -> Result<(), LoadError> {
+        match self {
+            HeaderCheck::Whole(config) => header.check_against(config),
+            HeaderCheck::Shard(config, names) => header.check_shard(config, names),
+        }
+    }
+}
+
 /// A safetensors file behind a JS `Blob` (an OPFS file, a picked file or downloaded chunks).
 pub struct BlobSource {
     blob: Blob,
@@ -26,8 +45,8 @@ pub struct BlobSource {
 
 impl BlobSource {
     /// Reads and checks the header: the file must be exactly as long as it declares and hold
-    /// exactly the tensors `config` needs.
-    pub fn open(blob: Blob, config: &SegGptConfig) -> Result<Self, LoadError> {
+    /// exactly the tensors `check` asks for.
+    pub fn open(blob: Blob, check: HeaderCheck) -> Result<Self, LoadError> {
         let reader = FileReaderSync::new().map_err(|e| LoadError::NotSafetensors(js_text(&e)))?;
         let read = |start: f64, end: f64| -> Result<Vec<u8>, LoadError> {
             let part = blob.slice_with_f64_and_f64(start, end).map_err(|e| read_error("the header", &e))?;
@@ -37,8 +56,15 @@ impl BlobSource {
         let need = SafetensorsHeader::prefix_len(&read(0.0, 8.0)?)?;
         let header = SafetensorsHeader::parse(&read(0.0, need as f64)?)?;
         header.check_len(blob.size() as u64)?;
-        header.check_against(config)?;
+        check.check(&header)?;
         Ok(Self { blob, reader, header })
+    }
+}
+
+impl BlobSource {
+    /// The file's size in bytes.
+    pub fn size(&self) -> f64 {
+        self.blob.size()
     }
 }
 
@@ -123,11 +149,17 @@ pub async fn head(url: &str) -> Result<(u16, Validators), String> {
 
 /// A small file (config.json) as text.
 pub async fn fetch_text(url: &str) -> Result<String, Fetch> {
+    fetch_text_version(url).await.map(|(text, _)| text)
+}
+
+/// A small file as text, with the validators of the version the server sent.
+pub async fn fetch_text_version(url: &str) -> Result<(String, Validators), Fetch> {
     let response = response(url).await?;
+    let version = validators(&response);
     let text = JsFuture::from(response.text().map_err(|e| Fetch::Network(js_text(&e)))?)
         .await
         .map_err(|e| Fetch::Network(js_text(&e)))?;
-    text.as_string().ok_or_else(|| Fetch::Network("the body is not text".into()))
+    Ok((text.as_string().ok_or_else(|| Fetch::Network("the body is not text".into()))?, version))
 }
 
 /// Where downloaded bytes go.
@@ -157,7 +189,7 @@ pub struct Downloaded {
 /// data into wasm.
 pub async fn download(
     url: &str,
-    config: &SegGptConfig,
+    check: HeaderCheck<'_>,
     config_json: Option<&str>,
     store: bool,
     progress: &mut dyn FnMut(&Progress),
@@ -197,7 +229,7 @@ pub async fn download(
                         continue;
                     }
                     let parsed = SafetensorsHeader::parse(&prefix).map_err(Fetch::Invalid)?;
-                    parsed.check_against(config).map_err(Fetch::Invalid)?;
+                    check.check(&parsed).map_err(Fetch::Invalid)?;
                     let (target, why_not) = if store {
                         choose_sink(url, parsed.file_len).await
                     } else {

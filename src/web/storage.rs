@@ -119,6 +119,30 @@ pub async fn lookup(url: &str) -> Result<Option<Cached>, String> {
     }
 }
 
+/// A small file kept under its URL (a shard index), and what the server said of its version.
+pub async fn lookup_text(url: &str) -> Option<(String, Validators)> {
+    let models = models_dir(false).await.ok()??;
+    let dir: FileSystemDirectoryHandle =
+        JsFuture::from(models.get_directory_handle(&key(url))).await.ok()?.unchecked_into();
+    let meta: Meta = serde_json::from_str(&read_text(&dir, "meta.json").await.ok()?).ok()?;
+    let text = read_text(&dir, "text").await.ok()?;
+    (meta.url == url && text.len() as u64 == meta.bytes).then_some((text, meta.validators))
+}
+
+/// Keeps a small file under its URL, the completion mark written last.
+pub async fn store_text(url: &str, text: &str, validators: Validators) -> Result<(), String> {
+    let models = models_dir(true).await?.ok_or("this browser offers no file system storage here")?;
+    let name = key(url);
+    remove(&models, &name).await;
+    let options = FileSystemGetDirectoryOptions::new();
+    options.set_create(true);
+    let dir: FileSystemDirectoryHandle =
+        wait(models.get_directory_handle_with_options(&name, &options)).await?.unchecked_into();
+    write_small(&dir, "text", text.as_bytes()).await?;
+    let meta = Meta { url: url.to_string(), bytes: text.len() as u64, validators };
+    write_small(&dir, "meta.json", serde_json::to_string(&meta).unwrap_or_default().as_bytes()).await
+}
+
 /// Removes the copy of `url` (a stale or damaged one), if any.
 pub async fn remove_entry(url: &str) {
     if let Ok(Some(models)) = models_dir(false).await {

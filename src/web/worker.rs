@@ -1,5 +1,6 @@
 //! The worker side: WebGPU probe and device, model download / cache / load, segmentation.
 
+mod shards;
 mod tune;
 
 use std::{cell::RefCell, collections::VecDeque, rc::Rc};
@@ -11,7 +12,7 @@ use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{Blob, DedicatedWorkerGlobalScope, File, FileReaderSync, MessageEvent, Url};
 
-use super::load::{self, BlobSource, Progress};
+use super::load::{self, BlobSource, HeaderCheck, Progress};
 use super::protocol::{
     self, DeviceChoice, FrameInput, MaskFile, ModelFiles, ModelSource, PromptFiles, ResultBuffers,
     RunOptions, SegmentFiles, ToPage, ToWorker, VideoSettings,
@@ -25,7 +26,7 @@ use crate::paint::{inferred_num_classes, mask_colours, nearest_colour_labels};
 use crate::pipeline::{ClassMap, InputError, RgbImage, decode_class_map, decode_rgb};
 use crate::segment::{Prompt, PromptMask, Segmenter, Target};
 use crate::video::{Propagator, VideoOptions, max_cached_frames};
-use crate::weights::LoadError;
+use crate::weights::{LoadError, TensorSource};
 use crate::{
     AttentionKernel, ForwardOptions, MemoryBudget, SegGpt, SegGptConfig, largest_buffer_bytes, max_prompts,
 };
@@ -330,10 +331,17 @@ async fn inspect(source: &ModelSource) -> Result<(bool, Option<f64>, String), St
     if let Some(cached) = storage::lookup(&urls.weights).await.ok().flatten() {
         return Ok((true, Some(cached.weights.size()), "kept in this browser's storage".into()));
     }
+    if let Some(bytes) = shards::stored_size(&urls).await {
+        return Ok((true, Some(bytes), "kept in this browser's storage".into()));
+    }
     Ok(match load::head(&urls.weights).await {
         Ok((status, version)) if (200..300).contains(&status) => {
             (false, version.bytes.map(|b| b as f64), String::new())
         }
+        Ok((404, _)) if urls.index.is_some() => match shards::index(&urls, false).await {
+            Ok(Some((index, _))) => (false, index.total_size().map(|b| b as f64), String::new()),
+            _ => (false, None, FetchError::Status(404).describe(&urls.weights)),
+        },
         Ok((status, _)) => (false, None, FetchError::Status(status).describe(&urls.weights)),
         Err(why) => (false, None, FetchError::Network(why).describe(&urls.weights)),
     })
@@ -358,14 +366,15 @@ async fn load_model(
             let files = ModelFiles::from_js(data)?;
             let (weights, config, name) = picked_model(&files.0)?;
             check_fits(&config, &engine)?;
-            let source = BlobSource::open(weights, &config).map_err(|e| format!("{name}: {e}"))?;
+            let source =
+                BlobSource::open(weights, HeaderCheck::Whole(&config)).map_err(|e| format!("{name}: {e}"))?;
             let model = to_device(&source, config, &engine).map_err(|e| format!("{name}: {e}"))?;
             Ok((Loaded { model, engine }, format!("loaded from the file {name}")))
         }
     }
 }
 
-fn to_device(source: &BlobSource, config: SegGptConfig, engine: &Engine) -> Result<SegGpt, LoadError> {
+fn to_device(source: &dyn TensorSource, config: SegGptConfig, engine: &Engine) -> Result<SegGpt, LoadError> {
     let onto = if engine.cpu_reason.is_some() { "into memory" } else { "onto the GPU" };
     progress(format!("loading the weights {onto} ..."), 0.0, 0.0);
     SegGpt::load(source, config, &engine.device, MemoryBudget::DEFAULT)
@@ -377,6 +386,7 @@ async fn load_from_url(url: &str, cache: bool, engine: Engine) -> Result<(Loaded
     let urls = resolve(url)?;
     let mut why_downloaded = None;
     let cached = if cache { storage::lookup(&urls.weights).await.ok().flatten() } else { None };
+    let cached_single = cached.as_ref().map(|_| ());
     if let Some(cached) = cached {
         progress("asking the server whether the stored copy is current ...", 0.0, 0.0);
         let freshness = model_fetch::freshness(&cached.validators, load::head(&urls.weights).await);
@@ -405,7 +415,24 @@ async fn load_from_url(url: &str, cache: bool, engine: Engine) -> Result<(Loaded
             },
         }
     }
-    let (source, config, note) = download(&urls, cache, &engine).await?;
+    // Shards: a stored index means the model was kept in shards; else a directory without a
+    // model.safetensors may hold them.
+    if cached_single.is_none()
+        && cache
+        && let Some(index_url) = &urls.index
+        && storage::lookup_text(index_url).await.is_some()
+        && let Some((index, offline)) = shards::index(&urls, cache).await?
+    {
+        return shards::load(&urls, index, offline, cache, engine).await;
+    }
+    let (source, config, note) = match download(&urls, cache, &engine).await {
+        Err(Downloading::Missing(why)) if urls.index.is_some() => match shards::index(&urls, cache).await? {
+            Some((index, offline)) => return shards::load(&urls, index, offline, cache, engine).await,
+            None => return Err(why),
+        },
+        Err(Downloading::Missing(why) | Downloading::Failed(why)) => return Err(why),
+        Ok(got) => got,
+    };
     let model = to_device(&source, config, &engine).map_err(|e| format!("{}: {e}", urls.weights))?;
     let note = match why_downloaded {
         Some(why) => format!("{why}: {note}"),
@@ -425,7 +452,7 @@ fn load_stored(cached: Cached, urls: &ModelUrls, engine: &Engine) -> Result<Resu
         None => SegGptConfig::default(),
     };
     check_fits(&config, engine)?;
-    let source = match BlobSource::open(cached.weights.into(), &config) {
+    let source = match BlobSource::open(cached.weights.into(), HeaderCheck::Whole(&config)) {
         Ok(source) => source,
         Err(damage) => return Ok(Err(damage.to_string())),
     };
@@ -434,16 +461,29 @@ fn load_stored(cached: Cached, urls: &ModelUrls, engine: &Engine) -> Result<Resu
 
 /// Downloads `config.json` and the weights (streamed into browser storage when `cache`); returns
 /// the weights, the config and a note on how they are kept.
+/// Why a download did not give the model: the weights file is not on the server (a directory may
+/// hold shards instead), or anything else.
+enum Downloading {
+    Missing(String),
+    Failed(String),
+}
+
+impl From<String> for Downloading {
+    fn from(why: String) -> Self {
+        Downloading::Failed(why)
+    }
+}
+
 async fn download(
     urls: &ModelUrls,
     cache: bool,
     engine: &Engine,
-) -> Result<(BlobSource, SegGptConfig, String), String> {
+) -> Result<(BlobSource, SegGptConfig, String), Downloading> {
     progress(format!("fetching {} ...", urls.config), 0.0, 0.0);
     let config_json = match load::fetch_text(&urls.config).await {
         Ok(text) => Some(text),
         Err(FetchError::Status(404)) if urls.config_optional => None,
-        Err(err) => return Err(err.describe(&urls.config)),
+        Err(err) => return Err(err.describe(&urls.config).into()),
     };
     let config = match &config_json {
         Some(text) => parse_config(text, &urls.config)?,
@@ -463,9 +503,21 @@ async fn download(
         }
         progress(text, p.done, p.total);
     };
-    let downloaded = load::download(&urls.weights, &config, config_json.as_deref(), cache, &mut report)
-        .await
-        .map_err(|e| e.describe(&urls.weights))?;
+    let downloaded = match load::download(
+        &urls.weights,
+        HeaderCheck::Whole(&config),
+        config_json.as_deref(),
+        cache,
+        &mut report,
+    )
+    .await
+    {
+        Ok(downloaded) => downloaded,
+        Err(FetchError::Status(404)) => {
+            return Err(Downloading::Missing(FetchError::Status(404).describe(&urls.weights)));
+        }
+        Err(err) => return Err(err.describe(&urls.weights).into()),
+    };
     let note = match (downloaded.stored, downloaded.note) {
         (true, _) => "downloaded and kept in browser storage for next time".to_string(),
         (false, Some(why)) => why,

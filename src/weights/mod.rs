@@ -27,7 +27,7 @@ pub use safetensors::{
     F16Overflow, SafetensorsHeader, SafetensorsSource, StoreDType, TensorEntry, clamp_to_f16, f16_overflows,
     write_safetensors,
 };
-pub use sharded::{INDEX_FILE, ShardIndex, ShardedSource, plan_shards, shard_file_name};
+pub use sharded::{INDEX_FILE, MAX_INDEX_BYTES, ShardIndex, ShardedSource, plan_shards, shard_file_name};
 
 /// Why weights could not be loaded. Each variant names the file or tensor at fault.
 #[derive(Debug, thiserror::Error)]

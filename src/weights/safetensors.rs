@@ -1,6 +1,6 @@
 //! `.safetensors` checkpoints (HF names, or official names that are renamed on read).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use safetensors::tensor::{Dtype, Metadata, TensorView};
 
@@ -126,6 +126,41 @@ impl SafetensorsHeader {
     /// Checks names, shapes and dtypes against what `config` needs, before any data is read.
     pub fn check_against(&self, config: &SegGptConfig) -> Result<(), LoadError> {
         check_layout(self.names(), |name| self.shape(name), config)?;
+        self.check_dtypes()
+    }
+
+    /// Checks one shard of a sharded checkpoint before any data is read: it holds exactly the
+    /// tensors `names` (what the index maps to it), each one `config` needs, of the shape it needs.
+    pub fn check_shard(&self, config: &SegGptConfig, names: &BTreeSet<String>) -> Result<(), LoadError> {
+        let expected: BTreeMap<String, Vec<usize>> =
+            crate::model::parameter_shapes(config)?.into_iter().collect();
+        if let Some(name) = self.entries.keys().find(|n| !names.contains(*n)) {
+            return Err(LoadError::Config(format!(
+                "the shard holds `{name}`, which the index does not map to it: the shards and the index do not match"
+            )));
+        }
+        if let Some(name) = names.iter().find(|n| !self.entries.contains_key(*n)) {
+            return Err(LoadError::Config(format!(
+                "the index maps `{name}` to this shard, which does not hold it: the shards and the index do not match"
+            )));
+        }
+        for (name, entry) in &self.entries {
+            match expected.get(name) {
+                None => return Err(LoadError::Unexpected(vec![name.clone()])),
+                Some(shape) if *shape != entry.shape => {
+                    return Err(LoadError::Shape {
+                        name: name.clone(),
+                        expected: shape.clone(),
+                        found: entry.shape.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        self.check_dtypes()
+    }
+
+    fn check_dtypes(&self) -> Result<(), LoadError> {
         // `I8` entries have their scales: `parse` refuses them otherwise.
         match self.entries.iter().find(|(_, e)| !matches!(e.dtype.as_str(), "F32" | "F16" | "BF16" | "I8")) {
             Some((name, entry)) => Err(LoadError::DType { name: name.clone(), dtype: entry.dtype.clone() }),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{LoadError, SafetensorsSource, TensorSource};
+use super::{LoadError, TensorSource};
 
 /// The index file's name, which also marks a directory as sharded.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -52,11 +52,21 @@ impl ShardIndex {
     pub fn shard_files(&self) -> Vec<String> {
         self.weight_map.values().cloned().collect::<BTreeSet<_>>().into_iter().collect()
     }
+
+    /// The tensors the index maps to `file`.
+    pub fn tensors_of(&self, file: &str) -> BTreeSet<String> {
+        self.weight_map.iter().filter(|(_, f)| *f == file).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The data size the index declares (`metadata.total_size`), if it does.
+    pub fn total_size(&self) -> Option<u64> {
+        self.metadata.get("total_size").and_then(|v| v.as_u64())
+    }
 }
 
-/// The shards of one checkpoint as one [`TensorSource`].
+/// The shards of one checkpoint as one [`TensorSource`] (files natively, Blobs in the worker).
 pub struct ShardedSource {
-    shards: Vec<SafetensorsSource>,
+    shards: Vec<Box<dyn TensorSource>>,
     /// Tensor name -> index into `shards`.
     by_name: BTreeMap<String, usize>,
 }
@@ -67,14 +77,13 @@ impl ShardedSource {
     /// shard before any tensor is read.
     pub fn from_shards(
         index: &ShardIndex,
-        shards: Vec<(String, SafetensorsSource)>,
+        shards: Vec<(String, Box<dyn TensorSource>)>,
     ) -> Result<Self, LoadError> {
         let mut by_name = BTreeMap::new();
         let mut sources = Vec::with_capacity(shards.len());
         for (i, (file, source)) in shards.into_iter().enumerate() {
             let held: BTreeSet<String> = source.names().into_iter().collect();
-            let mapped: BTreeSet<String> =
-                index.weight_map.iter().filter(|(_, f)| **f == file).map(|(n, _)| n.clone()).collect();
+            let mapped = index.tensors_of(&file);
             if let Some(name) = mapped.difference(&held).next() {
                 return Err(LoadError::Config(format!(
                     "{INDEX_FILE} maps `{name}` to {file}, which does not hold it: the shards and the index do not match"
@@ -120,9 +129,9 @@ impl ShardedSource {
                         dir.display()
                     )));
                 }
-                let source = SafetensorsSource::from_file(&path)
+                let source = super::SafetensorsSource::from_file(&path)
                     .map_err(|e| LoadError::NotSafetensors(format!("{}: {e}", path.display())))?;
-                Ok((file, source))
+                Ok((file, Box::new(source) as Box<dyn TensorSource>))
             })
             .collect::<Result<_, LoadError>>()?;
         Self::from_shards(&index, shards)

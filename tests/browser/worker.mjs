@@ -307,6 +307,68 @@ async function testDirectoryUrlWithQuery(server) {
   }
 }
 
+/** The fixture model as the hub's shards (`seggpt convert --shard-size`), in a temporary directory. */
+function shardedCopy() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-shards-'));
+  execFileSync(CLI, ['convert', '--model', fx('model'), '--output', dir, '--shard-size', '60KB'], { stdio: 'ignore' });
+  return dir;
+}
+
+async function testShards(server, dir) {
+  const shards = fs.readdirSync(dir).filter((name) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(name)).sort();
+  assert.ok(shards.length >= 3, `the copy is in shards: ${shards}`);
+  const { ctx, page, urls } = await launch();
+  const since = (start) => server.log.slice(start).filter((p) => p.includes('/sharded-model/'));
+  try {
+    let start = server.log.length;
+    await open(page, server, '?model=/sharded-model/');
+    console.log(`  first visit: "${await note(page)}"; requests: ${since(start).join(', ')}`);
+    assert.match(await note(page), new RegExp(`downloaded ${shards.length} of ${shards.length} shards and kept them in browser storage`));
+    for (const shard of shards) assert.ok(since(start).includes(`/sharded-model/${shard}`), `${shard} fetched`);
+
+    // The mask equals the CLI's on the single file.
+    const files = { image: fx('prompt0.png'), mask: fx('prompt0_mask.png'), target: fx('target_a.png') };
+    const options = { embedding: 'instance', ensemble: 'official', class_masks: false, num_classes: null };
+    const result = await segmentThroughProtocol(page, files, options);
+    const diff = maxDiff(PNG.sync.read(Buffer.from(result.png)), cliMask([files.image, files.mask], files.target, []));
+    console.log(`  mask from shards vs the CLI on the single file: max difference ${diff}`);
+    assert.equal(diff, 0);
+
+    // Reload: every shard from browser storage, each checked with the server (HEAD), none downloaded.
+    start = server.log.length;
+    assert.equal(await reload(page), 'ready');
+    console.log(`  reload: "${await note(page)}"; requests: ${since(start).join(', ')}`);
+    assert.match(await note(page), /loaded from browser storage, no download/);
+    for (const shard of shards) {
+      assert.ok(since(start).includes(`HEAD /sharded-model/${shard}`), `${shard} checked`);
+      assert.ok(!since(start).includes(`/sharded-model/${shard}`), `${shard} not downloaded`);
+    }
+
+    // One shard changes on the server: only it is downloaded again.
+    const changed = shards[1];
+    const later = new Date(Date.now() + 60_000);
+    fs.utimesSync(path.join(dir, changed), later, later);
+    start = server.log.length;
+    assert.equal(await reload(page), 'ready');
+    const fetched = since(start).filter((p) => /^\/sharded-model\/model-/.test(p));
+    console.log(`  one shard changed: "${await note(page)}"; shards downloaded: ${fetched.join(', ')}`);
+    assert.deepEqual(fetched, [`/sharded-model/${changed}`]);
+
+    // Offline: the stored index and shards, with the note saying so.
+    server.unreachable.add('/sharded-model/');
+    try {
+      assert.equal(await reload(page), 'ready');
+      console.log(`  offline: "${await note(page)}"`);
+      assert.match(await note(page), /offline: using the copy in browser storage/);
+    } finally {
+      server.unreachable.delete('/sharded-model/');
+    }
+    assertLoopback(urls, server.url);
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function testPlainErrors(server) {
   const { ctx, page, urls } = await launch();
   try {
@@ -340,7 +402,9 @@ async function testPlainErrors(server) {
 
 assert.ok(fs.existsSync(path.join(root, 'dist/index.html')), 'dist/ missing: run `trunk build --release --features test-hooks` first');
 const fresh = modelCopy();
+const sharded = shardedCopy();
 const server = await serve({
+  '/sharded-model/': sharded,
   '/': path.join(root, 'dist'),
   '/model/': fx('model'),
   '/slow-model/': fx('model'),
@@ -352,6 +416,7 @@ const tests = [
   ['num_classes in the protocol gives the colours of the CLI\'s --num-labels; without it, max index + 1', testNumClassesGivesTheCliColours],
   ['a directory ?model= URL with a query string fetches config.json and model.safetensors', testDirectoryUrlWithQuery],
   ['plain errors: another origin refused; an unreachable model names CORS and the CSP', testPlainErrors],
+  ['a model in shards: masks equal the single file\'s; stored per shard; only a changed shard is fetched again; offline', (s) => testShards(s, sharded)],
 ];
 const failed = await runTests(tests, server, 'WORKER_ONLY'); // WORKER_ONLY=substring runs some
 await server.close();
