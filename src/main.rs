@@ -524,6 +524,11 @@ fn write_shards(
     let sizes: Vec<(String, u64)> =
         tensors.iter().map(|(name, (shape, _))| (name.clone(), stored_bytes(name, shape, dtype))).collect();
     let groups = weights::plan_shards(&sizes, max);
+    for (name, bytes) in sizes.iter().filter(|(_, bytes)| *bytes > max) {
+        eprintln!(
+            "note: {name} alone is {bytes} bytes, more than --shard-size: its shard holds it alone and is larger"
+        );
+    }
     let mut weight_map = std::collections::BTreeMap::new();
     for (i, group) in groups.iter().enumerate() {
         let file = weights::shard_file_name(i, groups.len());

@@ -34,7 +34,7 @@ const MIME = {
  * added to `unreachable` get their connection dropped with no answer, as when offline. `headers` are
  * added to every answer (a `null` value leaves that header out).
  * Resolves to { url, log, unreachable, close }. */
-export function serve(roots, slow = [], headers = {}) {
+export function serve(roots, slow = [], headers = {}, { maxFileBytes = Infinity } = {}) {
   const log = [];
   const unreachable = new Set();
   const prefixes = Object.keys(roots).sort((a, b) => b.length - a.length);
@@ -49,7 +49,8 @@ export function serve(roots, slow = [], headers = {}) {
     let file = prefix && path.join(roots[prefix], urlPath.slice(prefix.length));
     if (file && !file.startsWith(path.resolve(roots[prefix]))) file = null; // no `..` escapes
     if (file && fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
-    if (!file || !fs.existsSync(file)) {
+    // A host that caps a file's size never has a larger file: it refused the upload.
+    if (!file || !fs.existsSync(file) || fs.statSync(file).size > maxFileBytes) {
       res.writeHead(404, { 'Content-Type': 'text/plain' });
       res.end(`not found: ${urlPath}`);
       return;

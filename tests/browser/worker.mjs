@@ -369,6 +369,44 @@ async function testShards(server, dir) {
   }
 }
 
+/** `scripts/deploy.sh` with the fixture model in shards: the folder a host would serve. */
+function deployedSite() {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-deploy-')), 'site');
+  execFileSync('bash', [path.join(root, 'scripts/deploy.sh'), '--out', out, '--site', path.join(root, 'dist'),
+    '--weights', fx('model'), '--dtype', 'f32', '--shard-size', '60KB'], { env: { ...process.env, SEGGPT_CLI: CLI }, stdio: 'ignore' });
+  return out;
+}
+
+async function testDeployedSite() {
+  const LIMIT = 25 * 1024 * 1024; // Cloudflare Pages' limit, the lowest of the common static hosts
+  const site = deployedSite();
+  const files = fs.readdirSync(site, { recursive: true }).map((f) => path.join(site, f)).filter((f) => fs.statSync(f).isFile());
+  const largest = Math.max(...files.map((f) => fs.statSync(f).size));
+  console.log(`  deploy.sh: ${files.length} files, largest ${largest} bytes; ${fs.readdirSync(path.join(site, 'model')).join(', ')}`);
+  assert.ok(largest <= LIMIT, 'every file within 25 MiB');
+  assert.ok(fs.existsSync(path.join(site, '_headers')) && fs.existsSync(path.join(site, 'seggpt-worker_bg.wasm.gz')));
+  // A plain static server that refuses (404) any file over the limit, as such a host would not have it.
+  const host = await serve({ '/': site }, [], {}, { maxFileBytes: LIMIT });
+  const { ctx, page, urls } = await launch();
+  try {
+    // No ?model=: the page takes the weights deployed beside it.
+    await page.goto(`${host.url}/?${WEBGPU.replace(/&$/, '')}`);
+    assert.equal(await settle(page), 'ready', 'the deployed model loads');
+    console.log(`  deployed: "${(await status(page).textContent()).trim()}"; "${await note(page)}"`);
+    assert.ok(host.log.includes('/model/model.safetensors.index.json'), 'the page asked for its own weights');
+    const files2 = { image: fx('prompt0.png'), mask: fx('prompt0_mask.png'), target: fx('target_a.png') };
+    const options = { embedding: 'instance', ensemble: 'official', class_masks: false, num_classes: null };
+    const result = await segmentThroughProtocol(page, files2, options);
+    const diff = maxDiff(PNG.sync.read(Buffer.from(result.png)), cliMask([files2.image, files2.mask], files2.target, []));
+    console.log(`  mask vs the CLI: max difference ${diff}`);
+    assert.equal(diff, 0);
+    assertLoopback(urls, host.url);
+  } finally {
+    await ctx.close();
+    await host.close();
+  }
+}
+
 async function testPlainErrors(server) {
   const { ctx, page, urls } = await launch();
   try {
@@ -417,6 +455,7 @@ const tests = [
   ['a directory ?model= URL with a query string fetches config.json and model.safetensors', testDirectoryUrlWithQuery],
   ['plain errors: another origin refused; an unreachable model names CORS and the CSP', testPlainErrors],
   ['a model in shards: masks equal the single file\'s; stored per shard; only a changed shard is fetched again; offline', (s) => testShards(s, sharded)],
+  ['scripts/deploy.sh: every file within 25 MiB, served by a capped static server, the page loads its own weights and segments as the CLI', testDeployedSite],
 ];
 const failed = await runTests(tests, server, 'WORKER_ONLY'); // WORKER_ONLY=substring runs some
 await server.close();

@@ -438,9 +438,18 @@ impl App {
     }
 }
 
-/// `?model=URL` resolved against the page (so `/model/` works), else [`DEFAULT_MODEL`].
+/// The `<meta name="seggpt-model">` a host's copy of the page names its own weights with
+/// (`scripts/deploy.sh` writes it).
+const HOST_MODEL_META: &str = "meta[name=seggpt-model]";
+
+/// `?model=URL`, else the host's model (the page's `seggpt-model` meta tag), resolved against the
+/// page (so `/model/` and `./model/` work), else [`DEFAULT_MODEL`].
 fn model_url(query: &UrlSearchParams) -> Result<String, JsValue> {
-    match query.get("model") {
+    let host_model = || {
+        let meta = window().document()?.query_selector(HOST_MODEL_META).ok()??;
+        meta.get_attribute("content").filter(|c| !c.trim().is_empty())
+    };
+    match query.get("model").or_else(host_model) {
         Some(model) => Ok(Url::new_with_base(&model, &window().location().href()?)
             .map_err(|_| JsValue::from_str(&format!("?model={model} is not a URL")))?
             .href()),
