@@ -95,7 +95,7 @@ function assertLoopback(urls, base) {
 /** Where `seggpt segment --out-dir outDir` writes the mask of `target`: the one place that knows
  * the CLI's output names. */
 function cliMaskPath(outDir, target) {
-  // `seggpt segment` names a result after the target's full file name (README, "The CLI").
+  // `seggpt segment` names a result after the target's full file name (docs/CLI.md, "The CLI").
   return path.join(outDir, `${path.basename(target)}.mask.png`);
 }
 
