@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { CSP } from './server.mjs';
+import { CSP, WEBGPU } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const dist = path.resolve(process.argv[2] ?? path.join(root, 'dist'));
@@ -136,7 +136,7 @@ for (const name of fs.readdirSync(dist).filter((f) => /\.(wasm|js|html|css)$/.te
   console.log(`  ${name.padEnd(24)} ${(size / 1e6).toFixed(3).padStart(8)} MB, gzip ${(gzipOf(file).length / 1e6).toFixed(3).padStart(7)} MB`);
 }
 const server = await serve();
-const url = `http://127.0.0.1:${server.address().port}/?model=/model/`;
+const url = `http://127.0.0.1:${server.address().port}/?${WEBGPU}model=/model/`;
 const results = [];
 for (let i = 0; i < runs; i++) {
   const result = await measure(url);
