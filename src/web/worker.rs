@@ -235,9 +235,17 @@ async fn handle(data: JsValue) {
                         None => note,
                     };
                     let tune_info = tune::info(&loaded);
-                    MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(loaded)));
+                    let on_gpu = engine.cpu_reason.is_none();
+                    let loaded = Rc::new(loaded);
+                    MODEL.with(|m| *m.borrow_mut() = Some(loaded.clone()));
                     post(&ToPage::Ready { adapter, dtype, seconds, note, max_prompts });
                     post(&tune_info);
+                    if on_gpu {
+                        // Compiles the kernels of a one-prompt click while the visitor picks images:
+                        // messages wait their turn, so a click that comes sooner waits for it, and pays
+                        // no more than it would have. A failure shows again at the first click.
+                        let _ = worker_bench::warm_up(&loaded.model, &loaded.engine.device).await;
+                    }
                 }
                 Err(message) => post(&ToPage::LoadFailed { message }),
             }

@@ -43,6 +43,19 @@ pub async fn estimate_forward_s(model: &SegGpt, device: &Device) -> Result<f64, 
     Ok(block_s * pass as f64 / (2 * block_flops(config)) as f64)
 }
 
+/// One answer with one prompt on the synthetic inputs, read back, right after the model is ready:
+/// a click with one prompt has the same shapes, so the GPU compiles its kernels here, while the
+/// visitor picks images, rather than during the first click (docs/MODEL.md §22.5). Returns the
+/// seconds it took.
+pub async fn warm_up(model: &SegGpt, device: &Device) -> Result<f64, String> {
+    let start = now_s();
+    let [image, prompt, mask] = synthetic_inputs(model, device);
+    let answer =
+        model.answer(image, prompt, mask, ForwardOptions::default(), &mut |_, _| {}).map_err(|e| e.to_string())?;
+    wait_for(&answer).await?;
+    Ok(now_s() - start)
+}
+
 /// FLOPs of each stage of an answer with one prompt, as `segment` runs it: sample 0, its query
 /// half decoded.
 fn answer_flops(config: &SegGptConfig) -> [(Stage, u64); 3] {
