@@ -50,8 +50,9 @@ pub async fn estimate_forward_s(model: &SegGpt, device: &Device) -> Result<f64, 
 pub async fn warm_up(model: &SegGpt, device: &Device) -> Result<f64, String> {
     let start = now_s();
     let [image, prompt, mask] = synthetic_inputs(model, device);
-    let answer =
-        model.answer(image, prompt, mask, ForwardOptions::default(), &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let answer = model
+        .answer(image, prompt, mask, ForwardOptions::default(), &mut |_, _| {})
+        .map_err(|e| e.to_string())?;
     wait_for(&answer).await?;
     Ok(now_s() - start)
 }
