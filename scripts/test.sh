@@ -122,6 +122,7 @@ check "worker.mjs" node tests/browser/worker.mjs  # model storage: revalidation,
 check "ux.mjs" node tests/browser/ux.mjs          # accessibility (axe-core), offline through the service worker, screenshots
 check "video.mjs" node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`
 check "tune.mjs" node tests/browser/tune.mjs      # tuning in the page: the tuned prompt equal to `seggpt tune`'s
+check "sam.mjs" node tests/browser/sam.mjs        # click to select (SAM): every mask equal to `seggpt sam`'s
 check "bench.mjs" node tests/browser/bench.mjs    # the page's Benchmark (?bench, Copy as JSON) and a q8 checkpoint
 
 summary

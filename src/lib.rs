@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod bench;
+pub mod clicks;
 pub mod clip;
 #[cfg(feature = "burn")]
 pub mod config;

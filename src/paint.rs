@@ -196,6 +196,28 @@ impl PaintMask {
         }
     }
 
+    /// Paints every pixel `selected` marks (a mask SAM gave, one byte per pixel, non-zero inside)
+    /// in `colour`, or back to background with black (subtracting it), as one undo step. Returns the
+    /// changed area; `None` when nothing changed (then no step is kept).
+    pub fn apply_selection(&mut self, selected: &[u8], colour: [u8; 3]) -> Option<Rect> {
+        self.end();
+        assert_eq!(selected.len(), self.width as usize * self.height as usize, "a mask of this image's size");
+        let before = self.rgb.clone();
+        let mut changed: Option<Rect> = None;
+        for (i, _) in selected.iter().enumerate().filter(|(_, s)| **s != 0) {
+            let px = &mut self.rgb[i * 3..i * 3 + 3];
+            if px != colour {
+                px.copy_from_slice(&colour);
+                let (x, y) = ((i % self.width as usize) as u32, (i / self.width as usize) as u32);
+                changed = Some(Rect { x, y, width: 1, height: 1 }.union(changed));
+            }
+        }
+        let rect = changed?;
+        let before = self.crop(&before, rect);
+        self.push_undo(UndoStep { rect, before });
+        Some(rect)
+    }
+
     /// Bytes the undo history holds now.
     pub fn undo_bytes(&self) -> usize {
         self.undo_bytes
@@ -285,6 +307,15 @@ impl PaintMask {
         }
         out
     }
+}
+
+/// RGBA for showing a candidate mask over its image: the pixels `selected` marks in `colour` at
+/// `alpha`, the rest transparent.
+pub fn selection_overlay_rgba(selected: &[u8], colour: [u8; 3], alpha: u8) -> Vec<u8> {
+    selected
+        .iter()
+        .flat_map(|&s| if s != 0 { [colour[0], colour[1], colour[2], alpha] } else { [0; 4] })
+        .collect()
 }
 
 /// Most prompt colours [`mask_colours`] returns: the page's per-colour toggles and the CLI's
@@ -479,6 +510,32 @@ mod tests {
         assert_eq!(undone, 100);
         assert!(mask.is_blank());
         assert_eq!(mask.undo_bytes(), 0);
+    }
+
+    #[test]
+    fn a_selection_paints_or_subtracts_its_pixels_as_one_undo_step() {
+        let mut mask = PaintMask::new(4, 3);
+        let mut selected = vec![0u8; 12];
+        for i in [1, 2, 5, 6] {
+            selected[i] = 1;
+        }
+        let rect = mask.apply_selection(&selected, [255, 0, 0]);
+        assert_eq!(rect, Some(Rect { x: 1, y: 0, width: 2, height: 2 }));
+        assert_eq!(count(&mask, [255, 0, 0]), 4);
+        assert_eq!(mask.apply_selection(&selected, [255, 0, 0]), None, "nothing new: no step");
+        // Subtracting a selection that overlaps part of the painted area.
+        let mut lower = vec![0u8; 12];
+        lower[5] = 1;
+        lower[9] = 1;
+        assert_eq!(mask.apply_selection(&lower, [0, 0, 0]), Some(Rect { x: 1, y: 1, width: 1, height: 1 }));
+        assert_eq!(count(&mask, [255, 0, 0]), 3);
+        assert!(mask.undo());
+        assert_eq!(count(&mask, [255, 0, 0]), 4);
+        assert!(mask.undo());
+        assert!(mask.is_blank());
+        let overlay = selection_overlay_rgba(&lower, [0, 255, 0], 99);
+        assert_eq!(&overlay[20..24], &[0, 255, 0, 99]);
+        assert_eq!(&overlay[16..20], &[0, 0, 0, 0]);
     }
 
     #[test]

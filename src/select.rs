@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::pipeline::RgbImage;
 use crate::pipeline::sam::{SamFrame, mask_logits_at_original, sam_input, threshold};
-use crate::sam::{ImageEmbedding, Point, PointLabel, Prompt, Sam};
+use crate::sam::{ImageEmbedding, MaskLogits, Point, PointLabel, Prompt, Sam};
 
 /// A prompt in the pixels of the image as given: points (x, y, on or off the object) and a box.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -98,13 +98,61 @@ pub fn model_prompt(prompt: &ImagePrompt, frame: &SamFrame) -> Prompt {
     Prompt { points, bbox }
 }
 
-/// The masks for `prompt` (checked by the caller with [`ImagePrompt::check`]).
+/// The masks for `prompt` (checked by the caller with [`ImagePrompt::check`]), read back at once.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn select(model: &Sam, image: &EmbeddedImage, prompt: &ImagePrompt, multimask: bool) -> Selection {
-    let frame = &image.frame;
-    let logits = model.predict(&image.embedding, &model_prompt(prompt, frame), multimask);
-    let [_, count, low_side, _] = logits.low_res.dims();
-    let low_res = logits.low_res.into_data().try_into_vec::<f32>().expect("f32 logits");
-    let iou_scores = logits.iou_scores.into_data().try_into_vec::<f32>().expect("f32 scores");
+    predict(model, image, prompt, multimask).read()
+}
+
+/// The decoder's answer to `prompt` on the device, not yet read back.
+pub fn predict(
+    model: &Sam,
+    image: &EmbeddedImage,
+    prompt: &ImagePrompt,
+    multimask: bool,
+) -> PendingSelection {
+    let frame = image.frame;
+    PendingSelection {
+        logits: model.predict(&image.embedding, &model_prompt(prompt, &frame), multimask),
+        frame,
+    }
+}
+
+/// A selection still on the device: read it back blocking (natively) or awaiting (the browser).
+pub struct PendingSelection {
+    logits: MaskLogits,
+    frame: SamFrame,
+}
+
+impl PendingSelection {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(self) -> Selection {
+        let Self { logits, frame } = self;
+        let dims = logits.low_res.dims();
+        selection(logits.low_res.into_data(), dims, logits.iou_scores.into_data(), &frame)
+    }
+
+    /// Waits for the device without blocking (the only read-back WebGPU in a browser allows).
+    pub async fn read_async(self) -> Result<Selection, String> {
+        let Self { logits, frame } = self;
+        let dims = logits.low_res.dims();
+        let read = |e: burn::tensor::ExecutionError| format!("the device failed: {e:?}");
+        let low_res = logits.low_res.into_data_async().await.map_err(read)?;
+        let scores = logits.iou_scores.into_data_async().await.map_err(read)?;
+        Ok(selection(low_res, dims, scores, &frame))
+    }
+}
+
+/// The masks at the image's size from the low-resolution logits `(1, M, s, s)`, in whatever float
+/// type the device computes in.
+fn selection(
+    low_res: TensorData,
+    [_, count, low_side, _]: [usize; 4],
+    scores: TensorData,
+    frame: &SamFrame,
+) -> Selection {
+    let low_res = low_res.try_into_vec_as::<f32>().expect("float logits");
+    let iou_scores = scores.try_into_vec_as::<f32>().expect("float scores");
     let plane = low_side * low_side;
     let masks = (0..count)
         .map(|i| threshold(&mask_logits_at_original(&low_res[i * plane..(i + 1) * plane], low_side, frame)))

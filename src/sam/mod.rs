@@ -122,8 +122,17 @@ impl Sam {
 
 /// The checkpoint's names and shapes against what `config` needs, before any tensor is read.
 fn check_layout(source: &dyn TensorSource, config: &SamConfig) -> Result<(), LoadError> {
+    check_names(source.names(), |name| source.shape(name), config)
+}
+
+/// A checkpoint's tensor `names` and shapes (from a header alone, as the page checks a download
+/// before it is stored) against what `config` needs: every tensor present with its shape, nothing else.
+pub fn check_names(
+    mut names: Vec<String>,
+    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+    config: &SamConfig,
+) -> Result<(), LoadError> {
     let expected = parameter_shapes(config)?;
-    let mut names = source.names();
     names.retain(|n| n != prompt::TIED_POSITIONAL);
-    crate::weights::compare_layout(names, |name| source.shape(name), &expected)
+    crate::weights::compare_layout(names, shape_of, &expected)
 }

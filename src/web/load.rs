@@ -17,6 +17,7 @@ use super::storage::{self, Writer};
 use super::{js_text, now_s};
 use crate::SegGptConfig;
 use crate::model_fetch::{FetchError, Validators};
+use crate::sam::SamConfig;
 use crate::weights::{LoadError, SafetensorsHeader, TensorSource};
 
 /// What a safetensors header must agree with: the whole model, or one shard of it (the tensors the
@@ -25,6 +26,8 @@ use crate::weights::{LoadError, SafetensorsHeader, TensorSource};
 pub enum HeaderCheck<'a> {
     Whole(&'a SegGptConfig),
     Shard(&'a SegGptConfig, &'a BTreeSet<String>),
+    /// A SAM checkpoint (click to select).
+    Sam(&'a SamConfig),
 }
 
 impl HeaderCheck<'_> {
@@ -32,6 +35,10 @@ impl HeaderCheck<'_> {
         match self {
             HeaderCheck::Whole(config) => header.check_against(config),
             HeaderCheck::Shard(config, names) => header.check_shard(config, names),
+            HeaderCheck::Sam(config) => {
+                crate::sam::check_names(header.names(), |name| header.shape(name), config)?;
+                header.check_dtypes()
+            }
         }
     }
 }

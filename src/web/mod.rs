@@ -45,3 +45,12 @@ fn worker_scope() -> web_sys::WorkerGlobalScope {
 fn now_s() -> f64 {
     js_sys::Date::now() / 1000.0
 }
+
+/// A size for people: `812 KB`, `37.4 MB`, `1.48 GB` (a download's size and progress, page and worker).
+fn size_text(bytes: f64) -> String {
+    match bytes {
+        b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
+        b => format!("{:.0} KB", (b / 1e3).ceil()),
+    }
+}

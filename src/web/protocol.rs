@@ -20,6 +20,8 @@
 //! | `InspectTuned`           | `tuned`       | [`TunedFiles`]: the one tuned prompt file to check and preview |
 //! | `TunedPreview`           | `image_png`, `mask_png` | [`TunedPreviewPngs`]: the prompt's image and mask, denormalised |
 //! | `TuneDone`               | `tuned_file`  | [`TunedFileBytes`]: the tuned prompt file, what `seggpt tune` writes |
+//! | `SamPrepare`, `SamSelect`| `image`       | [`SamImage`]: the image file clicks are made on          |
+//! | `SamSelection`           | `masks`       | [`SamMasks`]: per candidate `width * height` bytes, 1 inside, 0 outside |
 //!
 //! The worker's buffers are transferred, not copied (they are detached on the worker side).
 //! The readers of what the page sends and the writers of what the worker sends are under feature
@@ -31,6 +33,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::File;
 
 use crate::bench::BenchReport;
+use crate::clicks::ClickPrompt;
 use crate::clip::Propagate;
 use crate::{AttentionKernel, EmbeddingType, Ensemble};
 
@@ -144,6 +147,21 @@ pub enum ToWorker {
     /// `attention` in its encoder blocks: a warm-up, then `runs` timed forward passes. Answered with
     /// a [`ToPage::BenchProgress`] per pass, then [`ToPage::Bench`] or [`ToPage::BenchFailed`].
     Bench { runs: u32, attention: AttentionKernel },
+    /// Is there a stored copy of the SAM checkpoint at `url` (click to select, docs/MODEL.md §25), and
+    /// how large is it? Answered with [`ToPage::SamInspected`]; downloads nothing.
+    SamInspect { url: String },
+    /// Loads SAM from `url` (a directory with `config.json` and `model.safetensors`), from browser
+    /// storage when it holds a current copy: [`ToPage::SamProgress`], then [`ToPage::SamReady`] or
+    /// [`ToPage::SamLoadFailed`]. `cache`, `half` and `device` as in [`ToWorker::Load`] (the device is
+    /// the one SegGPT runs on, started here if SegGPT has not started it).
+    SamLoad { url: String, cache: bool, half: bool, device: DeviceChoice },
+    /// Computes the image embedding of the `image` field ([`SamImage`]) for clicks on it, unless image
+    /// `key` is the one embedded last: answered with [`ToPage::SamPrepared`] or [`ToPage::SamFailed`].
+    SamPrepare { key: u32 },
+    /// SAM's masks for `prompt` on image `key` (the `image` field, embedded first unless it is the one
+    /// embedded last), three candidates when `prompt` asks for them ([`ClickPrompt::wants_multimask`]):
+    /// answered with [`ToPage::SamSelection`] or [`ToPage::SamFailed`].
+    SamSelect { key: u32, prompt: ClickPrompt },
     /// Makes the next run panic at its first target, as a GPU out-of-memory error does (cubecl
     /// panics on uncaptured WebGPU errors): lets the tests check the restart path. Only in builds
     /// with the `test-hooks` feature.
@@ -213,6 +231,30 @@ pub enum ToPage {
     Bench { report: BenchReport },
     /// The benchmark could not run (no model loaded, a GPU error).
     BenchFailed { message: String },
+    /// The answer to [`ToWorker::SamInspect`], as [`ToPage::Inspected`] is to `Inspect`.
+    SamInspected { stored: bool, bytes: Option<f64>, note: String },
+    /// SAM's loading progress, as [`ToPage::Progress`].
+    SamProgress { text: String, done: f64, total: f64 },
+    /// SAM is loaded; `note` says where it came from (storage, download).
+    SamReady { seconds: f64, note: String },
+    /// SAM could not be loaded.
+    SamLoadFailed { message: String },
+    /// Image `key` is embedded: clicks on it now cost only the prompt encoder and the decoder.
+    SamPrepared { key: u32, seconds: f64 },
+    /// SAM's masks for the last [`ToWorker::SamSelect`] on image `key`, in the [`SamMasks`] field:
+    /// one per entry of `iou_scores` (SAM's predicted IoU of each), `best` the highest. `seconds`: the
+    /// prompt's time, `embed_seconds` the embedding's when this message needed one.
+    SamSelection {
+        key: u32,
+        width: u32,
+        height: u32,
+        iou_scores: Vec<f32>,
+        best: usize,
+        seconds: f64,
+        embed_seconds: Option<f64>,
+    },
+    /// A click on image `key` could not be answered (SAM not loaded, an image that cannot be read).
+    SamFailed { key: u32, message: String },
     /// The worker cannot go on (wasm panic, GPU out of memory, device lost): the page restarts it.
     Fatal { message: String },
 }
@@ -540,5 +582,41 @@ impl TunedFileBytes {
 
     pub fn from_js(data: &JsValue) -> Result<Self, String> {
         Ok(Self(buffer_field(data, "tuned_file")?))
+    }
+}
+
+/// The `image` field of `SamPrepare` and `SamSelect`: the image clicks are made on.
+pub struct SamImage(pub File);
+
+impl SamImage {
+    pub fn to_js(&self, envelope: &Object) {
+        set(envelope, "image", &self.0);
+    }
+
+    #[cfg(feature = "burn")]
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        Ok(Self(
+            get(data, "image")
+                .dyn_into::<File>()
+                .map_err(|_| "the message has no `image` file".to_string())?,
+        ))
+    }
+}
+
+/// The `masks` field of `SamSelection`: the candidates one after the other, `width * height` bytes
+/// each, 1 inside the mask and 0 outside.
+pub struct SamMasks(pub Vec<u8>);
+
+impl SamMasks {
+    /// Adds the masks to `envelope`; returns the transfer list.
+    #[cfg(feature = "burn")]
+    pub fn to_js(&self, envelope: &Object) -> Array {
+        let transfer = Array::new();
+        attach_buffer(envelope, &transfer, "masks", &self.0);
+        transfer
+    }
+
+    pub fn from_js(data: &JsValue) -> Result<Self, String> {
+        Ok(Self(buffer_field(data, "masks")?))
     }
 }

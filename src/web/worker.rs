@@ -1,5 +1,6 @@
 //! The worker side: WebGPU probe and device, model download / cache / load, segmentation.
 
+mod sam;
 mod shards;
 mod tune;
 
@@ -19,7 +20,7 @@ use super::protocol::{
 };
 use super::storage::{self, Cached};
 use super::worker_bench;
-use super::{js_text, now_s};
+use super::{js_text, now_s, size_text};
 use crate::bench::BenchReport;
 use crate::model_fetch::{self, FetchError, Freshness, ModelUrls, OFFLINE_NOTE, model_urls};
 use crate::paint::{inferred_num_classes, mask_colours, nearest_colour_labels};
@@ -281,6 +282,14 @@ async fn handle(data: JsValue) {
             Ok(()) => post(&ToPage::CacheCleared),
             Err(why) => error(format!("clearing the browser storage failed: {why}"), None),
         },
+        // Click to select (docs/MODEL.md §25).
+        ToWorker::SamInspect { url } => match inspect(&ModelSource::Url { url }).await {
+            Ok((stored, bytes, note)) => post(&ToPage::SamInspected { stored, bytes, note }),
+            Err(message) => post(&ToPage::SamLoadFailed { message }),
+        },
+        ToWorker::SamLoad { url, cache, half, device } => sam::load(&url, cache, half, device).await,
+        ToWorker::SamPrepare { key } => sam::prepare(key, &data).await,
+        ToWorker::SamSelect { key, prompt } => sam::select_masks(key, &prompt, &data).await,
         ToWorker::Bench { runs, attention } => match bench(runs, attention).await {
             Ok(report) => post(&ToPage::Bench { report }),
             Err(message) => post(&ToPage::BenchFailed { message }),
@@ -498,19 +507,7 @@ async fn download(
         None => SegGptConfig::default(),
     };
     check_fits(&config, engine)?;
-    let path = urls.weights.split(['?', '#']).next().unwrap_or(&urls.weights);
-    let name = path.rsplit('/').next().unwrap_or("weights").to_string();
-    let mut report = |p: &Progress| {
-        let mut text = format!("downloading {name}: {}", size_text(p.done));
-        if p.total > 0.0 {
-            text += &format!(" of {}", size_text(p.total));
-        }
-        text += &format!(", {}/s", size_text(p.bytes_per_s));
-        if p.total > 0.0 && p.bytes_per_s > 0.0 {
-            text += &format!(", {:.0} s left", (p.total - p.done) / p.bytes_per_s);
-        }
-        progress(text, p.done, p.total);
-    };
+    let mut report = download_report(file_name(&urls.weights), progress);
     let downloaded = match load::download(
         &urls.weights,
         HeaderCheck::Whole(&config),
@@ -534,12 +531,25 @@ async fn download(
     Ok((downloaded.source, config, note))
 }
 
-/// `812 KB`, `37.4 MB`, `1.48 GB`.
-fn size_text(bytes: f64) -> String {
-    match bytes {
-        b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
-        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
-        b => format!("{:.0} KB", b / 1e3),
+/// The last part of `url`'s path: what the progress line calls the download.
+fn file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or("weights").to_string()
+}
+
+/// What a download of `name` reports: done, of how much, how fast, how long still; `show` posts it
+/// (SegGPT's progress or SAM's).
+fn download_report(name: String, show: fn(String, f64, f64)) -> impl FnMut(&Progress) {
+    move |p: &Progress| {
+        let mut text = format!("downloading {name}: {}", size_text(p.done));
+        if p.total > 0.0 {
+            text += &format!(" of {}", size_text(p.total));
+        }
+        text += &format!(", {}/s", size_text(p.bytes_per_s));
+        if p.total > 0.0 && p.bytes_per_s > 0.0 {
+            text += &format!(", {:.0} s left", (p.total - p.done) / p.bytes_per_s);
+        }
+        show(text, p.done, p.total);
     }
 }
 

@@ -160,7 +160,8 @@ impl SafetensorsHeader {
         self.check_dtypes()
     }
 
-    fn check_dtypes(&self) -> Result<(), LoadError> {
+    /// Every tensor in a dtype the readers widen (or a q8 tensor with its scales).
+    pub fn check_dtypes(&self) -> Result<(), LoadError> {
         // `I8` entries have their scales: `parse` refuses them otherwise.
         match self.entries.iter().find(|(_, e)| !matches!(e.dtype.as_str(), "F32" | "F16" | "BF16" | "I8")) {
             Some((name, entry)) => Err(LoadError::DType { name: name.clone(), dtype: entry.dtype.clone() }),

@@ -7,6 +7,9 @@
 //! its object URLs.
 
 mod bench_panel;
+// Click to select (SAM, docs/MODEL.md §25).
+mod click_tool;
+mod clicks_app;
 mod dom;
 mod examples;
 mod model_panel;
@@ -125,6 +128,12 @@ pub enum Msg {
     /// The tuned prompt cards.
     Tuned(TunedMsg),
     Bench(BenchMsg),
+    /// A card turned click to select on, or its image changed while on.
+    SamWanted(PromptId),
+    /// The visitor asked for SAM's download.
+    SamConsent,
+    /// A card's clicks changed: ask SAM for its masks.
+    SamAsk(PromptId),
 }
 
 thread_local! {
@@ -206,6 +215,7 @@ struct App {
     tune: TunePanel,
     tuned: TunedPrompts,
     bench: BenchPanel,
+    sam: clicks_app::Sam,
     _listeners: Vec<Listener>,
 }
 
@@ -292,6 +302,7 @@ impl App {
                 &doc,
                 query.get("attention").and_then(|name| AttentionKernel::from_name(&name)).unwrap_or_default(),
             )?,
+            sam: clicks_app::Sam::new(&query)?,
             _listeners: listeners,
         })
     }
@@ -433,6 +444,9 @@ impl App {
             Msg::Tuned(msg) => self.tuned_msg(msg)?,
             Msg::Bench(BenchMsg::Run) => self.start_bench()?,
             Msg::Bench(msg) => self.bench.update(msg),
+            Msg::SamWanted(id) => self.sam_wanted(id)?,
+            Msg::SamConsent => self.load_sam()?,
+            Msg::SamAsk(id) => self.sam_ask(id)?,
         }
         Ok(())
     }

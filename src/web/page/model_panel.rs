@@ -7,6 +7,7 @@ use web_sys::{Element, File, HtmlElement, HtmlInputElement, HtmlProgressElement}
 
 use super::dom::{Listener, files, find, set_disabled, set_hidden, set_input_files};
 use super::{Msg, dispatch};
+use crate::web::size_text;
 
 /// What the visitor is told before the download (the released checkpoint's size when the server
 /// does not say).
@@ -101,7 +102,7 @@ impl ModelPanel {
         let text = format!(
             "The model (SegGPT ViT-L, {}) is downloaded once and kept in this browser for next time. Your \
              images are never uploaded.{}{note}",
-            human_bytes(size),
+            size_text(size),
             if note.is_empty() { "" } else { " " },
         );
         self.consent_text.set_text_content(Some(&text));
@@ -133,16 +134,6 @@ impl ModelPanel {
 
     pub fn put_files(&self, dropped: &[File]) -> Result<(), JsValue> {
         set_input_files(&self.file_input, dropped)
-    }
-}
-
-fn human_bytes(bytes: f64) -> String {
-    if bytes >= 1e9 {
-        format!("{:.2} GB", bytes / 1e9)
-    } else if bytes >= 1e6 {
-        format!("{:.0} MB", bytes / 1e6)
-    } else {
-        format!("{:.0} KB", (bytes / 1e3).ceil())
     }
 }
 

@@ -7,6 +7,7 @@ use web_sys::{
     PointerEvent,
 };
 
+use super::click_tool::{ClickMsg, ClickTool};
 use super::dom::{Listener, ObjectUrl, blob, context, css_rgb, element, find, set_hidden};
 use super::prompt_card::{PromptId, PromptMsg};
 use super::{Msg, dispatch};
@@ -22,7 +23,8 @@ pub enum PaintMsg {
     Brush(usize),
     Down(PointerEvent),
     Move(PointerEvent),
-    Up,
+    /// The pointer came up (`None`: the browser cancelled it).
+    Up(Option<PointerEvent>),
     Undo,
     Clear,
     /// The download link was clicked: point it at the current mask before the browser follows it.
@@ -30,6 +32,7 @@ pub enum PaintMsg {
 }
 
 pub struct Painter {
+    id: PromptId,
     tools: Element,
     area: Element,
     image_canvas: HtmlCanvasElement,
@@ -43,6 +46,8 @@ pub struct Painter {
     mask: Option<PaintMask>,
     drawing: bool,
     brush: usize,
+    /// Click to select: while it is on, the pointer clicks for SAM instead of painting.
+    clicks: ClickTool,
     _listeners: Vec<Listener>,
 }
 
@@ -74,9 +79,10 @@ impl Painter {
         listeners.push(Listener::new(&mask_canvas, "pointermove", move |event| {
             send(PaintMsg::Move(event.unchecked_into()))
         })?);
-        for kind in ["pointerup", "pointercancel"] {
-            listeners.push(Listener::new(&mask_canvas, kind, move |_| send(PaintMsg::Up))?);
-        }
+        listeners.push(Listener::new(&mask_canvas, "pointerup", move |event| {
+            send(PaintMsg::Up(Some(event.unchecked_into())))
+        })?);
+        listeners.push(Listener::new(&mask_canvas, "pointercancel", move |_| send(PaintMsg::Up(None)))?);
         let undo: Element = find(root, "undo")?;
         let clear: Element = find(root, "clear-mask")?;
         let download: HtmlAnchorElement = find(root, "download-prompt-mask")?;
@@ -84,6 +90,8 @@ impl Painter {
         listeners.push(Listener::new(&clear, "click", move |_| send(PaintMsg::Clear))?);
         listeners.push(Listener::new(&download, "click", move |_| send(PaintMsg::Download))?);
         let painter = Painter {
+            id,
+            clicks: ClickTool::new(root, id, &mask_canvas)?,
             tools: root.query_selector(".paint-tools")?.ok_or("the prompt template lacks .paint-tools")?,
             area: root.query_selector(".paint")?.ok_or("the prompt template lacks .paint")?,
             image_canvas: find(root, "prompt-canvas")?,
@@ -114,7 +122,43 @@ impl Painter {
         self.drawing = false;
         set_hidden(&self.tools, false);
         set_hidden(&self.area, false);
+        self.clicks.restart((w, h))?;
+        if self.clicks.active() {
+            dispatch(Msg::SamWanted(self.id));
+        }
         self.redraw(None)
+    }
+
+    pub fn clicks(&self) -> &ClickTool {
+        &self.clicks
+    }
+
+    pub fn clicks_mut(&mut self) -> &mut ClickTool {
+        &mut self.clicks
+    }
+
+    /// Click to select's messages; true when the mask changed (a candidate accepted or subtracted).
+    pub fn click(&mut self, msg: ClickMsg) -> Result<bool, JsValue> {
+        match msg {
+            ClickMsg::Consent => dispatch(Msg::SamConsent),
+            ClickMsg::Accept | ClickMsg::Subtract => {
+                let colour = match msg {
+                    ClickMsg::Accept => BRUSH_COLOURS[self.brush],
+                    _ => [0, 0, 0],
+                };
+                let Some(selected) = self.clicks.take_shown()? else { return Ok(false) };
+                let Some(mask) = self.mask.as_mut() else { return Ok(false) };
+                mask.apply_selection(&selected, colour);
+                self.redraw(None)?;
+                return Ok(true);
+            }
+            msg => {
+                if self.clicks.update(msg)? {
+                    dispatch(Msg::SamAsk(self.id));
+                }
+            }
+        }
+        Ok(false)
     }
 
     pub fn mask(&self) -> Option<&PaintMask> {
@@ -130,6 +174,18 @@ impl Painter {
                 self.render_brush();
                 Ok(false)
             }
+            PaintMsg::Down(event) if self.clicks.active() => {
+                self.clicks.press(&event, self.point(&event));
+                Ok(false)
+            }
+            PaintMsg::Up(event) if self.clicks.active() => {
+                let at = event.as_ref().map(|e| self.point(e)).unwrap_or_default();
+                if self.clicks.release(event.as_ref(), at)? {
+                    dispatch(Msg::SamAsk(self.id));
+                }
+                Ok(false)
+            }
+            PaintMsg::Move(_) if self.clicks.active() => Ok(false),
             PaintMsg::Down(event) => {
                 let (x, y) = self.point(&event);
                 let (radius, colour) = self.brush();
@@ -145,7 +201,7 @@ impl Painter {
                 self.redraw_changed(changed)
             }
             PaintMsg::Move(_) => Ok(false),
-            PaintMsg::Up => {
+            PaintMsg::Up(_) => {
                 let was_drawing = std::mem::take(&mut self.drawing);
                 if let Some(mask) = self.mask.as_mut() {
                     mask.end();

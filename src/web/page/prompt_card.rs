@@ -8,6 +8,7 @@ use web_sys::{
     ImageData,
 };
 
+use super::click_tool::{ClickMsg, ClickTool};
 use super::dom::{
     Listener, ObjectUrl, context, document, files, find, image_bitmap, set_hidden, set_input_files,
 };
@@ -29,6 +30,8 @@ pub enum PromptMsg {
     PaintClicked,
     Dropped(Vec<File>),
     Paint(PaintMsg),
+    /// Click to select (SAM).
+    Click(ClickMsg),
 }
 
 #[derive(Clone, PartialEq)]
@@ -197,6 +200,27 @@ impl PromptCard {
                     self.render_mask()?;
                 }
             }
+            PromptMsg::Click(ClickMsg::Toggle) => {
+                let on = !self.painter.clicks().active();
+                if on && self.painter.mask().is_none() {
+                    // Clicks are made over the painting: it starts first, and asks for SAM when it has.
+                    let image = self.image().ok_or("choose the prompt image first, then click on it")?;
+                    self.decode_for_painting(image);
+                    self.painter.clicks_mut().set_active(true)?;
+                } else {
+                    self.painter.clicks_mut().set_active(on)?;
+                    if on {
+                        self.mask = MaskChoice::Painted;
+                        self.render_mask()?;
+                        dispatch(Msg::SamWanted(self.id));
+                    }
+                }
+            }
+            PromptMsg::Click(msg) => {
+                if self.painter.click(msg)? && self.mask == MaskChoice::Painted {
+                    self.render_mask()?;
+                }
+            }
         }
         Ok(())
     }
@@ -243,6 +267,19 @@ impl PromptCard {
 
     fn image(&self) -> Option<File> {
         files(self.image_input.files()).into_iter().next()
+    }
+
+    /// The prompt image, the one click to select works on.
+    pub fn image_file(&self) -> Option<File> {
+        self.image()
+    }
+
+    pub fn clicks(&self) -> &ClickTool {
+        self.painter.clicks()
+    }
+
+    pub fn clicks_mut(&mut self) -> &mut ClickTool {
+        self.painter.clicks_mut()
     }
 
     fn mask_file(&self) -> Option<File> {

@@ -29,6 +29,7 @@ impl App {
         self.worker = Some(WorkerLink::start(self.generation)?);
         self.ready = false;
         self.tune.worker_gone("the model worker restarted");
+        self.sam.worker_restarted();
         self.render_run()
     }
 
@@ -145,6 +146,13 @@ impl App {
             | ToPage::TuneFailed { .. }
             | ToPage::TunedPreview { .. }
             | ToPage::TunedRefused { .. } => self.on_tune_message(&msg, data)?,
+            ToPage::SamInspected { .. }
+            | ToPage::SamProgress { .. }
+            | ToPage::SamReady { .. }
+            | ToPage::SamLoadFailed { .. }
+            | ToPage::SamPrepared { .. }
+            | ToPage::SamSelection { .. }
+            | ToPage::SamFailed { .. } => self.on_sam_message(msg, data)?,
             ToPage::BenchProgress { done, total } => self.bench.progress(done, total),
             ToPage::Bench { report } => {
                 self.bench.show(report)?;

@@ -30,7 +30,7 @@ pub enum TuneMsg {
 
 pub struct TunePanel {
     pair_list: Element,
-    pairs: Vec<PromptCard>,
+    pub(super) pairs: Vec<PromptCard>,
     steps: HtmlInputElement,
     lr: HtmlInputElement,
     weight_decay: HtmlInputElement,
