@@ -150,6 +150,7 @@ async function testClickAcceptSegment(server) {
     await page.mouse.click(at.x, at.y);
     const flags = await candidate(card, 3);
     assert.deepEqual(flags, ['--point', '20,18,1', '--multimask'], 'one click is one point on the object, three candidates');
+    await card.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-candidate.png`) });
     await card.getByTestId('sam-accept').click();
     const painted = await paintedMask(page, card);
     const expected = cliSam(image, flags, BRUSH);
