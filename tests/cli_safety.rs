@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fixtures;
+use common::{fixtures, stderr};
 use seggpt::pipeline::decode_rgb;
 use seggpt::weights::{HostTensors, StoreDType, open_model, read_all, write_safetensors};
 
@@ -18,10 +18,6 @@ fn seggpt() -> Command {
 
 fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
     seggpt().args(args).output().expect("the seggpt binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn segment_fixture(name: &str) -> PathBuf {

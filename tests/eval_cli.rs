@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{cpu, fixtures};
+use common::{cpu, fixtures, seggpt, stderr};
 use seggpt::eval::davis::{Labels, Summary, score_sequence};
 use seggpt::eval::fewshot::{EpisodeAreas, FewShotScores};
 use seggpt::pipeline::{ClassMap, decode_class_map, decode_rgb};
@@ -16,14 +16,6 @@ use seggpt::segment::{Prompt, PromptMask, Segmenter, Target};
 use seggpt::weights::open_model;
 use seggpt::{ForwardOptions, MemoryBudget, SegGpt};
 use serde_json::Value;
-
-fn seggpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).output().expect("the seggpt binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn model() -> String {
     fixtures().join("segment/model").display().to_string()

@@ -7,16 +7,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::fixtures;
+use common::{fixtures, stderr};
 use seggpt::export::{CocoFile, Components, Segmentation, image_annotations, yolo};
 use seggpt::pipeline::decode_class_map;
 
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).output().expect("the seggpt binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn fixture(name: &str) -> PathBuf {

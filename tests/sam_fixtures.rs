@@ -16,7 +16,7 @@ use seggpt::sam::{PointLabel, Sam, SamConfig};
 use seggpt::select::{ImagePrompt, embed, model_prompt, select};
 use seggpt::weights::{SafetensorsSource, TensorSource};
 
-use common::{cpu, read_tensors};
+use common::{cpu, read_tensors, seggpt};
 
 /// Every value here is O(1) and the tiny model adds a few dozen products per value, so f32
 /// rounding puts the two implementations about 1e-6 apart; 1e-4 is the bound.
@@ -206,13 +206,6 @@ fn a_seggpt_checkpoint_is_refused_with_the_tensor_it_lacks() {
     let source = SafetensorsSource::from_file(&seggpt).unwrap();
     let err = Sam::load(&source, config, &cpu()).err().expect("refused").to_string();
     assert!(err.contains("vision_encoder"), "{err}");
-}
-
-fn seggpt(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_seggpt"))
-        .args(args)
-        .output()
-        .expect("the seggpt binary runs")
 }
 
 #[test]

@@ -4,18 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use common::fixtures;
+use common::{fixtures, seggpt, stderr};
 use seggpt::pipeline::{decode_class_map, decode_rgb};
-
-fn seggpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).output().expect("the seggpt binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn segment_matches_the_reference_pipeline() {

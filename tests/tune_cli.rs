@@ -5,20 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::fixtures;
+use common::{fixtures, seggpt, stderr};
 use seggpt::segment::{Prompt, TunedPrompt};
 use seggpt::tune::{PromptMetadata, config_hash, decode_prompt, encode_prompt};
 use seggpt::{EmbeddingType, SegGptConfig};
-
-fn seggpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).output().expect("the seggpt binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn segment_fixtures() -> PathBuf {
     fixtures().join("segment")

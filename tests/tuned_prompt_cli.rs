@@ -6,23 +6,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::fixtures;
+use common::{fixtures, seggpt, stderr};
 use seggpt::eval::fewshot::EpisodeAreas;
 use seggpt::pipeline::{ChwImage, RgbImage, decode_class_map, decode_rgb, encode_rgb_png};
 use seggpt::segment::TunedPrompt;
 use seggpt::tune::{PromptMetadata, encode_prompt};
 use seggpt::{EmbeddingType, SegGptConfig};
 use serde_json::Value;
-
-fn seggpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seggpt")).args(args).output().expect("the seggpt binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn text(path: &Path) -> String {
     path.display().to_string()

@@ -8,15 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fixtures;
+use common::{fixtures, stderr};
 use seggpt::pipeline::{RgbImage, decode_class_map, decode_rgb, encode_rgb_png};
 
 fn video_fixture(name: &str) -> PathBuf {
     fixtures().join("video").join(name)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `video` with the fixture model, `frames`, `out_dir` and `extra`.

@@ -281,13 +281,6 @@ fn shards_that_do_not_match_their_index_are_refused_by_name() {
     assert!(err.contains("not a .safetensors file name beside the index"), "{err}");
 }
 
-fn seggpt(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_seggpt"))
-        .args(args)
-        .output()
-        .expect("the seggpt binary runs")
-}
-
 #[test]
 fn convert_writes_shards_within_the_size_that_load_as_the_input_does() {
     let single = fixtures().join("models/tiny-k1");

@@ -6,6 +6,19 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use seggpt::weights::{SafetensorsSource, TensorSource};
 
+/// Runs the `seggpt` binary of this build with `args`.
+pub fn seggpt(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_seggpt"))
+        .args(args)
+        .output()
+        .expect("the seggpt binary runs")
+}
+
+/// What a run printed on standard error.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
