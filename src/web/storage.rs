@@ -131,6 +131,17 @@ pub async fn lookup_text(url: &str) -> Option<(String, Validators)> {
 
 /// Keeps a small file under its URL, the completion mark written last.
 pub async fn store_text(url: &str, text: &str, validators: Validators) -> Result<(), String> {
+    let (_, _, dir) = fresh_entry(url).await?;
+    write_small(&dir, "text", text.as_bytes()).await?;
+    let meta = Meta { url: url.to_string(), bytes: text.len() as u64, validators };
+    write_small(&dir, "meta.json", serde_json::to_string(&meta).unwrap_or_default().as_bytes()).await
+}
+
+/// An empty entry for `url` (any old copy removed first): the models directory, the entry's name
+/// and its directory.
+async fn fresh_entry(
+    url: &str,
+) -> Result<(FileSystemDirectoryHandle, String, FileSystemDirectoryHandle), String> {
     let models = models_dir(true).await?.ok_or("this browser offers no file system storage here")?;
     let name = key(url);
     remove(&models, &name).await;
@@ -138,9 +149,7 @@ pub async fn store_text(url: &str, text: &str, validators: Validators) -> Result
     options.set_create(true);
     let dir: FileSystemDirectoryHandle =
         wait(models.get_directory_handle_with_options(&name, &options)).await?.unchecked_into();
-    write_small(&dir, "text", text.as_bytes()).await?;
-    let meta = Meta { url: url.to_string(), bytes: text.len() as u64, validators };
-    write_small(&dir, "meta.json", serde_json::to_string(&meta).unwrap_or_default().as_bytes()).await
+    Ok((models, name, dir))
 }
 
 /// Removes the copy of `url` (a stale or damaged one), if any.
@@ -193,13 +202,7 @@ pub struct Writer {
 
 impl Writer {
     pub async fn create(url: &str) -> Result<Self, String> {
-        let models = models_dir(true).await?.ok_or("this browser offers no file system storage here")?;
-        let name = key(url);
-        remove(&models, &name).await;
-        let options = FileSystemGetDirectoryOptions::new();
-        options.set_create(true);
-        let dir: FileSystemDirectoryHandle =
-            wait(models.get_directory_handle_with_options(&name, &options)).await?.unchecked_into();
+        let (models, name, dir) = fresh_entry(url).await?;
         let weights = file_handle(&dir, "model.safetensors", true).await?;
         let handle: FileSystemSyncAccessHandle =
             wait(weights.create_sync_access_handle()).await?.unchecked_into();
