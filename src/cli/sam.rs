@@ -95,7 +95,7 @@ fn load(args: &SamArgs) -> CliResult<Sam> {
 }
 
 fn read_config(path: &Path) -> CliResult<SamConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = weights::read_config_text(path).map_err(|e| e.to_string())?;
     SamConfig::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 

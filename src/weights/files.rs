@@ -100,20 +100,26 @@ pub fn open_model(path: &Path) -> Result<ModelFiles, LoadError> {
     Ok(ModelFiles { config, source })
 }
 
+/// The text of a small regular file (`what` names it in the error): a config or a shard index,
+/// refused from its metadata when it is larger than `max` bytes, before it is read.
+pub fn read_small_text(path: &Path, what: &'static str, max: u64) -> Result<String, LoadError> {
+    let shown = path.display().to_string();
+    let bytes = regular_file_len(path)?;
+    if bytes > max {
+        return Err(LoadError::FileTooLarge { path: shown, what, bytes, max });
+    }
+    std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: shown, source })
+}
+
+/// The text of a `config.json` (any model's), refusing anything that is not a small regular file.
+pub fn read_config_text(path: &Path) -> Result<String, LoadError> {
+    read_small_text(path, "a config.json", MAX_CONFIG_BYTES)
+}
+
 /// Reads and validates a `config.json`, refusing anything that is not a small regular file.
 pub fn read_config(path: &Path) -> Result<SegGptConfig, LoadError> {
     let shown = path.display().to_string();
-    let len = regular_file_len(path)?;
-    if len > MAX_CONFIG_BYTES {
-        return Err(LoadError::FileTooLarge {
-            path: shown,
-            what: "a config.json",
-            bytes: len,
-            max: MAX_CONFIG_BYTES,
-        });
-    }
-    let text =
-        std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: shown.clone(), source })?;
+    let text = read_config_text(path)?;
     SegGptConfig::from_json(&text).map_err(|e| match e {
         LoadError::Config(message) => LoadError::Config(format!(
             "{shown}: {}",

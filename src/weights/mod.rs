@@ -19,7 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::SegGptConfig;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use files::{ModelFiles, model_input_files, model_paths, open_model, read_config, regular_file_len};
+pub use files::{
+    ModelFiles, model_input_files, model_paths, open_model, read_config, read_config_text, read_small_text,
+    regular_file_len,
+};
 #[cfg(not(target_arch = "wasm32"))]
 pub use pth::PthSource;
 pub use random::RandomSource;

@@ -105,17 +105,7 @@ impl ShardedSource {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(index_path: &std::path::Path) -> Result<Self, LoadError> {
         let shown = index_path.display().to_string();
-        let len = super::regular_file_len(index_path)?;
-        if len > MAX_INDEX_BYTES {
-            return Err(LoadError::FileTooLarge {
-                path: shown,
-                what: "a shard index",
-                bytes: len,
-                max: MAX_INDEX_BYTES,
-            });
-        }
-        let text = std::fs::read_to_string(index_path)
-            .map_err(|source| LoadError::Io { path: shown.clone(), source })?;
+        let text = super::read_small_text(index_path, "a shard index", MAX_INDEX_BYTES)?;
         let index = ShardIndex::parse(&text, &shown)?;
         let dir = index_path.parent().unwrap_or(std::path::Path::new("."));
         let shards = index
