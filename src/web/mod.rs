@@ -51,6 +51,6 @@ fn size_text(bytes: f64) -> String {
     match bytes {
         b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
         b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
-        b => format!("{:.0} KB", (b / 1e3).ceil()),
+        b => format!("{:.0} KB", b / 1e3),
     }
 }

@@ -11,6 +11,7 @@
 // them with WebGPU off (the CPU in wasm).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,7 @@ const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-netwo
   ...(ON_CPU ? [] : ['--enable-unsafe-webgpu'])];
 // f32: the masks are compared with the CLI's (f32 on the CPU) to the pixel.
 const PAGE = `/?${ON_CPU ? '' : WEBGPU}dtype=f32&model=/model/&sam=/sam/`;
+const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 /** The first brush colour, which a fresh painter has chosen. */
 const BRUSH = [255, 0, 0];
 
@@ -94,6 +96,18 @@ async function candidate(card, count) {
   await card.locator('[data-testid=sam-accept]:not([disabled])').waitFor({ timeout: 10_000 });
   console.log(`  ${await card.getByTestId('sam-status').textContent()}`);
   return (await card.getByTestId('sam-status').getAttribute('data-cli')).split(' ');
+}
+
+/** axe-core on the page (the click tools open): no serious or critical violation. */
+async function axeCheck(page) {
+  // Injected through the driver: the page's CSP rightly refuses inline scripts.
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations.map((v) => `${v.impact} ${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join('; ')}`);
+  });
+  console.log(`  axe with the click tools open: ${violations.join(', ') || 'no violations'}`);
+  assert.deepEqual(violations.filter((v) => /^(serious|critical) /.test(v)), [], 'serious or critical accessibility violations');
 }
 
 function readPng(file) {
@@ -209,6 +223,7 @@ async function testKeyboardBoxSubtract(server) {
     await candidate(card, 3);
     for (const key of ['ArrowLeft', 'ArrowLeft', 'ArrowLeft', 'ArrowLeft', 'Shift+Enter']) await page.keyboard.press(key);
     const keyFlags = await candidate(card, 1);
+    await axeCheck(page);
     assert.deepEqual(keyFlags, ['--point', '17,32,1', '--point', '13,32,0'], 'Enter: on the object; Shift+Enter: off it');
     await card.getByTestId('sam-accept').click();
     let painted = await paintedMask(page, card);
@@ -247,7 +262,7 @@ async function testKeyboardBoxSubtract(server) {
 
 const tests = [
   ['click to select: offered with its size; one click, Accept equals seggpt sam; SegGPT with it equals seggpt segment', testClickAcceptSegment],
-  ['keyboard points and a dragged box equal seggpt sam; Subtract and Undo; a stored SAM loads without a download', testKeyboardBoxSubtract],
+  ['keyboard points and a dragged box equal seggpt sam; Subtract and Undo; axe with the tools open; a stored SAM loads without a download', testKeyboardBoxSubtract],
 ];
 
 assert.ok(fs.existsSync(path.join(root, 'dist/index.html')), 'dist/ missing: run `trunk build --release` first');
