@@ -135,11 +135,17 @@ impl ClickTool {
         self.toggle.set_attribute("aria-pressed", if active { "true" } else { "false" })?;
         set_hidden(&self.tools, !active);
         // Focusable only in click mode, where the keyboard places points.
+        // An application role while it takes keys of its own (arrows, Enter), an image otherwise.
         if active {
             self.mask_canvas.set_attribute("tabindex", "0")?;
-            self.mask_canvas.set_attribute("aria-label", "Click on the object to select it")?;
+            self.mask_canvas.set_attribute("role", "application")?;
+            self.mask_canvas.set_attribute(
+                "aria-label",
+                "Click on the object to select it; arrow keys move the crosshair, Enter adds a point",
+            )?;
         } else {
             self.mask_canvas.remove_attribute("tabindex")?;
+            self.mask_canvas.set_attribute("role", "img")?;
             self.mask_canvas.set_attribute("aria-label", "Paint the mask here with the pointer")?;
         }
         self.draw()
