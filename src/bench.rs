@@ -70,6 +70,55 @@ pub struct BenchReport {
     pub runs: usize,
     pub forward: Timing,
     pub stages: Vec<Timing>,
+    /// Click to select's times, when SAM was loaded (the page's Benchmark times it too then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sam: Option<SamTimes>,
+}
+
+/// Click to select's benchmark (`seggpt bench-sam`, and the page's Benchmark once SAM is loaded): SAM's
+/// image embedding (once per image) and one click (prompt encoder, decoder, the masks at the image's
+/// size), each read back before the clock stops. No FLOPs are counted for SAM: its GFLOP columns are 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamTimes {
+    /// Which SAM, in its shape: `ViT 168 wide, 12 blocks, 1024 px`.
+    pub model: String,
+    /// Timed runs (after one untimed warm-up).
+    pub runs: usize,
+    pub embedding: Timing,
+    pub click: Timing,
+}
+
+impl SamTimes {
+    /// The times of `runs` embeddings and as many clicks; errors on none, or on counts that differ.
+    pub fn new(model: String, embedding_s: &[f64], click_s: &[f64]) -> Result<Self, String> {
+        if embedding_s.is_empty() || embedding_s.len() != click_s.len() {
+            return Err(format!(
+                "a SAM benchmark needs as many timed clicks as embeddings, at least one ({} and {})",
+                embedding_s.len(),
+                click_s.len()
+            ));
+        }
+        Ok(Self {
+            model,
+            runs: embedding_s.len(),
+            embedding: Timing::of("sam-embedding", embedding_s, 0),
+            click: Timing::of("sam-click", click_s, 0),
+        })
+    }
+
+    /// One line: what a visitor waits for once per image and once per click.
+    pub fn summary(&self) -> String {
+        format!(
+            "SAM ({}): image embedding {:.3} s (min {:.3}), click {:.4} s (min {:.4}; prompt encoder, decoder, \
+             masks at the image's size), mean of {} run(s) after a warm-up",
+            self.model,
+            self.embedding.mean_s,
+            self.embedding.min_s,
+            self.click.mean_s,
+            self.click.min_s,
+            self.runs
+        )
+    }
 }
 
 impl BenchReport {
@@ -96,7 +145,13 @@ impl BenchReport {
                 Timing::of(name, &times, *flops)
             })
             .collect();
-        Ok(Self { setup, runs: runs.len(), forward: Timing::of("forward", &totals, total_flops), stages })
+        Ok(Self {
+            setup,
+            runs: runs.len(),
+            forward: Timing::of("forward", &totals, total_flops),
+            stages,
+            sam: None,
+        })
     }
 
     /// The breakdown as text, one line per stage and one for the forward pass (what `seggpt bench
@@ -121,6 +176,7 @@ impl BenchReport {
         )];
         lines.extend(self.stages.iter().map(line));
         lines.push(line(&self.forward));
+        lines.extend(self.sam.as_ref().map(SamTimes::summary));
         lines
     }
 
@@ -194,6 +250,30 @@ mod tests {
         assert_eq!(value["attention"], "reference");
         assert_eq!(value["forward"]["gflop_per_s"], 2.0);
         assert_eq!(serde_json::from_str::<BenchReport>(&json).unwrap(), report);
+    }
+
+    #[test]
+    fn sam_times_are_means_and_minima_and_travel_in_the_json_only_when_timed() {
+        let sam = SamTimes::new("ViT 32 wide, 4 blocks, 64 px".into(), &[2.0, 4.0], &[0.5, 0.25]).unwrap();
+        assert_eq!((sam.runs, sam.embedding.mean_s, sam.embedding.min_s), (2, 3.0, 2.0));
+        assert_eq!((sam.click.mean_s, sam.click.min_s, sam.click.gflop_per_s), (0.375, 0.25, 0.0));
+        assert!(
+            sam.summary().starts_with(
+                "SAM (ViT 32 wide, 4 blocks, 64 px): image embedding 3.000 s (min 2.000), click 0.3750 s"
+            ),
+            "{}",
+            sam.summary()
+        );
+        let runs = [RunTimes { total_s: 0.5, stages_s: vec![0.5] }];
+        let mut report = BenchReport::new(setup(), &[("blocks", 1)], &runs).unwrap();
+        assert!(!report.to_json().contains("sam"), "no SAM, no key");
+        report.sam = Some(sam.clone());
+        let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(value["sam"]["click"]["mean_s"], 0.375);
+        assert_eq!(serde_json::from_str::<BenchReport>(&report.to_json()).unwrap(), report);
+        assert_eq!(report.lines().last().unwrap(), &sam.summary());
+        assert!(SamTimes::new("x".into(), &[], &[]).unwrap_err().contains("at least one (0 and 0)"));
+        assert!(SamTimes::new("x".into(), &[1.0], &[]).unwrap_err().contains("(1 and 0)"));
     }
 
     #[test]

@@ -116,6 +116,16 @@ impl PaintMask {
         }
     }
 
+    /// A mask that starts as `rgb` (a result's mask, to correct it): `width * height` pixels of 3 bytes.
+    /// What it started as is the bottom of the undo history, so Undo never goes below it.
+    pub fn from_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Self, String> {
+        let expected = width as usize * height as usize * 3;
+        if rgb.len() != expected {
+            return Err(format!("a {width} x {height} mask has {expected} bytes of RGB, not {}", rgb.len()));
+        }
+        Ok(Self { rgb, ..Self::new(width, height) })
+    }
+
     pub fn width(&self) -> u32 {
         self.width
     }
@@ -412,6 +422,24 @@ pub fn visible_mask_rgba(rgb: &[u8], labels: &[u8], hidden: &[bool]) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mask_from_a_results_rgb_is_painted_over_and_undone_back_to_it() {
+        let start: Vec<u8> = (0..4 * 3 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        let mut mask = PaintMask::from_rgb(4, 3, start.clone()).unwrap();
+        assert_eq!(mask.rgb(), start.as_slice());
+        assert!(!mask.is_blank());
+        let mut selected = vec![0u8; 12];
+        selected[5] = 1;
+        assert!(mask.apply_selection(&selected, [0, 0, 0]).is_some());
+        assert_eq!(&mask.rgb()[15..18], &[0, 0, 0]);
+        assert!(mask.undo());
+        assert_eq!(mask.rgb(), start.as_slice());
+        assert!(!mask.undo(), "nothing below the mask it started as");
+        assert_eq!(mask.rgb(), start.as_slice());
+        let err = PaintMask::from_rgb(4, 3, vec![0; 35]).err().unwrap();
+        assert_eq!(err, "a 4 x 3 mask has 36 bytes of RGB, not 35");
+    }
 
     #[test]
     fn colours_are_called_by_the_nearest_plain_name() {

@@ -69,6 +69,30 @@ impl Selection {
     }
 }
 
+/// The benchmark's fixed input for `model` (`seggpt bench-sam` and the page's Benchmark time the same):
+/// a synthetic image of SAM's input side and one click at its centre (three candidates, as a first
+/// click gives), with SAM's shape in words for the report.
+pub struct BenchClick {
+    pub image: RgbImage,
+    pub prompt: ImagePrompt,
+    pub model: String,
+}
+
+impl BenchClick {
+    pub fn new(model: &Sam) -> Self {
+        let vision = &model.config().vision_config;
+        let side = vision.image_size as u32;
+        let pixels = (0..side * side * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let image = RgbImage::new(side, side, pixels).expect("side x side x 3 bytes");
+        let centre = f64::from(side) / 2.0;
+        Self {
+            image,
+            prompt: ImagePrompt { points: vec![(centre, centre, PointLabel::Foreground)], bbox: None },
+            model: format!("ViT {} wide, {} blocks, {side} px", vision.hidden_size, vision.num_hidden_layers),
+        }
+    }
+}
+
 /// Resizes, normalises and pads `image` and runs the image encoder once.
 pub fn embed(model: &Sam, image: &RgbImage) -> EmbeddedImage {
     let side = model.config().vision_config.image_size;

@@ -5,95 +5,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor};
-use serde::Deserialize;
+use burn::tensor::DType;
 
-use seggpt::pipeline::sam::{SamFrame, mask_logits_at_original, sam_input};
-use seggpt::pipeline::{RgbImage, decode_rgb};
-use seggpt::sam::{PointLabel, Sam, SamConfig};
-use seggpt::select::{ImagePrompt, embed, model_prompt, select};
+use seggpt::pipeline::decode_rgb;
+use seggpt::pipeline::sam::{SamFrame, sam_input};
+use seggpt::sam::{Sam, SamConfig};
+use seggpt::select::{embed, select};
 use seggpt::weights::{SafetensorsSource, TensorSource};
 
+use common::sam::{
+    Differences, cases, dir, image, load_model, matches_transformers_on, max_diff, prompt_of, stem,
+    wgpu_cases,
+};
 use common::{cpu, read_tensors, seggpt};
 
 /// Every value here is O(1) and the tiny model adds a few dozen products per value, so f32
 /// rounding puts the two implementations about 1e-6 apart; 1e-4 is the bound.
 const TOLERANCE: f32 = 1e-4;
-
-#[derive(Deserialize)]
-struct Cases {
-    images: Vec<ImageEntry>,
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct ImageEntry {
-    file: String,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    image: String,
-    case: String,
-    multimask: bool,
-    prefix: String,
-    points: Option<Vec<[f64; 2]>>,
-    labels: Option<Vec<i64>>,
-    #[serde(rename = "box")]
-    bbox: Option<[f64; 4]>,
-}
-
-fn dir() -> PathBuf {
-    common::fixtures().join("sam")
-}
-
-fn cases() -> Cases {
-    serde_json::from_str(&std::fs::read_to_string(dir().join("cases.json")).unwrap()).unwrap()
-}
-
-fn load_model(device: &Device) -> Sam {
-    let model = dir().join("model");
-    let config = SamConfig::from_json(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
-    let source = SafetensorsSource::from_file(&model.join("model.safetensors")).unwrap();
-    Sam::load(&source, config, device).unwrap()
-}
-
-fn image(file: &str) -> RgbImage {
-    let path = dir().join(file);
-    decode_rgb(&std::fs::read(&path).unwrap(), file).unwrap()
-}
-
-fn stem(file: &str) -> &str {
-    Path::new(file).file_stem().unwrap().to_str().unwrap()
-}
-
-fn max_diff(actual: &[f32], expected: &[f32]) -> f32 {
-    assert_eq!(actual.len(), expected.len(), "lengths");
-    actual
-        .iter()
-        .zip(expected)
-        .map(|(a, e)| if a.is_finite() { (a - e).abs() } else { f32::INFINITY })
-        .fold(0.0, f32::max)
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
-
-fn prompt_of(case: &Case) -> ImagePrompt {
-    let points = case
-        .points
-        .iter()
-        .flatten()
-        .zip(case.labels.iter().flatten())
-        .map(|(&[x, y], &label)| {
-            (x, y, if label == 1 { PointLabel::Foreground } else { PointLabel::Background })
-        })
-        .collect();
-    ImagePrompt { points, bbox: case.bbox }
-}
 
 #[test]
 fn the_input_pixels_equal_the_processors() {
@@ -109,58 +39,18 @@ fn the_input_pixels_equal_the_processors() {
 
 #[test]
 fn embeddings_logits_and_scores_match_transformers_on_every_case() {
-    matches_transformers_on(&cpu(), &cases());
+    matches_transformers_on(&cpu(), &cases(), DType::F32, Differences::all(TOLERANCE));
 }
 
 /// The same on burn's wgpu backend (lavapipe in CI): the windowed attention, the transposed
-/// convolutions and the token attention through cubecl's kernels. One image that the windows pad
-/// and two cases (points, box + point): on lavapipe every new shape compiles new kernels, which
-/// made all 32 cases take 4 minutes. Even so it takes 2.3 minutes on lavapipe (the kernels of
-/// every shape compiled once), so it is in the second tier (`scripts/test.sh --full`); the CPU
-/// test above checks the same arithmetic on every case.
+/// convolutions and the token attention through cubecl's kernels, on [`wgpu_cases`]. Even so it
+/// takes 2.3 minutes on lavapipe (the kernels of every shape compiled once), so it is in the second
+/// tier (`scripts/test.sh --full`); the CPU test above checks the same arithmetic on every case. The
+/// half-precision twin is in `tests/f16_wgpu.rs`.
 #[test]
 #[ignore = "second tier: 2.3 minutes of kernel compilation on lavapipe"]
 fn tier2_sam_matches_transformers_on_wgpu() {
-    let mut cases = cases();
-    cases.images.truncate(1);
-    cases.cases.retain(|c| (c.case == "points3" && !c.multimask) || (c.case == "box_point" && c.multimask));
-    matches_transformers_on(&common::wgpu(), &cases);
-}
-
-fn matches_transformers_on(device: &Device, cases: &Cases) {
-    let model = load_model(device);
-    let expected = read_tensors(&dir().join("expected.safetensors"));
-    for entry in &cases.images {
-        let stem = stem(&entry.file);
-        // The reference's own pixels: the model is checked apart from the processor.
-        let pixels = common::tensor4(&expected, &format!("{stem}.pixel_values"), device);
-        let embedding = model.embed_image(pixels);
-        let name = format!("{stem}.image_embeddings");
-        let diff = max_diff(&values(embedding.tensor().clone()), &expected.read_f32(&name).unwrap());
-        assert!(diff <= TOLERANCE, "{name}: max difference {diff}");
-
-        let image = image(&entry.file);
-        let frame = SamFrame::new((image.height() as usize, image.width() as usize), 64);
-        for case in cases.cases.iter().filter(|c| c.image == entry.file) {
-            let logits = model.predict(&embedding, &model_prompt(&prompt_of(case), &frame), case.multimask);
-            let p = &case.prefix;
-            let [_, count, side, _] = logits.low_res.dims();
-            let low_res = values(logits.low_res);
-            let diff = max_diff(&low_res, &expected.read_f32(&format!("{p}.pred_masks")).unwrap());
-            assert!(diff <= TOLERANCE, "{p}.pred_masks: max difference {diff}");
-            let diff =
-                max_diff(&values(logits.iou_scores), &expected.read_f32(&format!("{p}.iou_scores")).unwrap());
-            assert!(diff <= TOLERANCE, "{p}.iou_scores: max difference {diff}");
-
-            // Post-processing on our logits against the processor's on its own.
-            let plane = side * side;
-            let at_original: Vec<f32> = (0..count)
-                .flat_map(|i| mask_logits_at_original(&low_res[i * plane..(i + 1) * plane], side, &frame))
-                .collect();
-            let diff = max_diff(&at_original, &expected.read_f32(&format!("{p}.masks")).unwrap());
-            assert!(diff <= TOLERANCE, "{p}.masks: max difference {diff}");
-        }
-    }
+    matches_transformers_on(&common::wgpu(), &wgpu_cases(), DType::F32, Differences::all(TOLERANCE));
 }
 
 #[test]

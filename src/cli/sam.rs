@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use seggpt::bench::SamTimes;
 use seggpt::pipeline::{RgbImage, check_image, decode_rgb, encode_rgb_png};
 use seggpt::sam::{PointLabel, Sam, SamConfig, parameter_shapes};
-use seggpt::select::{ImagePrompt, Selection, embed, select};
+use seggpt::select::{BenchClick, ImagePrompt, Selection, embed, select};
 use seggpt::weights::{self, RandomSource, SafetensorsSource, ShardedSource, TensorSource};
 
 use super::record::{model_files, refuse_output_over_inputs};
@@ -215,55 +216,42 @@ impl BenchSamArgs {
     }
 }
 
-/// A synthetic image of the model's side, a click at its centre: one warm-up, then `runs` timed
-/// image embeddings and `runs` timed clicks (each read back, so the device has finished).
+/// [`BenchClick`]'s image and click: one warm-up, then `runs` timed image embeddings and `runs` timed
+/// clicks (each read back, so the device has finished).
 pub fn bench(args: &BenchSamArgs) -> CliResult<()> {
-    let model = match (&args.model, &args.config) {
-        (Some(dir), _) => load_dir(dir, args.backend)?,
-        (None, config) => {
-            let config = match config {
-                Some(path) => read_config(path)?,
-                None => SamConfig::from_json(r#"{"vision_config": {}}"#).map_err(|e| e.to_string())?,
-            };
-            let source = RandomSource::from_shapes(parameter_shapes(&config).map_err(|e| e.to_string())?, 7);
-            Sam::load(&source, config, &device(args.backend)).map_err(|e| e.to_string())?
-        }
-    };
-    let side = model.config().vision_config.image_size as u32;
-    let pixels = (0..side * side * 3).map(|i| (i * 37 % 251) as u8).collect();
-    let image = RgbImage::new(side, side, pixels).map_err(|e| e.to_string())?;
-    let click = ImagePrompt {
-        points: vec![(f64::from(side) / 2.0, f64::from(side) / 2.0, PointLabel::Foreground)],
-        bbox: None,
-    };
-    let mut embed_s = Vec::new();
+    let model = bench_model(args)?;
+    let input = BenchClick::new(&model);
+    let mut embedding_s = Vec::new();
     let mut click_s = Vec::new();
     for run in 0..=args.runs {
         let start = Instant::now();
-        let embedded = embed(&model, &image);
+        let embedded = embed(&model, &input.image);
         let _ = embedded.embedding.tensor().clone().into_data();
         let embedded_in = start.elapsed().as_secs_f64();
         let start = Instant::now();
-        let selection = select(&model, &embedded, &click, true);
+        let selection = select(&model, &embedded, &input.prompt, true);
         let clicked_in = start.elapsed().as_secs_f64();
         if run > 0 {
-            embed_s.push(embedded_in);
+            embedding_s.push(embedded_in);
             click_s.push(clicked_in);
         }
         std::hint::black_box(selection.best());
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let v = &model.config().vision_config;
-    println!(
-        "SAM (ViT {} wide, {} blocks, {side} px) on {}: image embedding {:.3} s (min {:.3}), click {:.4} s (min {:.4}; prompt encoder, decoder, masks at the image's size), mean of {} runs after a warm-up",
-        v.hidden_size,
-        v.num_hidden_layers,
-        if args.uses_wgpu() { "wgpu" } else { "the CPU" },
-        mean(&embed_s),
-        embed_s.iter().cloned().fold(f64::INFINITY, f64::min),
-        mean(&click_s),
-        click_s.iter().cloned().fold(f64::INFINITY, f64::min),
-        args.runs
-    );
+    let times = SamTimes::new(input.model, &embedding_s, &click_s)?;
+    let on = if args.uses_wgpu() { "wgpu" } else { "the CPU" };
+    println!("on {on}: {}", times.summary());
     Ok(())
+}
+
+/// The SAM to time: a directory's weights, or random weights of a config (sam-vit-base's by default).
+fn bench_model(args: &BenchSamArgs) -> CliResult<Sam> {
+    if let Some(dir) = &args.model {
+        return load_dir(dir, args.backend);
+    }
+    let config = match &args.config {
+        Some(path) => read_config(path)?,
+        None => SamConfig::from_json(r#"{"vision_config": {}}"#).map_err(|e| e.to_string())?,
+    };
+    let source = RandomSource::from_shapes(parameter_shapes(&config).map_err(|e| e.to_string())?, 7);
+    Sam::load(&source, config, &device(args.backend)).map_err(|e| e.to_string())
 }

@@ -305,7 +305,12 @@ async fn bench(runs: u32, attention: AttentionKernel) -> Result<BenchReport, Str
         post(&ToPage::BenchProgress { done: done as u32, total: total as u32 });
     };
     let setup = (engine.name.as_str(), engine.dtype);
-    worker_bench::bench(&loaded.model, &engine.device, setup, attention, runs as usize, &progress).await
+    let mut report =
+        worker_bench::bench(&loaded.model, &engine.device, setup, attention, runs as usize, &progress)
+            .await?;
+    report.sam =
+        sam::bench(runs as usize).await.transpose().map_err(|e| format!("Click to select (SAM): {e}"))?;
+    Ok(report)
 }
 
 /// The load's note, after which device runs the model and what a forward pass takes on it: one

@@ -111,6 +111,8 @@ const tests = [
       assert.equal(json.prompts, 1);
       assert.equal(json.runs, 3);
       assert.deepEqual(json.stages.map((s) => s.name), ['embeddings', 'blocks', 'decoder']);
+      assert.equal(json.sam, undefined, 'SAM is not loaded, so not timed');
+      assert.match(await page.getByTestId('bench-setup').textContent(), /Click to select is timed too once SAM is loaded/);
       for (const timing of [...json.stages, json.forward]) {
         for (const field of ['mean_s', 'min_s', 'gflop', 'gflop_per_s']) positive(timing[field], `${timing.name}.${field}`);
       }

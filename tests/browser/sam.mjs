@@ -4,7 +4,8 @@
 // dragged box give masks equal, pixel for pixel, to what `seggpt sam` writes for the same clicks (the
 // page names them as the CLI's flags); Accept paints the candidate in the brush colour and Subtract
 // removes it; the accepted mask is prompt 1's, and SegGPT's result with it equals `seggpt segment`'s;
-// a stored SAM loads on the next visit without a download.
+// "Use as prompt" puts that result into prompt 2's painter, where a click and Subtract correct it; a
+// stored SAM loads on the next visit without a download, and the Benchmark then times SAM as well.
 //
 // Needs: `trunk build --release --features test-hooks` (dist/), `cargo build --release` (the CLI).
 // Run from the repository root: `node tests/browser/sam.mjs`; SAM_ONLY=substring runs some; SAM_DEVICE=cpu runs
@@ -193,6 +194,34 @@ async function testClickAcceptSegment(server) {
     console.log(`  SegGPT with the clicked mask vs seggpt segment: max difference ${max}`);
     assert.ok(max <= 1, `differs by ${max}`);
     await page.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-click.png`), fullPage: true });
+
+    // The result, corrected: "Use as prompt" opens the target with the result's mask in prompt 2's
+    // painter, where a click on the target and Subtract take SAM's selection out of it.
+    await page.getByTestId('result').first().getByTestId('use-as-prompt').click();
+    const cards = page.locator('.prompt-card');
+    await cards.nth(1).getByTestId('mask-state').filter({ hasText: 'painted (23 x 82)' }).waitFor({ timeout: 30_000 });
+    assert.equal(await cards.count(), 2, 'the result became a second prompt');
+    const fixCard = cards.nth(1);
+    const start = await paintedMask(page, fixCard);
+    assert.equal(differing(start.png, result), 0, 'the painting starts as the result\'s mask');
+    await fixCard.getByTestId('click-select').click();
+    await fixCard.getByTestId('sam-status').filter({ hasText: /^ready \(/ }).waitFor({ timeout: 120_000 });
+    const onTarget = await pixelOnScreen(fixCard, 11, 40);
+    await page.mouse.click(onTarget.x, onTarget.y);
+    const fixFlags = await candidate(fixCard, 3);
+    await fixCard.getByTestId('sam-subtract').click();
+    const fixed = await paintedMask(page, fixCard);
+    const selected = cliSam(target, fixFlags, [255, 255, 255]);
+    const wanted = { width: result.width, height: result.height, data: Buffer.from(result.data) };
+    for (let i = 0; i < selected.data.length; i += 4) if (selected.data[i]) wanted.data.fill(0, i, i + 3);
+    const fixDiff = differing(fixed.png, wanted);
+    console.log(`  result used as prompt 2, ${coloured(selected)} px subtracted at ${fixFlags.join(' ')}: `
+      + `${coloured(result)} -> ${coloured(fixed.png)} px; ${fixDiff} px differ from the result minus seggpt sam's mask`);
+    assert.ok(coloured(selected) > 0 && coloured(fixed.png) < coloured(result), 'the click took something out');
+    assert.equal(fixDiff, 0);
+    await fixCard.getByTestId('undo').click();
+    assert.equal(differing((await paintedMask(page, fixCard)).png, result), 0, 'Undo goes back to the result');
+    await fixCard.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-result-as-prompt.png`) });
   } finally {
     await ctx.close();
   }
@@ -255,6 +284,24 @@ async function testKeyboardBoxSubtract(server) {
     await card.getByTestId('undo').click();
     assert.equal(differing((await paintedMask(page, card)).png, keyed), 0, 'Undo takes the subtraction back');
     await page.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-keyboard.png`), fullPage: true });
+
+    // With SAM loaded, the Benchmark times it too: an image embedding and a click.
+    await page.getByTestId('bench-run').click();
+    await page.getByTestId('bench-status').filter({ hasText: 'per forward pass' }).waitFor({ timeout: 300_000 });
+    const json = JSON.parse(await page.getByTestId('bench-json').textContent());
+    assert.equal(json.sam.model, 'ViT 32 wide, 4 blocks, 64 px', 'the fixture SAM\'s shape');
+    assert.equal(json.sam.runs, json.runs);
+    for (const timing of [json.sam.embedding, json.sam.click]) {
+      for (const field of ['mean_s', 'min_s']) assert.ok(timing[field] > 0, `${timing.name}.${field}: ${timing[field]}`);
+    }
+    for (const name of ['sam-embedding', 'sam-click']) {
+      const cells = await page.getByTestId(`bench-row-${name}`).locator('td').allTextContents();
+      assert.equal(cells[0], name);
+      assert.deepEqual(cells.slice(3), ['\u2013', '\u2013'], 'no FLOPs counted for SAM');
+    }
+    const status = await page.getByTestId('bench-status').textContent();
+    console.log(`  benchmark: ${status}`);
+    assert.match(status, /Click to select: [\d.]+ s per image, [\d.]+ s per click$/);
   } finally {
     await ctx.close();
   }

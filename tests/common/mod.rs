@@ -1,6 +1,8 @@
 //! Shared helpers of the fixture tests: fixture paths, devices, tensor comparison.
 #![allow(dead_code)]
 
+pub mod sam;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};

@@ -33,6 +33,8 @@ pub struct BenchPanel {
     details: Element,
     json: Element,
     running: bool,
+    /// SAM was loaded when this run started: its times follow SegGPT's passes.
+    with_sam: bool,
     report: Option<BenchReport>,
     _listeners: Vec<Listener>,
 }
@@ -66,6 +68,7 @@ impl BenchPanel {
             details: find(doc, "bench-details")?,
             json: find(doc, "bench-json")?,
             running: false,
+            with_sam: false,
             report: None,
             _listeners: listeners,
         })
@@ -87,23 +90,33 @@ impl BenchPanel {
         AttentionKernel::from_name(&self.attention.value()).unwrap_or_default()
     }
 
-    /// The benchmark was sent to the worker.
-    pub fn started(&mut self) {
+    /// The benchmark was sent to the worker (`with_sam`: SAM is loaded, and is timed after SegGPT).
+    pub fn started(&mut self, with_sam: bool) {
         self.running = true;
+        self.with_sam = with_sam;
         self.status.set_text_content(Some("warming up (the first pass compiles the GPU's shaders) ..."));
     }
 
     pub fn progress(&self, done: u32, total: u32) {
         if done < total {
             self.status.set_text_content(Some(&format!("timed pass {} of {total} ...", done + 1)));
+        } else if self.with_sam {
+            self.status
+                .set_text_content(Some("timing Click to select (SAM): an image embedding and a click ..."));
         }
     }
 
     pub fn show(&mut self, report: BenchReport) -> Result<(), JsValue> {
         self.running = false;
         let setup = &report.setup;
+        let sam_setup = match &report.sam {
+            Some(sam) => {
+                format!("; Click to select: SAM {}, a click at the centre of a synthetic image", sam.model)
+            }
+            None => "; Click to select is timed too once SAM is loaded".to_string(),
+        };
         self.setup.set_text_content(Some(&format!(
-            "{} ({}, {} attention), {} prompt, canvas {} x {}, mean of {} passes",
+            "{} ({}, {} attention), {} prompt, canvas {} x {}, mean of {} passes{sam_setup}",
             setup.adapter,
             setup.dtype,
             setup.attention.name(),
@@ -117,9 +130,19 @@ impl BenchPanel {
             let tr = row(timing, std::ptr::eq(timing, &report.forward))?;
             self.rows.append_child(&tr)?;
         }
+        for timing in report.sam.iter().flat_map(|sam| [&sam.embedding, &sam.click]) {
+            let tr = row(timing, false)?;
+            self.rows.append_child(&tr)?;
+        }
         self.json.set_text_content(Some(&report.to_json()));
+        let sam_status = report.sam.as_ref().map_or(String::new(), |sam| {
+            format!(
+                "; Click to select: {:.3} s per image, {:.4} s per click",
+                sam.embedding.mean_s, sam.click.mean_s
+            )
+        });
         self.status.set_text_content(Some(&format!(
-            "{:.3} s per forward pass, {} GFLOP/s",
+            "{:.3} s per forward pass, {} GFLOP/s{sam_status}",
             report.forward.mean_s,
             three_digits(report.forward.gflop_per_s)
         )));
@@ -160,16 +183,18 @@ impl BenchPanel {
     }
 }
 
-/// One table row: the stage, its mean and minimum time, its work and its achieved rate.
+/// One table row: the stage, its mean and minimum time, its work and its achieved rate (a dash where
+/// no FLOPs are counted, as for SAM).
 fn row(timing: &Timing, total: bool) -> Result<Element, JsValue> {
     let tr: Element = element("tr", if total { "total" } else { "" })?;
     tr.set_attribute("data-testid", &format!("bench-row-{}", timing.name))?;
+    let counted = |value: f64| if timing.gflop > 0.0 { three_digits(value) } else { "\u{2013}".to_string() };
     let cells = [
         timing.name.clone(),
         format!("{:.3} s", timing.mean_s),
         format!("{:.3} s", timing.min_s),
-        three_digits(timing.gflop),
-        three_digits(timing.gflop_per_s),
+        counted(timing.gflop),
+        counted(timing.gflop_per_s),
     ];
     for text in cells {
         let td: Element = element("td", "")?;
@@ -189,7 +214,7 @@ impl App {
         self.end_video_sessions("the benchmark took the model")?;
         let attention = self.bench.attention();
         self.worker()?.send(&ToWorker::Bench { runs: BENCH_RUNS, attention })?;
-        self.bench.started();
+        self.bench.started(self.sam.ready());
         self.render_run()
     }
 }

@@ -17,6 +17,7 @@ use crate::web::size_text;
 const DEFAULT_SAM: &str = "https://huggingface.co/Zigeng/SlimSAM-uniform-77/resolve/main/";
 
 /// Where SAM stands in this worker.
+#[derive(PartialEq)]
 enum Phase {
     /// Not asked for yet.
     Unknown,
@@ -49,6 +50,11 @@ impl Sam {
             None => DEFAULT_SAM.into(),
         };
         Ok(Self { url, phase: Phase::Unknown, consented: false, last_key: 0 })
+    }
+
+    /// SAM is loaded in the worker (so the Benchmark times it too).
+    pub(super) fn ready(&self) -> bool {
+        self.phase == Phase::Ready
     }
 
     /// A new worker holds no SAM.

@@ -110,15 +110,28 @@ impl Painter {
         Ok(painter)
     }
 
-    /// Starts a blank mask over `image` at its natural size (a new image starts over).
-    pub fn start(&mut self, image: &ImageBitmap) -> Result<(), JsValue> {
+    /// Starts painting over `image` at its natural size (a new image starts over): from `initial` (a
+    /// result's mask to correct, of the image's size) or from a blank mask.
+    pub fn start(&mut self, image: &ImageBitmap, initial: Option<PaintMask>) -> Result<(), JsValue> {
         let (w, h) = (image.width(), image.height());
+        let mask = match initial {
+            Some(mask) if (mask.width(), mask.height()) != (w, h) => {
+                return Err(format!(
+                    "the mask is {} x {} pixels and its image {w} x {h}: they must be the same size",
+                    mask.width(),
+                    mask.height()
+                )
+                .into());
+            }
+            Some(mask) => mask,
+            None => PaintMask::new(w, h),
+        };
         for canvas in [&self.image_canvas, &self.mask_canvas] {
             canvas.set_width(w);
             canvas.set_height(h);
         }
         context(&self.image_canvas)?.draw_image_with_image_bitmap(image, 0.0, 0.0)?;
-        self.mask = Some(PaintMask::new(w, h));
+        self.mask = Some(mask);
         self.drawing = false;
         set_hidden(&self.tools, false);
         set_hidden(&self.area, false);

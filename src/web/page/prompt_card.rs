@@ -14,6 +14,7 @@ use super::dom::{
 };
 use super::painter::{PaintMsg, Painter};
 use super::{Msg, dispatch};
+use crate::paint::PaintMask;
 use crate::web::protocol::{MaskFile, PromptFiles};
 
 /// Identifies a card for as long as it lives (indices shift when one is removed).
@@ -56,6 +57,9 @@ pub struct PromptCard {
     mask_state: Element,
     mask: MaskChoice,
     painter: Painter,
+    /// A result's mask waiting for its image to decode, to be corrected in the painter
+    /// ([`PromptCard::correct`]); taken only for that same image.
+    correcting: Option<(File, PaintMask)>,
     _listeners: Vec<Listener>,
 }
 
@@ -105,6 +109,7 @@ impl PromptCard {
             mask_state: find(&root, "mask-state")?,
             mask: MaskChoice::None,
             painter: Painter::new(&root, id)?,
+            correcting: None,
             root,
             _listeners: listeners,
         })
@@ -178,7 +183,11 @@ impl PromptCard {
                     let bitmap = bitmap.map_err(|_| {
                         JsValue::from_str(&format!("{} is not an image this browser can show", file.name()))
                     })?;
-                    self.painter.start(&bitmap)?;
+                    let initial = match self.correcting.take() {
+                        Some((image, mask)) if image == file => Some(mask),
+                        _ => None,
+                    };
+                    self.painter.start(&bitmap, initial)?;
                     self.mask = MaskChoice::Painted;
                     self.render_mask()?;
                 }
@@ -229,6 +238,16 @@ impl PromptCard {
     pub fn fill(&self, image: &File, mask: &File) -> Result<(), JsValue> {
         set_input_files(&self.image_input, std::slice::from_ref(image))?;
         set_input_files(&self.mask_input, std::slice::from_ref(mask))
+    }
+
+    /// Makes `image` this prompt's image with `mask` as its painted mask, open in the painter, where the
+    /// brush, the eraser and Click to select correct it (a result used as a prompt).
+    pub fn correct(&mut self, image: &File, mask: PaintMask) -> Result<(), JsValue> {
+        self.correcting = Some((image.clone(), mask));
+        self.set_image(image)?;
+        self.decode_for_painting(image.clone());
+        self.root.scroll_into_view();
+        Ok(())
     }
 
     /// Makes `image` this prompt's image, as picking it would (a video or camera frame).

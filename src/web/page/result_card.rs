@@ -7,7 +7,7 @@ use web_sys::{Element, File, HtmlAnchorElement, HtmlCanvasElement, HtmlElement, 
 
 use super::dom::{Listener, ObjectUrl, blob, button, colour_toggle, context, element, set_hidden, stem};
 use super::{Msg, dispatch};
-use crate::paint::visible_mask_rgba;
+use crate::paint::{PaintMask, visible_mask_rgba};
 
 /// What the worker sent for a finished target (see `protocol::ToPage::Result`).
 pub struct Segmented {
@@ -67,8 +67,14 @@ impl View {
 
 pub enum ResultMsg {
     View(View),
-    Toggle { colour: usize, shown: bool },
+    Toggle {
+        colour: usize,
+        shown: bool,
+    },
     DownloadOverlay,
+    /// This target and its mask become a new prompt, the mask open for correcting (handled by the app,
+    /// which owns the prompts).
+    UseAsPrompt,
 }
 
 pub struct ResultCard {
@@ -132,8 +138,18 @@ impl ResultCard {
         listeners.push(Listener::new(&overlay, "click", move |_| {
             dispatch(Msg::Result(index, ResultMsg::DownloadOverlay))
         })?);
+        let use_as_prompt = button("Use as prompt", "")?;
+        use_as_prompt.set_attribute("data-testid", "use-as-prompt")?;
+        use_as_prompt.set_attribute(
+            "title",
+            "Add this image and its mask as a new prompt, where the brush and Click to select correct the mask",
+        )?;
+        listeners.push(Listener::new(&use_as_prompt, "click", move |_| {
+            dispatch(Msg::Result(index, ResultMsg::UseAsPrompt))
+        })?);
         actions.append_child(&mask_link)?;
         actions.append_child(&overlay)?;
+        actions.append_child(&use_as_prompt)?;
         for child in [&header, &view, &switch, &toggles, &actions] {
             root.append_child(child)?;
         }
@@ -205,6 +221,7 @@ impl ResultCard {
                     done.mask = mask_canvas(&done.result, &done.hidden)?;
                 }
             }
+            ResultMsg::UseAsPrompt => {}
             ResultMsg::DownloadOverlay => {
                 let (canvas, name) = self.overlay(opacity)?.ok_or("this result is not done")?;
                 wasm_bindgen_futures::spawn_local(async move {
@@ -234,7 +251,16 @@ impl ResultCard {
         Ok(Some((canvas, format!("{}.overlay.png", stem(&self.name)))))
     }
 
-    /// The mask PNG and its file name, once done.
+    /// The target and its mask as a painting, to correct it as a prompt; `None` until done.
+    pub fn as_prompt(&self) -> Option<Result<(File, PaintMask), String>> {
+        let ResultState::Done(done) = &self.state else { return None };
+        let result = &done.result;
+        Some(
+            PaintMask::from_rgb(result.width, result.height, result.rgb.clone())
+                .map(|m| (self.target.clone(), m)),
+        )
+    }
+
     /// A finished result's labels for the exports of "Download all".
     pub fn labelled(&self) -> Option<crate::export::download::PageResult<'_>> {
         let ResultState::Done(done) = &self.state else { return None };
@@ -248,6 +274,7 @@ impl ResultCard {
         })
     }
 
+    /// The mask PNG and its file name, once done.
     pub fn mask_png(&self) -> Option<(&[u8], String)> {
         match &self.state {
             ResultState::Done(done) => Some((&done.result.png, format!("{}.mask.png", stem(&self.name)))),

@@ -111,6 +111,14 @@ impl ResultsPanel {
         }
     }
 
+    /// Result `index`'s target and mask to correct as a prompt (`None` while it is not done).
+    pub fn as_prompt(
+        &self,
+        index: usize,
+    ) -> Option<Result<(web_sys::File, crate::paint::PaintMask), String>> {
+        self.cards.get(index)?.as_prompt()
+    }
+
     /// Redraws every card (the opacity changed).
     pub fn render(&self) -> Result<(), JsValue> {
         let opacity = self.opacity();

@@ -101,4 +101,18 @@ impl App {
         }
         self.targets.set(&files.targets)
     }
+
+    /// A result becomes one more example: its target and mask go into a blank prompt card (a new one
+    /// when none is blank), the mask open in the painter for correcting before the next run.
+    pub(super) fn use_result_as_prompt(&mut self, index: usize) -> Result<(), JsValue> {
+        let Some(found) = self.results.as_prompt(index) else { return Ok(()) };
+        let (image, mask) = found.map_err(|e| JsValue::from_str(&e))?;
+        if !self.prompts.iter().any(PromptCard::is_blank) {
+            self.update(Msg::AddPrompt)?;
+        }
+        let card = self.prompts.iter_mut().find(|card| card.is_blank()).ok_or("no prompt card to fill")?;
+        card.correct(&image, mask)?;
+        self.count_classes();
+        Ok(())
+    }
 }

@@ -8,11 +8,12 @@ use std::rc::Rc;
 use wasm_bindgen::JsValue;
 
 use super::{Engine, download_report, engine, post, post_with, read_bytes, resolve};
+use crate::bench::SamTimes;
 use crate::clicks::{ClickPoint, ClickPrompt};
 use crate::model_fetch::{self, Freshness, OFFLINE_NOTE};
 use crate::pipeline::{check_image, decode_rgb};
 use crate::sam::{PointLabel, Sam, SamConfig};
-use crate::select::{EmbeddedImage, ImagePrompt, embed, predict};
+use crate::select::{BenchClick, EmbeddedImage, ImagePrompt, embed, predict};
 use crate::web::load::{self, BlobSource, HeaderCheck};
 use crate::web::now_s;
 use crate::web::protocol::{DeviceChoice, SamImage, SamMasks, ToPage};
@@ -158,6 +159,44 @@ async fn warm_up(image: &EmbeddedImage) -> Result<(), String> {
         pending.read_async().await?;
     }
     Ok(())
+}
+
+/// The page's Benchmark, once SAM is loaded (`None` before): [`BenchClick`]'s image embedded and its
+/// click answered, one warm-up and `runs` timed, each read back before its clock stops, as `seggpt
+/// bench-sam` does. The visitor's embedded image stays as it was.
+pub async fn bench(runs: usize) -> Option<Result<SamTimes, String>> {
+    let input = CLICKS.with(|c| c.borrow().as_ref().map(|clicks| BenchClick::new(&clicks.model)))?;
+    let mut embedding_s = Vec::new();
+    let mut click_s = Vec::new();
+    for run in 0..=runs {
+        let timed = async {
+            let start = now_s();
+            let embedded = CLICKS.with(|c| {
+                let clicks = c.borrow();
+                let clicks = clicks.as_ref().ok_or(NOT_LOADED)?;
+                Ok::<_, String>(embed(&clicks.model, &input.image))
+            })?;
+            let corner = (0..4).fold(embedded.embedding.tensor().clone(), |t, dim| t.narrow(dim, 0, 1));
+            corner.into_data_async().await.map_err(|e| format!("the device failed: {e:?}"))?;
+            let embedded_at = now_s();
+            let pending = CLICKS.with(|c| {
+                let clicks = c.borrow();
+                let clicks = clicks.as_ref().ok_or(NOT_LOADED)?;
+                Ok::<_, String>(predict(&clicks.model, &embedded, &input.prompt, true))
+            })?;
+            pending.read_async().await?;
+            Ok::<_, String>((embedded_at - start, now_s() - embedded_at))
+        };
+        match timed.await {
+            Ok((embedding, click)) if run > 0 => {
+                embedding_s.push(embedding);
+                click_s.push(click);
+            }
+            Ok(_) => {}
+            Err(message) => return Some(Err(message)),
+        }
+    }
+    Some(SamTimes::new(input.model, &embedding_s, &click_s))
 }
 
 /// `SamSelect`: the masks for `prompt` on image `key`.
