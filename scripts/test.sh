@@ -124,6 +124,7 @@ check "video.mjs" node tests/browser/video.mjs    # the Video panel and the Live
 check "tune.mjs" node tests/browser/tune.mjs      # tuning in the page: the tuned prompt equal to `seggpt tune`'s
 check "sam.mjs" node tests/browser/sam.mjs        # click to select (SAM): every mask equal to `seggpt sam`'s
 check "bench.mjs" node tests/browser/bench.mjs    # the page's Benchmark (?bench, Copy as JSON) and a q8 checkpoint
+check "package.mjs" node tests/browser/package.mjs  # the npm package: its files, its example page, its API and errors
 
 summary
 if ((${#failures[@]})); then

@@ -12,6 +12,7 @@
 
 #[cfg(feature = "burn")]
 mod load;
+mod package;
 mod page;
 mod protocol;
 #[cfg(feature = "burn")]
@@ -21,6 +22,7 @@ mod worker;
 #[cfg(feature = "burn")]
 mod worker_bench;
 
+pub use package::{SegGptModel, load_model};
 pub use page::run_page;
 #[cfg(feature = "burn")]
 pub use worker::run_worker;

@@ -10,7 +10,7 @@ mod bench_panel;
 // Click to select (SAM, docs/MODEL.md §25).
 mod click_tool;
 mod clicks_app;
-mod dom;
+pub(super) mod dom;
 mod examples;
 mod model_panel;
 mod options;
@@ -28,7 +28,7 @@ mod video;
 mod video_app;
 mod video_live;
 mod video_source;
-mod worker_link;
+pub(super) mod worker_link;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -397,6 +397,7 @@ impl App {
                 self.render_run()?;
             }
             Msg::ResultDecoded { .. } => {}
+            Msg::Result(index, ResultMsg::UseAsPrompt) => self.use_result_as_prompt(index)?,
             Msg::Result(index, msg) => self.results.update_card(index, msg)?,
             Msg::Opacity => self.results.render()?,
             Msg::DownloadAll => self.results.download_all()?,

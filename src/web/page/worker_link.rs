@@ -1,5 +1,6 @@
-//! The page's end of the worker: starts it, posts messages, turns what it sends (and its crashes)
-//! into [`Msg`]s. Dropping the link terminates the worker and frees its handlers.
+//! The main thread's end of the worker: starts it, posts messages, and hands what it sends (and its
+//! crashes) to the owner: the page turns them into [`Msg`]s, the JavaScript package (`web::package`)
+//! into its promises. Dropping the link terminates the worker and frees its handlers.
 
 use wasm_bindgen::{JsCast, JsValue, prelude::*};
 use web_sys::{ErrorEvent, Event, MessageEvent, Worker, WorkerOptions, WorkerType};
@@ -20,14 +21,28 @@ pub struct WorkerLink {
 }
 
 impl WorkerLink {
-    /// `generation`: which start this is, carried by its messages so that a replaced worker's are ignored.
+    /// The page's worker (`worker.js` beside the page); `generation`: which start this is, carried by
+    /// its messages so that a replaced worker's are ignored.
     pub fn start(generation: u32) -> Result<Self, JsValue> {
+        Self::spawn(
+            "./worker.js",
+            move |data| dispatch(Msg::FromWorker { generation, data }),
+            move |message| dispatch(Msg::WorkerCrashed { generation, message }),
+        )
+    }
+
+    /// The module worker at `script`: `on_message` gets every message's data, `on_crash` why the
+    /// worker failed to start or crashed.
+    pub fn spawn(
+        script: &str,
+        mut on_message: impl FnMut(JsValue) + 'static,
+        on_crash: impl Fn(String) + Clone + 'static,
+    ) -> Result<Self, JsValue> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options("./worker.js", &options)?;
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            dispatch(Msg::FromWorker { generation, data: event.data() })
-        });
+        let worker = Worker::new_with_options(script, &options)?;
+        let on_message =
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| on_message(event.data()));
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         // A script that fails to load gives a plain `Event`, not an `ErrorEvent`.
         let on_error = Closure::<dyn FnMut(Event)>::new(move |event: Event| {
@@ -37,7 +52,8 @@ impl WorkerLink {
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| "its script could not be loaded".into());
             let message = format!("The model worker failed to start or crashed: {why}");
-            let later = Closure::once_into_js(move || dispatch(Msg::WorkerCrashed { generation, message }));
+            let on_crash = on_crash.clone();
+            let later = Closure::once_into_js(move || on_crash(message));
             let _ = window()
                 .set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), CRASH_GRACE_MS);
         });
