@@ -82,6 +82,14 @@ done
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown \
   || fail_now "rustup"
 
+# Every temporary file of this run (the browser suites' profiles, each with a stored model, the CLI's
+# outputs, the native tests' folders: gigabytes a run) goes to a folder of its own, removed at the end, so
+# that runs do not fill the disk; a browser's storage quota shrinks as the disk fills, and a nearly full disk
+# breaks the service worker's install in ux.mjs.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/seggpt-test-run.XXXXXX")
+trap 'rm -rf "$run_tmp"' EXIT
+export TMPDIR=$run_tmp
+
 # The browser's half (web tools, the two wasm32 builds, the site) builds in the background, in its own
 # build folder, while the native half builds and tests in the foreground: a large crate's front end runs
 # on one core, and the other half fills the other. Its log and phase times are printed when it is awaited.

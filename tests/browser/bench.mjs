@@ -17,28 +17,16 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
 const artifacts = path.join(root, 'tests/browser/artifacts');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
 const fx = (name) => path.join(fixtures, name);
 
 async function launch() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-pw-'));
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: ARGS, acceptDownloads: true,
-    viewport: { width: 1280, height: 1000 },
-  });
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => console.log(`  [console.${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page };
+  return launchBrowser({ args: WEBGPU_ARGS });
 }
 
 /** Opens `url`, agrees to the download if asked, waits for `ready`; returns the status text. */

@@ -15,22 +15,15 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
 import { unzipStored } from './zip.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
 const artifacts = path.join(root, 'tests/browser/artifacts');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
-
 const ON_CPU = process.env.E2E_DEVICE === 'cpu';
-// Chromium 156 offers a WebGPU adapter (SwiftShader) only with this flag; without it, navigator.gpu
-// exists but has no adapter.
-const DEVICE_ARGS = ON_CPU ? [] : ['--enable-unsafe-webgpu'];
+const DEVICE_ARGS = ON_CPU ? [] : WEBGPU_ARGS;
 // SwiftShader is a software adapter, which the page passes over for the CPU unless told otherwise.
 const DEVICE = ON_CPU ? '' : WEBGPU;
 
@@ -40,24 +33,14 @@ function shot(name) {
 }
 
 async function launch(extraArgs) {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-pw-'));
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: [...BASE_ARGS, ...extraArgs], acceptDownloads: true,
-    viewport: { width: 1280, height: 1000 },
-  });
-  const urls = [];
-  ctx.on('request', (r) => urls.push(r.url()));
   // Main-thread tasks over 50 ms, as the browser reports them (injected by the driver, not the page).
-  await ctx.addInitScript(() => {
+  const longTasks = () => {
     window.__longTasks = [];
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration });
     }).observe({ type: 'longtask', buffered: true });
-  });
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => console.log(`  [console.${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page, urls };
+  };
+  return launchBrowser({ args: extraArgs, initScripts: [longTasks] });
 }
 
 function readRgb(file) {
@@ -492,7 +475,7 @@ async function testBadInputsAndCorruptWeights(server) {
 /** A software WebGPU adapter (SwiftShader) is passed over for the CPU unless `?device=webgpu` asks for it. */
 async function testSoftwareAdapterPassedOver(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
-  const { ctx, page, urls } = await launch(['--enable-unsafe-webgpu']);
+  const { ctx, page, urls } = await launch(WEBGPU_ARGS);
   try {
     await page.goto(`${server.url}/?model=/model/`);
     await page.getByTestId('load-model').waitFor({ timeout: 60_000 });

@@ -13,15 +13,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, runTests, serve } from './server.mjs';
+import { CLI, launchBrowser, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
 
 /** The package, made from the tests' site, and the example beside it: `/seggpt-web/`, `/example/`. */
 function makePackage() {
@@ -32,16 +28,8 @@ function makePackage() {
   return out;
 }
 
-async function launch() {
-  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-pkg-')), {
-    executablePath: chromiumPath, headless: true, args: ARGS, acceptDownloads: true,
-  });
-  const urls = [];
-  ctx.on('request', (r) => urls.push(r.url()));
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => console.log(`  [console.${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page, urls };
+function launch() {
+  return launchBrowser();
 }
 
 /** `seggpt segment` with prompt0 on target_a: its mask PNG's bytes. */

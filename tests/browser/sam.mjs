@@ -16,35 +16,24 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const samFixtures = path.join(root, 'tests/fixtures/sam');
 const segmentFixtures = path.join(root, 'tests/fixtures/segment');
 const artifacts = path.join(root, 'tests/browser/artifacts');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // `SAM_DEVICE=cpu`: WebGPU off (no adapter), so the page runs both models on the CPU in wasm.
 const ON_CPU = process.env.SAM_DEVICE === 'cpu';
-const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage',
-  ...(ON_CPU ? [] : ['--enable-unsafe-webgpu'])];
 // f32: the masks are compared with the CLI's (f32 on the CPU) to the pixel.
 const PAGE = `/?${ON_CPU ? '' : WEBGPU}dtype=f32&model=/model/&sam=/sam/`;
 const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 /** The first brush colour, which a fresh painter has chosen. */
 const BRUSH = [255, 0, 0];
 
-async function launch(userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-sam-'))) {
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: BASE_ARGS, acceptDownloads: true,
-    viewport: { width: 1280, height: 2000 },
-  });
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => { if (m.type() !== 'debug') console.log(`  [console.${m.type()}] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page, userDataDir };
+async function launch(userDataDir) {
+  return launchBrowser({ args: ON_CPU ? [] : WEBGPU_ARGS, viewport: { width: 1280, height: 2000 }, userDataDir,
+    debugConsole: false });
 }
 
 async function openApp(server, page) {

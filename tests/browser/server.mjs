@@ -4,9 +4,43 @@
 // do), and a log of every path (`HEAD /path` for a HEAD, the bare path for a GET).
 import http from 'node:http';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+/** The Chromium the suites drive: `CHROMIUM`, else Debian's. */
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** The flags of every suite's Chromium: headless, and nothing of its own on the network. */
+const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
+
+/** Chromium 156 offers a WebGPU adapter (SwiftShader) only with this flag; without it, navigator.gpu
+ * exists but has no adapter, and the page runs on the CPU. */
+export const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
+
+/**
+ * Chromium with a fresh profile (or `userDataDir`'s: a second visit) and its first page, downloads
+ * accepted; the page's console (its `debug` lines only with `debugConsole`) and errors are printed, and
+ * every request's URL is kept in `urls`. `args` are added to the common flags; `initScripts` run in every
+ * document before the page's own scripts. Resolves to { ctx, page, urls, userDataDir }.
+ */
+export async function launchBrowser({ args = [], viewport = { width: 1280, height: 1000 }, userDataDir, initScripts = [],
+  debugConsole = true } = {}) {
+  const dir = userDataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-browser-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...args], acceptDownloads: true, viewport,
+  });
+  const urls = [];
+  ctx.on('request', (r) => urls.push(r.url()));
+  for (const script of initScripts) await ctx.addInitScript(script);
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  page.on('console', (m) => { if (debugConsole || m.type() !== 'debug') console.log(`  [console.${m.type()}] ${m.text()}`); });
+  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
+  return { ctx, page, urls, userDataDir: dir };
+}
 
 /** The start of a page query that keeps the model on WebGPU: the WebGPU suites run on SwiftShader, a
  * software adapter, which the page would otherwise pass over for the CPU. */

@@ -12,8 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { CLI, WEBGPU, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -22,22 +21,11 @@ const otherShapeModel = path.join(root, 'tests/fixtures/models/nonsquare-merge0'
 const fx = (name) => path.join(fixtures, name);
 const PAIRS = [[fx('prompt0.png'), fx('prompt0_mask.png')], [fx('prompt1.png'), fx('prompt1_mask.png')]];
 const artifacts = path.join(root, 'tests/browser/artifacts');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--enable-unsafe-webgpu'];
 /** The prompt tensors of the page and of the CLI agree to this (max abs difference). */
 const TOLERANCE = 1e-4;
 
 async function launch() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-tune-'));
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: BASE_ARGS, acceptDownloads: true,
-    viewport: { width: 1280, height: 1400 },
-  });
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => { if (m.type() !== 'debug') console.log(`  [console.${m.type()}] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page };
+  return launchBrowser({ args: WEBGPU_ARGS, viewport: { width: 1280, height: 1400 }, debugConsole: false });
 }
 
 async function openApp(server, page) {

@@ -12,35 +12,24 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
-import { WEBGPU, runTests, serve } from './server.mjs';
+import { WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
 const artifacts = path.join(root, 'tests/browser/artifacts');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-const ARGS = ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const RUN_TIMEOUT = 180_000;
 
 async function launch() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-ux-'));
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: ARGS, viewport: DESKTOP,
-  });
   // Content-security-policy violations, as the page reports them (e.g. a manifest the CSP blocks).
-  await ctx.addInitScript(() => {
+  const cspViolations = () => {
     window.__cspViolations = [];
     document.addEventListener('securitypolicyviolation',
       (e) => window.__cspViolations.push(`${e.effectiveDirective} blocked ${e.blockedURI}`));
-  });
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => { if (m.type() !== 'debug') console.log(`  [console.${m.type()}] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page };
+  };
+  return launchBrowser({ args: WEBGPU_ARGS, viewport: DESKTOP, initScripts: [cspViolations], debugConsole: false });
 }
 
 // ---------- driving the page ----------

@@ -12,9 +12,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
 import { unzipStored } from './zip.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -23,26 +22,13 @@ const clip = path.join(root, 'tests/fixtures/clip');
 const frameFiles = fs.readdirSync(path.join(clip, 'frames')).sort().map((f) => path.join(clip, 'frames', f));
 const firstMask = path.join(clip, 'first_mask.png');
 const artifacts = path.join(root, 'tests/browser/artifacts');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--enable-unsafe-webgpu',
-  '--autoplay-policy=no-user-gesture-required'];
+const VIDEO_ARGS = [...WEBGPU_ARGS, '--autoplay-policy=no-user-gesture-required'];
 /** The clip's square: where frame i has it (scripts/make_video_clip.py). */
 const squareLeft = (i) => 4 + 4 * i;
 const SQUARE = 14;
 
 async function launch(extraArgs = []) {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-video-'));
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: [...BASE_ARGS, ...extraArgs], acceptDownloads: true,
-    viewport: { width: 1280, height: 1400 },
-  });
-  const urls = [];
-  ctx.on('request', (r) => urls.push(r.url()));
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => { if (m.type() !== 'debug') console.log(`  [console.${m.type()}] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page, urls };
+  return launchBrowser({ args: [...VIDEO_ARGS, ...extraArgs], viewport: { width: 1280, height: 1400 }, debugConsole: false });
 }
 
 function assertLoopback(urls, base) {

@@ -12,15 +12,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, runTests, serve } from './server.mjs';
+import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const BASE_ARGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--enable-unsafe-webgpu'];
 const LONG = 180_000;
 const fx = (name) => path.join(fixtures, name);
 
@@ -28,13 +24,7 @@ const fx = (name) => path.join(fixtures, name);
  * of every message it posts in `window.__fromWorker` and each result (its `msg` and mask PNG bytes) in
  * `window.__results`, so a test can post to the worker itself and check its answers. */
 async function launch() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-pw-'));
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: BASE_ARGS, viewport: { width: 1280, height: 1000 },
-  });
-  const urls = [];
-  ctx.on('request', (r) => urls.push(r.url()));
-  await ctx.addInitScript(() => {
+  const recordWorker = () => {
     window.__fromWorker = [];
     window.__results = [];
     const PageWorker = window.Worker;
@@ -50,11 +40,8 @@ async function launch() {
         });
       }
     };
-  });
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('console', (m) => console.log(`  [console.${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  return { ctx, page, urls };
+  };
+  return launchBrowser({ args: WEBGPU_ARGS, initScripts: [recordWorker] });
 }
 
 function assertLoopback(urls, base) {
