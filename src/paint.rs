@@ -319,6 +319,11 @@ impl PaintMask {
     }
 }
 
+/// `rgb` (3 bytes a pixel) as opaque RGBA, for an `ImageData`.
+pub fn opaque_rgba(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+}
+
 /// RGBA for showing a candidate mask over its image: the pixels `selected` marks in `colour` at
 /// `alpha`, the rest transparent.
 pub fn selection_overlay_rgba(selected: &[u8], colour: [u8; 3], alpha: u8) -> Vec<u8> {
@@ -439,6 +444,11 @@ mod tests {
         assert_eq!(mask.rgb(), start.as_slice());
         let err = PaintMask::from_rgb(4, 3, vec![0; 35]).err().unwrap();
         assert_eq!(err, "a 4 x 3 mask has 36 bytes of RGB, not 35");
+    }
+
+    #[test]
+    fn opaque_rgba_adds_an_opaque_alpha_to_each_pixel() {
+        assert_eq!(opaque_rgba(&[1, 2, 3, 4, 5, 6]), vec![1, 2, 3, 255, 4, 5, 6, 255]);
     }
 
     #[test]

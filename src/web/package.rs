@@ -14,17 +14,16 @@ use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use serde::Deserialize;
 use wasm_bindgen::{Clamped, JsCast, JsValue, prelude::*};
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
-use web_sys::{
-    Blob, File, FilePropertyBag, HtmlCanvasElement, HtmlImageElement, ImageBitmap, ImageData, Url,
-};
+use web_sys::{Blob, File, HtmlCanvasElement, HtmlImageElement, ImageBitmap, ImageData, Url};
 
 use super::js_text;
-use super::page::dom::{blob, canvas_png, context, document, element};
+use super::page::dom::{bitmap_png_file, blob, document, file_of};
 use super::page::worker_link::WorkerLink;
 use super::protocol::{
     self, DeviceChoice, MaskFile, ModelSource, PromptFiles, ResultBuffers, RunOptions, SegmentFiles, ToPage,
     ToWorker,
 };
+use crate::paint::opaque_rgba;
 use crate::{EmbeddingType, Ensemble};
 
 /// `SegGPT.load`'s options (`onProgress`, a function, is read apart).
@@ -427,47 +426,37 @@ async fn segment_files(request: &JsValue) -> Result<SegmentFiles, String> {
 }
 
 /// An image as a file: a `File` as it is, a `Blob` named `name`, and a bitmap, image element or
-/// canvas drawn and encoded as PNG (through the browser's canvas, which may convert colours of an
+/// canvas as a bitmap encoded as PNG (through the browser's canvas, which may convert colours of an
 /// image with a colour profile: pass the file for the exact pixels).
 async fn image_file(value: &JsValue, name: &str) -> Result<File, String> {
     if let Some(file) = value.dyn_ref::<File>() {
         return Ok(file.clone());
     }
     if let Some(blob) = value.dyn_ref::<Blob>() {
-        return file_of(blob, name);
+        return file_of(blob, name).map_err(|e| js_text(&e));
     }
-    let canvas: HtmlCanvasElement = element("canvas", "").map_err(|e| js_text(&e))?;
-    let drawn = if let Some(bitmap) = value.dyn_ref::<ImageBitmap>() {
-        canvas.set_width(bitmap.width());
-        canvas.set_height(bitmap.height());
-        context(&canvas).and_then(|ctx| ctx.draw_image_with_image_bitmap(bitmap, 0.0, 0.0))
-    } else if let Some(image) = value.dyn_ref::<HtmlImageElement>() {
-        if !image.complete() || image.natural_width() == 0 {
-            return Err(format!("{name}: the <img> has not loaded an image yet"));
-        }
-        canvas.set_width(image.natural_width());
-        canvas.set_height(image.natural_height());
-        context(&canvas).and_then(|ctx| ctx.draw_image_with_html_image_element(image, 0.0, 0.0))
-    } else if let Some(source) = value.dyn_ref::<HtmlCanvasElement>() {
-        canvas.set_width(source.width());
-        canvas.set_height(source.height());
-        context(&canvas).and_then(|ctx| ctx.draw_image_with_html_canvas_element(source, 0.0, 0.0))
+    let window = web_sys::window().ok_or("no window")?;
+    let bitmap = if let Some(bitmap) = value.dyn_ref::<ImageBitmap>() {
+        bitmap.clone()
     } else {
-        return Err(format!(
-            "{name}: an image must be a File, Blob, ImageBitmap, HTMLImageElement or HTMLCanvasElement"
-        ));
+        let promise = if let Some(image) = value.dyn_ref::<HtmlImageElement>() {
+            if !image.complete() || image.natural_width() == 0 {
+                return Err(format!("{name}: the <img> has not loaded an image yet"));
+            }
+            window.create_image_bitmap_with_html_image_element(image)
+        } else if let Some(canvas) = value.dyn_ref::<HtmlCanvasElement>() {
+            window.create_image_bitmap_with_html_canvas_element(canvas)
+        } else {
+            return Err(format!(
+                "{name}: an image must be a File, Blob, ImageBitmap, HTMLImageElement or HTMLCanvasElement"
+            ));
+        };
+        let drawn = async { JsFuture::from(promise?).await?.dyn_into::<ImageBitmap>() };
+        drawn.await.map_err(|e| format!("{name}: cannot draw it: {}", js_text(&e)))?
     };
-    drawn.map_err(|e| format!("{name}: cannot draw it: {}", js_text(&e)))?;
-    let png = canvas_png(&canvas).await.map_err(|e| {
+    bitmap_png_file(&bitmap, name).await.map_err(|e| {
         format!("{name}: cannot read its pixels (an image from another origin?): {}", js_text(&e))
-    })?;
-    file_of(&blob(&png, "image/png").map_err(|e| js_text(&e))?, name)
-}
-
-fn file_of(blob: &Blob, name: &str) -> Result<File, String> {
-    let options = FilePropertyBag::new();
-    options.set_type(&blob.type_());
-    File::new_with_blob_sequence_and_options(&Array::of1(blob), name, &options).map_err(|e| js_text(&e))
+    })
 }
 
 /// One target's result: `{ index, width, height, seconds, colours, numClasses, maskPng, mask, labels }`.
@@ -490,7 +479,7 @@ fn result_object(
     set(&object, "colours", &colours);
     set(&object, "numClasses", &num_classes.map_or(JsValue::NULL, JsValue::from));
     set(&object, "maskPng", &blob(&buffers.mask_png, "image/png")?.into());
-    let rgba: Vec<u8> = buffers.mask_rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let rgba = opaque_rgba(&buffers.mask_rgb);
     let mask = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), width, height)?;
     set(&object, "mask", &mask.into());
     set(&object, "labels", &Uint8Array::from(buffers.labels.as_slice()));

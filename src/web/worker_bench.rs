@@ -12,7 +12,7 @@ use crate::{AttentionKernel, ForwardOptions, SegGpt, SegGptConfig};
 
 /// Waits until the GPU has done everything queued so far: the device runs work in order, so
 /// reading back one value of the last result waits for all of it.
-async fn wait_for(device_result: &Tensor<4>) -> Result<(), String> {
+pub(super) async fn wait_for(device_result: &Tensor<4>) -> Result<(), String> {
     let one = (0..4).fold(device_result.clone(), |t, dim| t.narrow(dim, 0, 1));
     one.into_data_async().await.map(drop).map_err(|e| format!("the GPU failed during the benchmark: {e}"))
 }

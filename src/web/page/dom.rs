@@ -159,6 +159,28 @@ pub fn blob(bytes: &[u8], mime: &str) -> Result<Blob, JsValue> {
     Blob::new_with_u8_array_sequence_and_options(&Array::of1(&Uint8Array::from(bytes)), &options)
 }
 
+/// `blob` as a `File` named `name`, of the blob's type (as if the visitor had picked it).
+pub fn file_of(blob: &Blob, name: &str) -> Result<File, JsValue> {
+    let options = web_sys::FilePropertyBag::new();
+    options.set_type(&blob.type_());
+    File::new_with_blob_sequence_and_options(&Array::of1(blob), name, &options)
+}
+
+/// `bytes` as a `File` named `name`, of type `mime`.
+pub fn file(bytes: &[u8], name: &str, mime: &str) -> Result<File, JsValue> {
+    file_of(&blob(bytes, mime)?, name)
+}
+
+/// `bitmap` drawn on a canvas and encoded as a PNG file named `name` (a video frame that becomes a
+/// prompt image, an image handed to the npm package).
+pub async fn bitmap_png_file(bitmap: &ImageBitmap, name: &str) -> Result<File, JsValue> {
+    let canvas: HtmlCanvasElement = element("canvas", "")?;
+    canvas.set_width(bitmap.width());
+    canvas.set_height(bitmap.height());
+    context(&canvas)?.draw_image_with_image_bitmap(bitmap, 0.0, 0.0)?;
+    file(&canvas_png(&canvas).await?, name, "image/png")
+}
+
 pub async fn blob_bytes(blob: &Blob) -> Result<Vec<u8>, JsValue> {
     let buffer: ArrayBuffer = JsFuture::from(blob.array_buffer()).await?.unchecked_into();
     Ok(Uint8Array::new(&buffer).to_vec())

@@ -1,7 +1,6 @@
 //! The example gallery: tasks shipped with the site (`examples/examples.json`), each filling the
 //! prompts and targets in one click, as a visitor picking those files would.
 
-use js_sys::Array;
 use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -103,10 +102,7 @@ async fn fetch(path: &str) -> Result<Response, JsValue> {
 async fn fetch_file(path: &str) -> Result<File, JsValue> {
     let url = format!("{EXAMPLES_DIR}{path}");
     let blob: Blob = JsFuture::from(fetch(&url).await?.blob()?).await?.dyn_into()?;
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let options = web_sys::FilePropertyBag::new();
-    options.set_type(&blob.type_());
-    File::new_with_blob_sequence_and_options(&Array::of1(&blob), name, &options)
+    super::dom::file_of(&blob, path.rsplit('/').next().unwrap_or(path))
 }
 
 pub async fn fetch_example(example: Example) -> Result<ExampleFiles, String> {

@@ -325,8 +325,7 @@ impl PromptCard {
         self.mask_state.set_text_content(Some(&text));
         match (&self.mask, self.painter.mask()) {
             (MaskChoice::Painted, Some(mask)) => {
-                let rgba: Vec<u8> =
-                    mask.rgb().chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+                let rgba = crate::paint::opaque_rgba(mask.rgb());
                 self.thumb_mask.set_width(mask.width());
                 self.thumb_mask.set_height(mask.height());
                 let image =

@@ -3,7 +3,7 @@
 //! be downloaded and becomes a tuned prompt card. The training runs in the worker.
 
 use wasm_bindgen::JsValue;
-use web_sys::{Document, Element, File, FilePropertyBag, HtmlCanvasElement, HtmlInputElement};
+use web_sys::{Document, Element, File, HtmlCanvasElement, HtmlInputElement};
 
 use super::dom::{Listener, blob, context, find, save, set_disabled, set_hidden, window};
 use super::prompt_card::{PromptCard, PromptId, PromptMsg};
@@ -365,13 +365,7 @@ impl App {
                 self.tune.status.set_text_content(Some(&format!(
                     "{how} after {steps} step(s): the tuned prompt is in the prompts above; download it to keep it"
                 )));
-                let options = FilePropertyBag::new();
-                options.set_type("application/octet-stream");
-                let file = File::new_with_u8_array_sequence_and_options(
-                    &js_sys::Array::of1(&js_sys::Uint8Array::from(bytes.as_slice())),
-                    TUNED_FILE,
-                    &options,
-                )?;
+                let file = super::dom::file(&bytes, TUNED_FILE, "application/octet-stream")?;
                 self.tune.file = Some(bytes);
                 self.tune.render();
                 self.add_tuned(file)?;

@@ -15,8 +15,8 @@ use web_sys::{
 };
 
 use super::dom::{
-    Listener, blob, canvas_png, colour_toggle, context, element, files, fill_select, find, save,
-    set_disabled, set_hidden, stem, window,
+    Listener, blob, colour_toggle, context, element, files, fill_select, find, save, set_disabled,
+    set_hidden, stem, window,
 };
 use super::video_source::{Decoded, Source};
 use super::worker_link::WorkerLink;
@@ -247,22 +247,6 @@ impl VideoPanel {
         let rule =
             Propagate::ALL.into_iter().find(|p| p.name() == self.propagate.value()).unwrap_or_default();
         Ok((k, rule))
-    }
-
-    /// The frame on the canvas, as a PNG file named after it (to become a prompt image).
-    pub async fn frame_file(bitmap: ImageBitmap, name: String) -> Result<File, JsValue> {
-        let canvas: HtmlCanvasElement = element("canvas", "")?;
-        canvas.set_width(bitmap.width());
-        canvas.set_height(bitmap.height());
-        context(&canvas)?.draw_image_with_image_bitmap(&bitmap, 0.0, 0.0)?;
-        let png = canvas_png(&canvas).await?;
-        let options = web_sys::FilePropertyBag::new();
-        options.set_type("image/png");
-        File::new_with_u8_array_sequence_and_options(
-            &Array::of1(&js_sys::Uint8Array::from(png.as_slice())),
-            &name,
-            &options,
-        )
     }
 
     /// The shown frame's picture and a file name for it (`clip-00007.png`); a propagation will

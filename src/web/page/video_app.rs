@@ -6,7 +6,8 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::File;
 
-use super::video::{VideoMsg, VideoPanel};
+use super::dom;
+use super::video::VideoMsg;
 use super::video_live::{LiveMsg, LivePanel};
 use super::{App, Msg, dispatch};
 use crate::web::js_text;
@@ -24,7 +25,7 @@ impl App {
                 let (bitmap, name) =
                     self.video.use_shown_frame().ok_or("open a clip and show a frame first")?;
                 spawn_local(async move {
-                    let file = VideoPanel::frame_file(bitmap, name).await.map_err(|e| js_text(&e));
+                    let file = dom::bitmap_png_file(&bitmap, &name).await.map_err(|e| js_text(&e));
                     dispatch(Msg::FrameForPrompt(file));
                 });
                 Ok(())
@@ -42,7 +43,7 @@ impl App {
                 spawn_local(async move {
                     let file = async {
                         let bitmap = LivePanel::capture(video).await?;
-                        VideoPanel::frame_file(bitmap, "camera-frame.png".into()).await
+                        dom::bitmap_png_file(&bitmap, "camera-frame.png").await
                     };
                     dispatch(Msg::FrameForPrompt(file.await.map_err(|e| js_text(&e))));
                 });

@@ -176,8 +176,7 @@ pub async fn bench(runs: usize) -> Option<Result<SamTimes, String>> {
                 let clicks = clicks.as_ref().ok_or(NOT_LOADED)?;
                 Ok::<_, String>(embed(&clicks.model, &input.image))
             })?;
-            let corner = (0..4).fold(embedded.embedding.tensor().clone(), |t, dim| t.narrow(dim, 0, 1));
-            corner.into_data_async().await.map_err(|e| format!("the device failed: {e:?}"))?;
+            crate::web::worker_bench::wait_for(embedded.embedding.tensor()).await?;
             let embedded_at = now_s();
             let pending = CLICKS.with(|c| {
                 let clicks = c.borrow();
