@@ -124,15 +124,25 @@ $web_ok || fail_now "building the site (its log is above)"
 use_web_tools
 
 begin "browser tests (trunk site in headless Chromium: WebGPU on SwiftShader, and the CPU in wasm)"
+# e2e.mjs runs on both devices. The other suites run on the device the page itself picks here, the CPU
+# in wasm (SwiftShader, a software adapter, is passed over); their tests about the GPU itself run on
+# WebGPU. The second tier runs them all on SwiftShader's WebGPU as well (tests/browser/server.mjs).
 check "e2e.mjs" node tests/browser/e2e.mjs        # the user journeys, every mask compared with the CLI's
 check "e2e.mjs on the CPU" env E2E_DEVICE=cpu node tests/browser/e2e.mjs  # the same without WebGPU: the CPU in wasm
-check "worker.mjs" node tests/browser/worker.mjs  # model storage: revalidation, offline, damaged copies, message order
-check "ux.mjs" node tests/browser/ux.mjs          # accessibility (axe-core), offline through the service worker, screenshots
-check "video.mjs" node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`
-check "tune.mjs" node tests/browser/tune.mjs      # tuning in the page: the tuned prompt equal to `seggpt tune`'s
-check "sam.mjs" node tests/browser/sam.mjs        # click to select (SAM): every mask equal to `seggpt sam`'s
-check "bench.mjs" node tests/browser/bench.mjs    # the page's Benchmark (?bench, Copy as JSON) and a q8 checkpoint
-check "package.mjs" node tests/browser/package.mjs  # the npm package: its files, its example page, its API and errors
+browser_suites() { # label suffix: the suites whose subject is not the device
+  check "worker.mjs$1" node tests/browser/worker.mjs  # model storage: revalidation, offline, damaged copies, message order
+  check "ux.mjs$1" node tests/browser/ux.mjs          # accessibility (axe-core), offline through the service worker, screenshots
+  check "video.mjs$1" node tests/browser/video.mjs    # the Video panel and the Live camera, every mask compared with `seggpt video`
+  check "tune.mjs$1" node tests/browser/tune.mjs      # tuning in the page: the tuned prompt equal to `seggpt tune`'s
+  check "sam.mjs$1" node tests/browser/sam.mjs        # click to select (SAM): every mask equal to `seggpt sam`'s
+  check "bench.mjs$1" node tests/browser/bench.mjs    # the page's Benchmark (?bench, Copy as JSON) and a q8 checkpoint
+}
+browser_suites ""
+check "package.mjs" node tests/browser/package.mjs  # the npm package (on the CPU): its files, its example page, its API and errors
+if $full; then
+  begin "browser tests, second tier (the suites on SwiftShader's WebGPU)"
+  BROWSER_DEVICE=webgpu browser_suites " on WebGPU"
+fi
 
 summary
 if ((${#failures[@]})); then

@@ -4,10 +4,11 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::model::{Ensemble, ForwardOptions, SegGpt, ShapeError};
+pub use crate::pipeline::Tiling;
 use crate::pipeline::{
     ChwImage, ClassMap, InputError, RgbImage, build_palette, class_map, decode_class_map, decode_rgb,
     denormalize, encode_gray_png, encode_rgb_png, mask_to_rgb, normalize_image, prepare_image,
-    prepare_mask_rgb, spatial_grid, to_rgb_u8, upsample,
+    prepare_mask_rgb, spatial_grid, tiles, to_rgb_u8, upsample,
 };
 
 /// A prompt mask as the user gave it.
@@ -150,6 +151,18 @@ impl Target {
     pub fn decode(bytes: &[u8], name: &str) -> Result<Self, InputError> {
         Ok(Self { image: decode_rgb(bytes, name)? })
     }
+
+    /// The targets a run segments for this one (docs/MODEL.md §27): its tiles in
+    /// [`Tiling::tiles`]' order, or the target itself without tiling or where one tile covers it.
+    pub fn tiles(&self, tiling: Option<&Tiling>) -> Result<Vec<Target>, InputError> {
+        let (width, height) = (self.image.width(), self.image.height());
+        match tiling.map(|t| t.tiles(width, height)) {
+            Some(tiles) if tiles.len() > 1 => {
+                tiles.into_iter().map(|tile| Ok(Target { image: tiles::crop(&self.image, tile)? })).collect()
+            }
+            _ => Ok(vec![self.clone()]),
+        }
+    }
 }
 
 /// Why a segmentation failed.
@@ -191,6 +204,25 @@ pub struct Segmentation {
 }
 
 impl Segmentation {
+    /// `target`'s result from the results of its [`Target::tiles`], in their order: each pixel
+    /// from the tile whose centre is nearest (docs/MODEL.md §27). A single part is the result.
+    pub fn stitch(
+        tiling: Option<&Tiling>,
+        target: &Target,
+        mut parts: Vec<Segmentation>,
+    ) -> Result<Self, InputError> {
+        let (width, height) = (target.image.width(), target.image.height());
+        let Some(tiling) = tiling.filter(|_| parts.len() > 1) else {
+            return Ok(parts.remove(0));
+        };
+        let masks: Vec<RgbImage> = parts.iter().map(|p| p.mask.clone()).collect();
+        let classes: Option<Vec<ClassMap>> = parts.into_iter().map(|p| p.classes).collect();
+        Ok(Segmentation {
+            mask: tiles::stitch_rgb(tiling, width, height, &masks)?,
+            classes: classes.map(|maps| tiles::stitch_classes(tiling, width, height, &maps)).transpose()?,
+        })
+    }
+
     pub fn mask_png(&self) -> Result<Vec<u8>, InputError> {
         encode_rgb_png(&self.mask)
     }
@@ -315,6 +347,26 @@ impl<'m> Segmenter<'m> {
         let values =
             pred.into_data().try_into_vec::<f32>().map_err(|e| SegmentError::Readback(format!("{e:?}")))?;
         self.finish(values, target, num_labels)
+    }
+
+    /// [`Self::run`] tile by tile with `tiling` (docs/MODEL.md §27): [`Target::tiles`], each
+    /// segmented with the same prompts, then [`Segmentation::stitch`]. `progress` counts blocks
+    /// over all tiles.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_tiled(
+        &self,
+        target: &Target,
+        tiling: Option<&Tiling>,
+        num_labels: Option<usize>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Segmentation, SegmentError> {
+        let tiles = target.tiles(tiling)?;
+        let mut parts = Vec::with_capacity(tiles.len());
+        for (i, tile) in tiles.iter().enumerate() {
+            let mut tile_progress = |block, blocks| progress(i * blocks + block, tiles.len() * blocks);
+            parts.push(self.run(tile, num_labels, &mut tile_progress)?);
+        }
+        Ok(Segmentation::stitch(tiling, target, parts)?)
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{fixtures, seggpt, stderr};
 use seggpt::pipeline::{decode_class_map, decode_rgb};
@@ -178,4 +178,119 @@ fn missing_model_fails_cleanly() {
     ]);
     assert!(!result.status.success());
     assert!(stderr(&result).contains("nowhere"), "{}", stderr(&result));
+}
+
+/// `--tile SIZE,OVERLAP` (docs/MODEL.md §27): every pixel of the stitched mask and class map is
+/// that pixel in its own tile's result, the tile segmented on its own by a run without tiles; its
+/// tile is the one whose centre is nearest, per axis. The rule is stated here again, apart from
+/// the code it checks.
+#[test]
+fn tiled_segmentation_takes_each_pixel_from_its_nearest_tile() {
+    let root = fixtures().join("segment");
+    let dir = tempfile::tempdir().unwrap();
+    let (width, height) = (150u32, 97u32);
+    let big = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 255 / width) as u8, (y * 255 / height) as u8, ((x / 9 + y / 7) % 2 * 200) as u8])
+    });
+    let targets = dir.path().join("targets");
+    std::fs::create_dir(&targets).unwrap();
+    big.save(targets.join("big.png")).unwrap();
+    // A target no larger than a tile is segmented whole.
+    std::fs::copy(root.join("target_b.png"), targets.join("small.png")).unwrap();
+
+    let (size, overlap) = (64u32, 16u32);
+    let starts = |length: u32| {
+        let mut starts: Vec<u32> =
+            (0..).map(|i| i * (size - overlap)).take_while(|start| start + size < length).collect();
+        starts.push(length - size);
+        starts
+    };
+    let (columns, rows) = (starts(width), starts(height));
+    assert_eq!((columns.as_slice(), rows.as_slice()), (&[0, 48, 86][..], &[0, 33][..]));
+    let crops = dir.path().join("crops");
+    std::fs::create_dir(&crops).unwrap();
+    for &y in &rows {
+        for &x in &columns {
+            let crop = image::imageops::crop_imm(&big, x, y, size, size).to_image();
+            crop.save(crops.join(format!("tile_{x}_{y}.png"))).unwrap();
+        }
+    }
+    let model = root.join("model").display().to_string();
+    let prompts = ["prompt0.png", "prompt0_mask.png", "prompt1.png", "prompt1_mask.png"]
+        .map(|name| root.join(name).display().to_string());
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args =
+            vec!["segment", "--model", &model, "--out-dir", out.to_str().unwrap(), "--num-labels", "3"];
+        args.extend(["--prompt", &prompts[0], &prompts[1], "--prompt", &prompts[2], &prompts[3]]);
+        args.extend(extra);
+        seggpt(&args)
+    };
+    let tiled_out = dir.path().join("tiled");
+    let out = run(&tiled_out, &["--targets", targets.to_str().unwrap(), "--tile", "64,16"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let whole_out = dir.path().join("whole");
+    std::fs::copy(root.join("target_b.png"), crops.join("small.png")).unwrap();
+    let out = run(&whole_out, &["--targets", crops.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mask = |path: &Path| image::open(path).unwrap().into_rgb8();
+    let classes = |path: &Path| image::open(path).unwrap().into_luma8();
+    let tiled_mask = mask(&tiled_out.join("big.png.mask.png"));
+    let tiled_classes = classes(&tiled_out.join("big.png.classes.png"));
+    assert_eq!(tiled_mask.dimensions(), (width, height));
+    let nearest = |starts: &[u32], p: u32| {
+        let distance = |start: u32| (2 * p + 1).abs_diff(2 * start + size);
+        let best = starts.iter().map(|&s| distance(s)).min().unwrap();
+        *starts.iter().find(|&&s| distance(s) == best).unwrap()
+    };
+    let mut from_second_tiles = 0;
+    for y in 0..height {
+        for x in 0..width {
+            let (tx, ty) = (nearest(&columns, x), nearest(&rows, y));
+            let name = format!("tile_{tx}_{ty}.png");
+            let (own_mask, own_classes) = (
+                mask(&whole_out.join(format!("{name}.mask.png"))),
+                classes(&whole_out.join(format!("{name}.classes.png"))),
+            );
+            assert_eq!(
+                tiled_mask.get_pixel(x, y),
+                own_mask.get_pixel(x - tx, y - ty),
+                "mask at ({x}, {y}), from {name}"
+            );
+            assert_eq!(
+                tiled_classes.get_pixel(x, y),
+                own_classes.get_pixel(x - tx, y - ty),
+                "classes at ({x}, {y})"
+            );
+            from_second_tiles += usize::from(tx > 0 || ty > 0);
+        }
+    }
+    assert!(from_second_tiles > 0);
+    let read = |path: PathBuf| std::fs::read(path).unwrap();
+    assert_eq!(read(tiled_out.join("small.png.mask.png")), read(whole_out.join("small.png.mask.png")));
+
+    // Resuming with another tiling would keep masks made with the old one: refused, naming it.
+    let out = run(&tiled_out, &["--targets", targets.to_str().unwrap(), "--tile", "80"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("tile"), "{}", stderr(&out));
+}
+
+/// A tile too small to show the model anything, or an overlap as large as the tile, is refused
+/// before anything is written.
+#[test]
+fn a_tiling_that_cannot_work_is_refused_and_writes_nothing() {
+    let root = fixtures().join("segment");
+    let dir = tempfile::tempdir().unwrap();
+    let model = root.join("model").display().to_string();
+    let [image, mask, target] =
+        ["prompt0.png", "prompt0_mask.png", "target_a.png"].map(|name| root.join(name).display().to_string());
+    for (tile, says) in [("16", "at least 32"), ("64,64", "OVERLAP < SIZE"), ("64,x", "\"x\"")] {
+        let out_dir = dir.path().join(format!("out-{}", tile.replace(',', "-")));
+        let args =
+            ["segment", "--model", &model, "--out-dir", out_dir.to_str().unwrap(), "--prompt", &image, &mask];
+        let out = seggpt(&[&args[..], &["--target", &target, "--tile", tile]].concat());
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "--tile {tile}: {}", stderr(&out));
+        assert!(!out_dir.exists(), "--tile {tile} made {}", out_dir.display());
+    }
 }

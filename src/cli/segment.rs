@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use seggpt::export::coco::{self, Category, CocoFile};
 use seggpt::export::{Components, Shard, yolo};
 use seggpt::paint::{MAX_MASK_COLOURS, frequent_mask_colours, mask_colours, nearest_colour_labels};
-use seggpt::pipeline::{ClassMap, MAX_FILE_BYTES, check_image, encode_gray_png};
+use seggpt::pipeline::{ClassMap, MAX_FILE_BYTES, Tiling, check_image, encode_gray_png};
 use seggpt::segment::{Prompt, Segmenter, Target, TunedPrompt};
 use seggpt::weights;
 
@@ -104,6 +104,12 @@ pub struct SegmentArgs {
     /// With --export coco or yolo: the fewest pixels an instance may have [default: 1].
     #[arg(long, value_parser = parse_min_area)]
     min_area: Option<u64>,
+    /// Segment each target in overlapping square tiles of SIZE pixels (OVERLAP shared between
+    /// neighbours, default SIZE/4), each with the same prompts, and stitch them back: each pixel
+    /// from the tile whose centre is nearest. For targets much larger than the model's 448 x 448
+    /// view, whose small objects it would miss; a target no larger than a tile is segmented whole.
+    #[arg(long, value_name = "SIZE[,OVERLAP]", value_parser = Tiling::parse)]
+    tile: Option<Tiling>,
     #[command(flatten)]
     forward: ForwardArgs,
 }
@@ -556,6 +562,10 @@ fn output_settings(
     settings["polygons"] = json!(args.polygons);
     settings["class_names"] = json!(names);
     settings["min_area"] = json!(args.min_area.unwrap_or(1));
+    // Only when given, so that the records of runs without tiles stay the same as before it existed.
+    if let Some(tiling) = args.tile {
+        settings["tile"] = json!(tiling);
+    }
     settings["layout_root"] = json!(root.to_string_lossy());
     Ok(settings)
 }
@@ -754,7 +764,9 @@ fn segment_one(
     let name = named(&planned.target);
     let target = Target::decode(&read_image_file(&planned.target)?, &name).map_err(|e| e.to_string())?;
     let result = segmenter
-        .run(&target, args.num_labels, &mut |block, blocks| progress.block(block, blocks))
+        .run_tiled(&target, args.tile.as_ref(), args.num_labels, &mut |block, blocks| {
+            progress.block(block, blocks)
+        })
         .map_err(|e| format!("{name}: {e}"))?;
     let class_map = match (&job.class_source, job.needs_classes()) {
         (_, false) => None,

@@ -20,6 +20,8 @@
 //! - [`spatial`]: the spatial ensemble's grid prompt (docs/MODEL.md §14).
 //! - [`postprocess`]: HF's `post_process_semantic_segmentation`
 //!   (docs/MODEL.md §8.1, §8.3).
+//! - [`tiles`]: tiled inference for large targets: the tiles' layout and how their results are
+//!   put back together (docs/MODEL.md §27).
 //! - [`overlay`], [`propagation`], [`davis`]: the official overlay, the masks a video keeps for
 //!   its next frames, and class maps in the DAVIS annotation format (docs/MODEL.md §13).
 //! - [`image_io`]: decoding like PIL's `Image.open(f).convert("RGB")` (docs/MODEL.md §3.6). JPEG
@@ -38,6 +40,7 @@ pub mod propagation;
 pub mod resize;
 pub mod sam;
 pub mod spatial;
+pub mod tiles;
 
 pub use davis::{davis_palette, encode_palette_png};
 pub use image_io::{
@@ -49,6 +52,7 @@ pub use postprocess::{class_map, denormalize, mean_intensity, to_rgb_u8, upsampl
 pub use preprocess::{ChwImage, normalize_image, prepare_image, prepare_mask_classes, prepare_mask_rgb};
 pub use propagation::{BINARY_THRESHOLD, binary_mask, mask_colours, snap_to_colours};
 pub use spatial::{grid_side, spatial_grid};
+pub use tiles::{Tile, Tiling};
 
 /// ImageNet channel means (R, G, B) applied after scaling to [0, 1] (docs/MODEL.md §3).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

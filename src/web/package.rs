@@ -364,6 +364,7 @@ impl SegGptModel {
                 ensemble: options.ensemble,
                 class_masks: options.class_masks,
                 num_classes: options.num_classes,
+                tile: None,
             };
             let envelope = protocol::envelope(&ToWorker::Segment { options: run }).map_err(|e| error(&e))?;
             files.to_js(&envelope);

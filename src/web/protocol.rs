@@ -35,6 +35,7 @@ use web_sys::File;
 use crate::bench::BenchReport;
 use crate::clicks::ClickPrompt;
 use crate::clip::Propagate;
+use crate::pipeline::Tiling;
 use crate::{AttentionKernel, EmbeddingType, Ensemble};
 
 /// Where the model comes from.
@@ -91,6 +92,10 @@ pub struct RunOptions {
     /// with (the CLI's `--num-labels`). `None`: the largest index in the prompt masks + 1, which the
     /// worker reports back in [`ToPage::Result`].
     pub num_classes: Option<u32>,
+    /// Image targets in tiles (the CLI's `--tile`, docs/MODEL.md §27); `None`: each target whole.
+    /// Video frames are always whole.
+    #[serde(default)]
+    pub tile: Option<Tiling>,
 }
 
 /// Options of a propagation or of the Live mode.

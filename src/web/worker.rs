@@ -25,7 +25,7 @@ use crate::bench::BenchReport;
 use crate::model_fetch::{self, FetchError, Freshness, ModelUrls, OFFLINE_NOTE, model_urls};
 use crate::paint::{inferred_num_classes, mask_colours, nearest_colour_labels};
 use crate::pipeline::{ClassMap, InputError, RgbImage, decode_class_map, decode_rgb};
-use crate::segment::{Prompt, PromptMask, Segmenter, Target};
+use crate::segment::{Prompt, PromptMask, Segmentation, Segmenter, Target, Tiling};
 use crate::video::{Propagator, VideoOptions, max_cached_frames};
 use crate::weights::{LoadError, TensorSource};
 use crate::{
@@ -179,6 +179,17 @@ fn fatal_message(panic: &str) -> String {
     } else {
         format!("The model worker crashed: {panic}")
     }
+}
+
+/// Lets the worker's event loop run once (a zero-delay timer), so that messages the page sent
+/// meanwhile are received and queued. A long loop inside one message's handling needs it: on the
+/// CPU a step's futures complete without ever waiting, and Stop would not arrive before the loop
+/// ended. On WebGPU the read-backs already wait; the timer then adds about a millisecond.
+async fn next_task() {
+    let timer = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = JsFuture::from(timer).await;
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -802,7 +813,7 @@ async fn segment(files: &SegmentFiles, options: &RunOptions, data: &JsValue) -> 
             panic!("wgpu error: debug panic requested by the page (?debug=panic)");
         }
         let start = now_s();
-        match segment_one(&segmenter, target, num_classes).await {
+        match segment_one(&segmenter, target, num_classes, options.tile.as_ref()).await {
             Ok((mask_png, mask)) => {
                 let buffers = ResultBuffers {
                     mask_png,
@@ -837,22 +848,29 @@ enum Failure {
     Device(String),
 }
 
-/// One target: decode, forward, asynchronous read-back (sync reads panic on wasm), mask PNG.
+/// One target: decode, then for each of its tiles (the target itself without tiling) forward and
+/// asynchronous read-back (sync reads panic on wasm); the tiles stitched (docs/MODEL.md §27); mask PNG.
 async fn segment_one(
     segmenter: &Segmenter<'_>,
     file: &File,
     num_labels: Option<usize>,
+    tiling: Option<&Tiling>,
 ) -> Result<(Vec<u8>, RgbImage), Failure> {
     let name = file.name();
     let input = |e: &dyn std::fmt::Display| Failure::Input(format!("{name}: {e}"));
     let target = Target::decode(&read_bytes(file).map_err(Failure::Input)?, &name)
         .map_err(|e| Failure::Input(e.to_string()))?;
-    let pred = segmenter.predict(&target, &mut |_, _| {}).map_err(|e| input(&e))?;
-    let data = pred.into_data_async().await.map_err(|e| Failure::Device(format!("device lost: {e}")))?;
-    let values = data
-        .try_into_vec_as::<f32>()
-        .map_err(|_| input(&"the GPU returned the result in an unexpected number format"))?;
-    let result = segmenter.finish(values, &target, num_labels).map_err(|e| input(&e))?;
+    let tiles = target.tiles(tiling).map_err(|e| input(&e))?;
+    let mut parts = Vec::with_capacity(tiles.len());
+    for tile in &tiles {
+        let pred = segmenter.predict(tile, &mut |_, _| {}).map_err(|e| input(&e))?;
+        let data = pred.into_data_async().await.map_err(|e| Failure::Device(format!("device lost: {e}")))?;
+        let values = data
+            .try_into_vec_as::<f32>()
+            .map_err(|_| input(&"the GPU returned the result in an unexpected number format"))?;
+        parts.push(segmenter.finish(values, tile, num_labels).map_err(|e| input(&e))?);
+    }
+    let result = Segmentation::stitch(tiling, &target, parts).map_err(|e| input(&e))?;
     let png = result.mask_png().map_err(|e| input(&e))?;
     Ok((png, result.mask))
 }

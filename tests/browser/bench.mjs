@@ -1,5 +1,5 @@
-// The page's Benchmark and the q8 checkpoint in the browser (docs/MODEL.md §22), in headless Chromium
-// (WebGPU on SwiftShader), on the small fixture model:
+// The page's Benchmark and the q8 checkpoint in the browser (docs/MODEL.md §22), in headless Chromium,
+// on the small fixture model (the Benchmark on SwiftShader's WebGPU; q8 on the suites' device, server.mjs):
 // 1. `?bench`: the benchmark starts once the model is ready; the table and the JSON hold the adapter, the
 //    dtype and, per stage and for the forward pass, times and GFLOP/s that are present and positive (no
 //    value is asserted); "Copy as JSON" puts the same JSON on the clipboard; the report names the fused
@@ -18,15 +18,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
+import { CLI, launchBrowser, runTests, serve, SUITE_DEVICE, WEBGPU, WEBGPU_ARGS } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
 const artifacts = path.join(root, 'tests/browser/artifacts');
 const fx = (name) => path.join(fixtures, name);
 
-async function launch() {
-  return launchBrowser({ args: WEBGPU_ARGS });
+/** The Benchmark's test runs on WebGPU whatever the suite's device: its subject is the attention kernels
+ * the GPU runs (fused or reference), which the CPU does not have. */
+const WEBGPU_DEVICE = { args: WEBGPU_ARGS, query: WEBGPU };
+
+async function launch(device = SUITE_DEVICE) {
+  return launchBrowser({ args: device.args });
 }
 
 /** Opens `url`, agrees to the download if asked, waits for `ready`; returns the status text. */
@@ -85,10 +89,10 @@ const positive = (value, what) => assert.ok(typeof value === 'number' && value >
 
 const tests = [
   ['benchmark: ?bench runs it once the model is ready; numbers present and positive; Copy as JSON', async (server) => {
-    const { ctx, page } = await launch();
+    const { ctx, page } = await launch(WEBGPU_DEVICE);
     try {
       await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
-      const status = await openReady(page, `${server.url}/?${WEBGPU}model=/model/&bench`);
+      const status = await openReady(page, `${server.url}/?${WEBGPU_DEVICE.query}model=/model/&bench`);
       const copy = page.getByTestId('bench-copy');
       assert.ok(await copy.isDisabled(), 'Copy is disabled before there is a report');
       await page.getByTestId('bench-table').waitFor({ state: 'visible', timeout: 300_000 });
@@ -138,13 +142,13 @@ const tests = [
   ['q8: a `convert --dtype q8` checkpoint loads in the page and segments as the CLI does', async (server) => {
     const { ctx, page } = await launch();
     try {
-      const f32Status = await openReady(page, `${server.url}/?${WEBGPU}model=/model/`);
+      const f32Status = await openReady(page, `${server.url}/?${SUITE_DEVICE.query}model=/model/`);
       const f32Mask = await segmentOne(page);
-      const f32Cached = loadSeconds(await openReady(page, `${server.url}/?${WEBGPU}model=/model/`));
-      const q8Status = await openReady(page, `${server.url}/?${WEBGPU}model=/q8-model/`);
+      const f32Cached = loadSeconds(await openReady(page, `${server.url}/?${SUITE_DEVICE.query}model=/model/`));
+      const q8Status = await openReady(page, `${server.url}/?${SUITE_DEVICE.query}model=/q8-model/`);
       assert.match(q8Status, /ready/);
       const q8Mask = await segmentOne(page);
-      const q8Cached = await openReady(page, `${server.url}/?${WEBGPU}model=/q8-model/`);
+      const q8Cached = await openReady(page, `${server.url}/?${SUITE_DEVICE.query}model=/q8-model/`);
       assert.match(await page.getByTestId('model-note').textContent(), /browser storage/);
       const sameAsCli = compare(q8Mask, cliMask(server.q8Dir));
       assert.ok(sameAsCli.max <= 1, `the page's q8 mask differs from the CLI's on the same file by ${sameAsCli.max}`);

@@ -667,6 +667,54 @@ async function testClassMasksSemanticHf(server) {
   }
 }
 
+/** A 150 x 97 test card: gradients and a checker, larger than the 64-pixel tiles of the tiling test. */
+function writeLargeTarget(file) {
+  const [width, height] = [150, 97];
+  const png = new PNG({ width, height });
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      png.data[i] = Math.floor((x * 255) / width);
+      png.data[i + 1] = Math.floor((y * 255) / height);
+      png.data[i + 2] = ((Math.floor(x / 9) + Math.floor(y / 7)) % 2) * 200;
+      png.data[i + 3] = 255;
+    }
+  }
+  fs.writeFileSync(file, PNG.sync.write(png, { colorType: 2 }));
+}
+
+async function testTiles(server) {
+  // Tiles (docs/MODEL.md §27): the page's "Large targets in tiles of" gives what `seggpt segment --tile` gives.
+  const target = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'seggpt-tiles-')), 'large.png');
+  writeLargeTarget(target);
+  const prompts = [[fx('prompt0.png'), fx('prompt0_mask.png')]];
+  const expected = cliMasks(prompts, [target], ['--tile', '64,16']).large;
+  assert.ok(maxDiff(expected, cliMasks(prompts, [target]).large) > 1, 'tiles change the result');
+  const { ctx, page } = await launch(DEVICE_ARGS);
+  try {
+    await openApp(server, ctx, page);
+    await page.getByTestId('prompt-image').setInputFiles(prompts[0][0]);
+    await page.getByTestId('prompt-mask').setInputFiles(prompts[0][1]);
+    await page.getByTestId('target-input').setInputFiles([target]);
+    // A tile too small is refused in words before anything runs.
+    await page.getByTestId('tile').fill('16');
+    await page.getByTestId('segment').click();
+    const refused = page.getByTestId('error-text').filter({ hasText: 'tiles:' });
+    await refused.waitFor({ timeout: 10_000 });
+    console.log(`  --tile 16: "${(await refused.textContent()).trim()}"`);
+    assert.match(await refused.textContent(), /tiles: a tile of 16 pixels is too small: use at least 32/);
+    await page.getByTestId('tile').fill('64,16');
+    await segmentAndWait(page, 1);
+    const mask = readRgb((await downloadResult(page, 0)).path);
+    assert.deepEqual([mask.width, mask.height], [150, 97]);
+    const diff = maxDiff(mask, expected);
+    console.log(`  tiles 64,16 on a 150 x 97 target: max difference ${diff} vs seggpt segment --tile 64,16`);
+    assert.ok(diff <= 1, `differs by ${diff}`);
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function testCrashAndRetry(server) {
   const expected = cliMasks([[fx('prompt0.png'), fx('prompt0_mask.png')]], [fx('target_a.png')]);
   const { ctx, page } = await launch(DEVICE_ARGS);
@@ -944,6 +992,7 @@ const tests = [
   ['painted mask: brush, colours, undo; result equals the CLI on the painted mask', testPaintedMask],
   ['bad target and corrupt weights: errors shown, page usable, good weights load', testBadInputsAndCorruptWeights],
   ['class-index masks, semantic embedding, hf ensemble: mask equals the CLI with the same options', testClassMasksSemanticHf],
+  ['tiles: a large target in tiles of 64 px equals seggpt segment --tile 64,16; a tile too small is refused', testTiles],
   ['drop and paste: prompt files dropped, targets dropped and pasted; masks equal the CLI', testDropAndPaste],
   ['download: progress bar with total, speed and time left; ?cache=off keeps it in memory; a truncated download is refused, not cached', testDownloadProgressAndBadDownload],
   ['worker panic (as GPU out of memory): error with Retry, which restarts it without a reload', testCrashAndRetry],

@@ -1,5 +1,5 @@
-// Browser tests of click to select (SAM, docs/MODEL.md §25) in headless Chromium (WebGPU on SwiftShader,
-// in f32) with the small fixture SAM (tests/fixtures/sam/model, random weights): the page offers SAM
+// Browser tests of click to select (SAM, docs/MODEL.md §25) in headless Chromium (on the CPU in wasm, or
+// with BROWSER_DEVICE=webgpu on SwiftShader's WebGPU; in f32) with the small fixture SAM (tests/fixtures/sam/model, random weights): the page offers SAM
 // with its size and fetches nothing before the visitor agrees; a click, the keyboard's points and a
 // dragged box give masks equal, pixel for pixel, to what `seggpt sam` writes for the same clicks (the
 // page names them as the CLI's flags); Accept paints the candidate in the brush colour and Subtract
@@ -8,8 +8,7 @@
 // stored SAM loads on the next visit without a download, and the Benchmark then times SAM as well.
 //
 // Needs: `trunk build --release --features test-hooks` (dist/), `cargo build --release` (the CLI).
-// Run from the repository root: `node tests/browser/sam.mjs`; SAM_ONLY=substring runs some; SAM_DEVICE=cpu runs
-// them with WebGPU off (the CPU in wasm).
+// Run from the repository root: `node tests/browser/sam.mjs`; SAM_ONLY=substring runs some.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -17,22 +16,20 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
+import { CLI, SUITE_DEVICE, launchBrowser, runTests, serve } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const samFixtures = path.join(root, 'tests/fixtures/sam');
 const segmentFixtures = path.join(root, 'tests/fixtures/segment');
 const artifacts = path.join(root, 'tests/browser/artifacts');
-// `SAM_DEVICE=cpu`: WebGPU off (no adapter), so the page runs both models on the CPU in wasm.
-const ON_CPU = process.env.SAM_DEVICE === 'cpu';
 // f32: the masks are compared with the CLI's (f32 on the CPU) to the pixel.
-const PAGE = `/?${ON_CPU ? '' : WEBGPU}dtype=f32&model=/model/&sam=/sam/`;
+const PAGE = `/?${SUITE_DEVICE.query}dtype=f32&model=/model/&sam=/sam/`;
 const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 /** The first brush colour, which a fresh painter has chosen. */
 const BRUSH = [255, 0, 0];
 
 async function launch(userDataDir) {
-  return launchBrowser({ args: ON_CPU ? [] : WEBGPU_ARGS, viewport: { width: 1280, height: 2000 }, userDataDir,
+  return launchBrowser({ args: SUITE_DEVICE.args, viewport: { width: 1280, height: 2000 }, userDataDir,
     debugConsole: false });
 }
 
@@ -154,7 +151,7 @@ async function testClickAcceptSegment(server) {
     await page.mouse.click(at.x, at.y);
     const flags = await candidate(card, 3);
     assert.deepEqual(flags, ['--point', '20,18,1', '--multimask'], 'one click is one point on the object, three candidates');
-    await card.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-candidate.png`) });
+    await card.screenshot({ path: path.join(artifacts, `sam-candidate.png`) });
     await card.getByTestId('sam-accept').click();
     const painted = await paintedMask(page, card);
     const expected = cliSam(image, flags, BRUSH);
@@ -182,7 +179,7 @@ async function testClickAcceptSegment(server) {
     }
     console.log(`  SegGPT with the clicked mask vs seggpt segment: max difference ${max}`);
     assert.ok(max <= 1, `differs by ${max}`);
-    await page.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-click.png`), fullPage: true });
+    await page.screenshot({ path: path.join(artifacts, `sam-click.png`), fullPage: true });
 
     // The result, corrected: "Use as prompt" opens the target with the result's mask in prompt 2's
     // painter, where a click on the target and Subtract take SAM's selection out of it.
@@ -210,7 +207,7 @@ async function testClickAcceptSegment(server) {
     assert.equal(fixDiff, 0);
     await fixCard.getByTestId('undo').click();
     assert.equal(differing((await paintedMask(page, fixCard)).png, result), 0, 'Undo goes back to the result');
-    await fixCard.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-result-as-prompt.png`) });
+    await fixCard.screenshot({ path: path.join(artifacts, `sam-result-as-prompt.png`) });
   } finally {
     await ctx.close();
   }
@@ -272,7 +269,7 @@ async function testKeyboardBoxSubtract(server) {
     // Undo brings the keyboard's mask back.
     await card.getByTestId('undo').click();
     assert.equal(differing((await paintedMask(page, card)).png, keyed), 0, 'Undo takes the subtraction back');
-    await page.screenshot({ path: path.join(artifacts, `${ON_CPU ? 'cpu-' : ''}sam-keyboard.png`), fullPage: true });
+    await page.screenshot({ path: path.join(artifacts, `sam-keyboard.png`), fullPage: true });
 
     // With SAM loaded, the Benchmark times it too: an image embedding and a click.
     await page.getByTestId('bench-run').click();

@@ -46,6 +46,23 @@ export async function launchBrowser({ args = [], viewport = { width: 1280, heigh
  * software adapter, which the page would otherwise pass over for the CPU. */
 export const WEBGPU = 'device=webgpu&';
 
+/**
+ * Where the model runs in the suites whose subject is not the device (worker, ux, video, tune, sam,
+ * bench, package): by default on the CPU in wasm, what the page itself picks on a machine whose only
+ * WebGPU adapter is a software one, and three to five times faster there than SwiftShader. With
+ * `BROWSER_DEVICE=webgpu` (the second tier, `scripts/test.sh --full`) they run on SwiftShader's WebGPU.
+ * The default tier keeps WebGPU in the browser covered: e2e.mjs runs every journey on it, and the tests
+ * about the GPU itself (its buffer limit, its out-of-memory crash) use WEBGPU_ARGS / WEBGPU directly.
+ * `args` go to launchBrowser, `query` starts the page's query string.
+ */
+export const SUITE_DEVICE = (() => {
+  const name = process.env.BROWSER_DEVICE ?? 'cpu';
+  if (name !== 'cpu' && name !== 'webgpu') throw new Error(`BROWSER_DEVICE=${name}: use cpu or webgpu`);
+  return name === 'webgpu'
+    ? { name, onCpu: false, args: WEBGPU_ARGS, query: WEBGPU }
+    : { name, onCpu: true, args: [], query: '' };
+})();
+
 /** The CLI the browser tests compare the page with: `SEGGPT_CLI` (scripts/test.sh sets it to the build
  * it tests), else `cargo build --release`'s. */
 export const CLI = process.env.SEGGPT_CLI ?? path.resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'release/seggpt');

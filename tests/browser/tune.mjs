@@ -1,6 +1,6 @@
-// Browser tests of tuning a prompt in the page (docs/MODEL.md §19), in headless Chromium (WebGPU on
-// SwiftShader) with the small fixture model: the tuned prompt the page lets the user download equals
-// what `seggpt tune` writes for the same pairs and settings (the same loop, burn's autodiff on WebGPU
+// Browser tests of tuning a prompt in the page (docs/MODEL.md §19), in headless Chromium (the suites'
+// device, server.mjs: the CPU in wasm, or WebGPU) with the small fixture model: the tuned prompt the page lets the user download equals
+// what `seggpt tune` writes for the same pairs and settings (the same loop, burn's autodiff in the page
 // against the CLI's on the CPU), the page's tuned prompt card segments a target exactly as
 // `seggpt segment --tuned-prompt` does, Stop keeps the prompt so far, and a tuned prompt made for
 // another model shape is refused in plain words.
@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
+import { CLI, launchBrowser, runTests, serve, SUITE_DEVICE } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -25,11 +25,11 @@ const artifacts = path.join(root, 'tests/browser/artifacts');
 const TOLERANCE = 1e-4;
 
 async function launch() {
-  return launchBrowser({ args: WEBGPU_ARGS, viewport: { width: 1280, height: 1400 }, debugConsole: false });
+  return launchBrowser({ args: SUITE_DEVICE.args, viewport: { width: 1280, height: 1400 }, debugConsole: false });
 }
 
 async function openApp(server, page) {
-  await page.goto(`${server.url}/?${WEBGPU}model=/model/`);
+  await page.goto(`${server.url}/?${SUITE_DEVICE.query}model=/model/`);
   const load = page.getByTestId('load-model');
   const ready = page.getByTestId('model-status').filter({ hasText: 'ready' });
   await load.or(ready).first().waitFor({ timeout: 180_000 });
@@ -169,15 +169,18 @@ async function testStop(server) {
   try {
     await openApp(server, page);
     const panel = page.getByTestId('tune-panel');
-    await giveTraining(page, PAIRS, { steps: 500 });
+    // More steps than any device here runs before Stop lands (on the CPU a step of the small model takes
+    // milliseconds).
+    const STEPS = 100_000;
+    await giveTraining(page, PAIRS, { steps: STEPS });
     await panel.getByTestId('tune-start').click();
     const status = panel.getByTestId('tune-status');
-    await status.filter({ hasText: /step [2-9]\d* of 500/ }).waitFor({ timeout: 300_000 });
+    await status.filter({ hasText: new RegExp(`step [2-9]\\d* of ${STEPS}`) }).waitFor({ timeout: 300_000 });
     await panel.getByTestId('tune-stop').click();
     await status.filter({ hasText: 'stopped after' }).waitFor({ timeout: 120_000 });
     const steps = Number(/stopped after (\d+) step/.exec(await status.textContent())[1]);
-    console.log(`  stopped after ${steps} of 500 steps`);
-    assert.ok(steps >= 2 && steps < 500, `stopped at ${steps}`);
+    console.log(`  stopped after ${steps} of ${STEPS} steps`);
+    assert.ok(steps >= 2 && steps < STEPS, `stopped at ${steps}`);
     const { bytes } = await download(page, panel.getByTestId('tune-download'));
     const file = readSafetensors(bytes);
     assert.equal(file.metadata.steps, String(steps));

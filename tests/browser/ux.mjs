@@ -1,4 +1,4 @@
-// What a first-time visitor meets, in headless Chromium (WebGPU on SwiftShader): the page in its main
+// What a first-time visitor meets, in headless Chromium (the suites' device, server.mjs): the page in its main
 // states (empty, downloading, model ready, an example's results, an error) checked with axe-core (any
 // serious or critical violation fails), in light and dark, with screenshots at a desktop and a phone
 // viewport; the web manifest and its icons; and the offline path: after one visit the page reloads with
@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
+import { launchBrowser, runTests, serve, SUITE_DEVICE } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -29,7 +29,7 @@ async function launch() {
     document.addEventListener('securitypolicyviolation',
       (e) => window.__cspViolations.push(`${e.effectiveDirective} blocked ${e.blockedURI}`));
   };
-  return launchBrowser({ args: WEBGPU_ARGS, viewport: DESKTOP, initScripts: [cspViolations], debugConsole: false });
+  return launchBrowser({ args: SUITE_DEVICE.args, viewport: DESKTOP, initScripts: [cspViolations], debugConsole: false });
 }
 
 // ---------- driving the page ----------
@@ -179,7 +179,7 @@ async function testStatesOfflineAndInstall(server) {
   const weightDownloads = () => server.log.filter((p) => p === '/model/model.safetensors');
   try {
     // Empty: a first visit offers the model (what it is, its size) and downloads nothing by itself.
-    await page.goto(`${server.url}/?${WEBGPU}model=/model/`);
+    await page.goto(`${server.url}/?${SUITE_DEVICE.query}model=/model/`);
     await page.getByTestId('load-model').waitFor({ timeout: 60_000 });
     await page.locator('[data-testid^="example-"]').first().waitFor({ timeout: 30_000 });
     assert.deepEqual(weightDownloads(), [], 'no weights downloaded before the visitor asked');
@@ -265,7 +265,7 @@ async function testProgressVisible(server) {
   const { ctx, page } = await launch();
   try {
     // `/slow-model/` trickles the weights (8 KiB every 40 ms): the progress bar shows while they arrive.
-    await page.goto(`${server.url}/?${WEBGPU}model=/slow-model/`);
+    await page.goto(`${server.url}/?${SUITE_DEVICE.query}model=/slow-model/`);
     await page.getByTestId('load-model').click({ timeout: 60_000 });
     // Where the bar is, read in the same frame that finds it moving: the trickle ends about a second
     // later, and the bar is hidden then.

@@ -1,4 +1,4 @@
-// Browser tests of the worker side, in headless Chromium (Debian `chromium`, WebGPU on SwiftShader): the
+// Browser tests of the worker side, in headless Chromium (Debian `chromium`; the suites' device, server.mjs): the
 // model copy in browser storage is checked with the server (ETag / Last-Modified) and downloaded again when
 // it changed or is damaged, used offline with a note saying so; messages are handled in order (a cache clear
 // posted during a download waits for it); the number of classes in the protocol gives the CLI's
@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
-import { CLI, WEBGPU, WEBGPU_ARGS, launchBrowser, runTests, serve } from './server.mjs';
+import { CLI, launchBrowser, runTests, serve, SUITE_DEVICE } from './server.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const fixtures = path.join(root, 'tests/fixtures/segment');
@@ -41,7 +41,7 @@ async function launch() {
       }
     };
   };
-  return launchBrowser({ args: WEBGPU_ARGS, initScripts: [recordWorker] });
+  return launchBrowser({ args: SUITE_DEVICE.args, initScripts: [recordWorker] });
 }
 
 function assertLoopback(urls, base) {
@@ -72,7 +72,7 @@ async function settle(page) {
 
 /** Opens the page with `query` (its `?model=`) and waits for the model, clicking through the consent when asked. */
 async function open(page, server, query) {
-  await page.goto(`${server.url}/?${WEBGPU}${query.slice(1)}`);
+  await page.goto(`${server.url}/?${SUITE_DEVICE.query}${query.slice(1)}`);
   assert.equal(await settle(page), 'ready', `model ready for ${query}`);
 }
 
@@ -120,13 +120,13 @@ async function testRevalidateChangedOfflineDamaged(server, dir) {
   const since = (start) => server.log.slice(start);
   try {
     await open(page, server, '?model=/fresh-model/');
-    assert.match(await note(page), /downloaded and kept in browser storage/);
+    assert.match(await note(page), /downloaded and kept in browser storage/i);
 
     // Unchanged: the server is asked (HEAD), nothing is downloaded.
     let start = server.log.length;
     assert.equal(await reload(page), 'ready');
     console.log(`  unchanged: "${await note(page)}"; requests: ${since(start).filter((p) => p.includes('/fresh-model/')).join(', ')}`);
-    assert.match(await note(page), /loaded from browser storage/);
+    assert.match(await note(page), /loaded from browser storage/i);
     assert.ok(since(start).includes(`HEAD ${weights}`), 'the stored copy is checked with the server');
     assert.ok(!since(start).includes(weights), 'no download when unchanged');
 
@@ -136,7 +136,7 @@ async function testRevalidateChangedOfflineDamaged(server, dir) {
     start = server.log.length;
     assert.equal(await reload(page), 'ready');
     console.log(`  changed: "${await note(page)}"`);
-    assert.match(await note(page), /changed on the server/);
+    assert.match(await note(page), /changed on the server/i);
     assert.ok(since(start).includes(weights), 'downloaded again after the change');
     start = server.log.length;
     assert.equal(await reload(page), 'ready');
@@ -147,7 +147,7 @@ async function testRevalidateChangedOfflineDamaged(server, dir) {
     try {
       assert.equal(await reload(page), 'ready');
       console.log(`  offline: "${await note(page)}"`);
-      assert.match(await note(page), /offline: using the copy in browser storage/);
+      assert.match(await note(page), /offline: using the copy in browser storage/i);
       await segmentOnce(page);
     } finally {
       server.unreachable.delete('/fresh-model/');
@@ -159,7 +159,7 @@ async function testRevalidateChangedOfflineDamaged(server, dir) {
     const state = await reload(page);
     console.log(`  damaged: "${await note(page)}"${state === 'error' ? ` error: "${await errorText(page)}"` : ''}`);
     assert.equal(state, 'ready');
-    assert.match(await note(page), /stored copy was damaged .*: downloaded and kept in browser storage/);
+    assert.match(await note(page), /stored copy was damaged .*: downloaded and kept in browser storage/i);
     assert.ok(since(start).includes(weights), 'downloaded again');
     await segmentOnce(page);
     assertLoopback(urls, server.url);
@@ -171,7 +171,7 @@ async function testRevalidateChangedOfflineDamaged(server, dir) {
 async function testClearCacheDuringDownloadWaits(server) {
   const { ctx, page, urls } = await launch();
   try {
-    await page.goto(`${server.url}/?${WEBGPU}model=/slow-model/`);
+    await page.goto(`${server.url}/?${SUITE_DEVICE.query}model=/slow-model/`);
     const ask = page.getByTestId('load-model');
     const downloading = status(page).filter({ hasText: 'downloading' });
     await downloading.or(ask).first().waitFor({ timeout: LONG });
@@ -310,7 +310,7 @@ async function testShards(server, dir) {
     let start = server.log.length;
     await open(page, server, '?model=/sharded-model/');
     console.log(`  first visit: "${await note(page)}"; requests: ${since(start).join(', ')}`);
-    assert.match(await note(page), new RegExp(`downloaded ${shards.length} of ${shards.length} shards and kept them in browser storage`));
+    assert.match(await note(page), new RegExp(`downloaded ${shards.length} of ${shards.length} shards and kept them in browser storage`, 'i'));
     for (const shard of shards) assert.ok(since(start).includes(`/sharded-model/${shard}`), `${shard} fetched`);
 
     // The mask equals the CLI's on the single file.
@@ -325,7 +325,7 @@ async function testShards(server, dir) {
     start = server.log.length;
     assert.equal(await reload(page), 'ready');
     console.log(`  reload: "${await note(page)}"; requests: ${since(start).join(', ')}`);
-    assert.match(await note(page), /loaded from browser storage, no download/);
+    assert.match(await note(page), /loaded from browser storage, no download/i);
     for (const shard of shards) {
       assert.ok(since(start).includes(`HEAD /sharded-model/${shard}`), `${shard} checked`);
       assert.ok(!since(start).includes(`/sharded-model/${shard}`), `${shard} not downloaded`);
@@ -346,7 +346,7 @@ async function testShards(server, dir) {
     try {
       assert.equal(await reload(page), 'ready');
       console.log(`  offline: "${await note(page)}"`);
-      assert.match(await note(page), /offline: using the copy in browser storage/);
+      assert.match(await note(page), /offline: using the copy in browser storage/i);
     } finally {
       server.unreachable.delete('/sharded-model/');
     }
@@ -377,7 +377,7 @@ async function testDeployedSite() {
   const { ctx, page, urls } = await launch();
   try {
     // No ?model=: the page takes the weights deployed beside it.
-    await page.goto(`${host.url}/?${WEBGPU.replace(/&$/, '')}`);
+    await page.goto(`${host.url}/?${SUITE_DEVICE.query.replace(/&$/, '')}`);
     assert.equal(await settle(page), 'ready', 'the deployed model loads');
     console.log(`  deployed: "${(await status(page).textContent()).trim()}"; "${await note(page)}"`);
     assert.ok(host.log.includes('/model/model.safetensors.index.json'), 'the page asked for its own weights');
@@ -399,7 +399,7 @@ async function testPlainErrors(server) {
   try {
     // Another origin (the same server under another name) is refused before any request.
     const other = server.url.replace('127.0.0.1', 'localhost');
-    await page.goto(`${server.url}/?${WEBGPU}model=${encodeURIComponent(`${other}/model/`)}`);
+    await page.goto(`${server.url}/?${SUITE_DEVICE.query}model=${encodeURIComponent(`${other}/model/`)}`);
     assert.equal(await settle(page), 'error');
     const refused = await errorText(page);
     console.log(`  other origin: "${refused}"`);
@@ -409,7 +409,7 @@ async function testPlainErrors(server) {
     // A model URL that cannot be fetched: the likely causes, CORS and the CSP among them.
     server.unreachable.add('/gone-model/');
     try {
-      await page.goto(`${server.url}/?${WEBGPU}model=/gone-model/`);
+      await page.goto(`${server.url}/?${SUITE_DEVICE.query}model=/gone-model/`);
       assert.equal(await settle(page), 'error');
     } finally {
       server.unreachable.delete('/gone-model/');

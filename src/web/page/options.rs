@@ -1,5 +1,6 @@
 //! Run options: embedding type and ensemble (the `<select>`s are built from the model's enums), class-
-//! index masks and their number of classes (the palette size, as the CLI's `--num-labels`).
+//! index masks and their number of classes (the palette size, as the CLI's `--num-labels`), and
+//! tiles for large targets (as the CLI's `--tile`).
 
 use wasm_bindgen::JsValue;
 use web_sys::{HtmlInputElement, HtmlSelectElement};
@@ -7,6 +8,7 @@ use web_sys::{HtmlInputElement, HtmlSelectElement};
 use super::dom::{Listener, fill_select, find, set_disabled};
 use super::{Msg, dispatch};
 use crate::model::{EmbeddingType, Ensemble};
+use crate::pipeline::Tiling;
 use crate::web::protocol::{RunOptions, embedding_label, ensemble_label};
 
 pub struct OptionsPanel {
@@ -14,6 +16,8 @@ pub struct OptionsPanel {
     ensemble: HtmlSelectElement,
     class_masks: HtmlInputElement,
     num_classes: HtmlInputElement,
+    /// `SIZE` or `SIZE,OVERLAP`, as the CLI's `--tile`; empty: targets whole.
+    tile: HtmlInputElement,
     /// The visitor typed a number of classes: it is no longer replaced by the inferred one.
     num_classes_edited: bool,
     _listeners: Vec<Listener>,
@@ -36,6 +40,7 @@ impl OptionsPanel {
         )?;
         let class_masks: HtmlInputElement = find(root, "class-masks")?;
         let num_classes: HtmlInputElement = find(root, "num-classes")?;
+        let tile: HtmlInputElement = find(root, "tile")?;
         let listeners = vec![
             Listener::new(&class_masks, "change", |_| dispatch(Msg::ClassMasksChanged))?,
             Listener::new(&num_classes, "input", |_| dispatch(Msg::NumClassesEdited))?,
@@ -45,6 +50,7 @@ impl OptionsPanel {
             ensemble,
             class_masks,
             num_classes,
+            tile,
             num_classes_edited: false,
             _listeners: listeners,
         })
@@ -92,6 +98,10 @@ impl OptionsPanel {
         } else {
             None
         };
-        Ok(RunOptions { embedding, ensemble, class_masks, num_classes })
+        let tile = match self.tile.value().trim() {
+            "" => None,
+            text => Some(Tiling::parse(text).map_err(|why| format!("tiles: {why}"))?),
+        };
+        Ok(RunOptions { embedding, ensemble, class_masks, num_classes, tile })
     }
 }

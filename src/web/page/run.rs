@@ -44,7 +44,7 @@ impl App {
             .map(|(i, card)| card.files(i + 1))
             .collect::<Result<Vec<_>, _>>()?;
         if options.ensemble.model_prompts(prompts.len() + tuned.len()) > self.max_prompts {
-            return Err(format!("your GPU allows at most {} prompts at a time", self.max_prompts).into());
+            return Err(format!("this device allows at most {} prompts at a time", self.max_prompts).into());
         }
         let targets = self.targets.files();
         if targets.is_empty() {

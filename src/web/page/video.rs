@@ -258,7 +258,8 @@ impl VideoPanel {
         Some((bitmap.clone(), format!("{}-{}.png", stem(&source.name()), source.stem(*index))))
     }
 
-    /// Shows how many previous frames fit: the GPU's prompt limit less the prompts.
+    /// Shows how many previous frames fit: the device's prompt limit (a GPU's buffer limit, or the
+    /// bound every device shares) less the prompts.
     pub fn render_controls(&self, ready: bool, max_prompts: usize, prompts: usize) {
         let running = self.run.is_some();
         let has_source = self.source.is_some();
@@ -275,10 +276,7 @@ impl VideoPanel {
             "previous frames the model sees beside the prompts (the CLI's --num-frames)".to_string()
         } else {
             let fits = max_prompts.saturating_sub(prompts.max(1));
-            format!(
-                "your GPU's buffer limit fits up to {fits} previous frames beside {} prompt(s)",
-                prompts.max(1)
-            )
+            format!("this device fits up to {fits} previous frames beside {} prompt(s)", prompts.max(1))
         };
         self.previous_hint.set_text_content(Some(&hint));
     }

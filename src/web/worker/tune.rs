@@ -6,7 +6,7 @@ use js_sys::Array;
 use wasm_bindgen::JsValue;
 use web_sys::File;
 
-use super::{Loaded, MODEL, post, post_with, prompts, read_bytes, requeue_first};
+use super::{Loaded, MODEL, next_task, post, post_with, prompts, read_bytes, requeue_first};
 use crate::pipeline::{ChwImage, denormalize, encode_rgb_png, to_rgb_u8};
 use crate::segment::TunedPrompt;
 use crate::tune::{
@@ -188,6 +188,7 @@ pub(super) async fn session(
         post(&ToPage::TuneStep { session, step: tuner.steps(), loss, seconds: now_s() - start });
         // Messages that came during the step: Stop ends the run here, a tuned file is checked
         // at once, anything else ends the run and is handled next, in its place.
+        next_task().await;
         while let Some(data) = queued() {
             match protocol::message::<ToWorker>(&data) {
                 Ok(ToWorker::TuneStop { session: of }) => stopped |= of == session,
